@@ -1,0 +1,76 @@
+"""PokeWatch core: evaluate trading-card price models and record the runs in MLflow.
+
+Light names (hook markers, base classes, plugin access) are imported eagerly; the ones that
+need pandas load on first use, so ``import pokewatch_core`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from pokewatch_core.components import SIGNALS, Metric, Model, ParamSpec, SignalPolicy
+from pokewatch_core.errors import (
+    ConfigError,
+    DataError,
+    PluginError,
+    PokeWatchError,
+    TrackingError,
+)
+from pokewatch_core.hookspecs import hookimpl, hookspec
+from pokewatch_core.plugins import get_plugins, register_plugin, reload_plugins, unregister_plugin
+from pokewatch_core.version import __version__
+
+if TYPE_CHECKING:
+    from pokewatch_core.data import load_prices, prepare_prices, read_table
+    from pokewatch_core.evaluation import EvaluationResult, evaluate
+    from pokewatch_core.price_index import PriceIndex
+    from pokewatch_core.sample_data import embedded_sample_path, generate_prices
+
+_LAZY = {
+    "evaluate": "pokewatch_core.evaluation",
+    "EvaluationResult": "pokewatch_core.evaluation",
+    "load_prices": "pokewatch_core.data",
+    "prepare_prices": "pokewatch_core.data",
+    "read_table": "pokewatch_core.data",
+    "PriceIndex": "pokewatch_core.price_index",
+    "generate_prices": "pokewatch_core.sample_data",
+    "embedded_sample_path": "pokewatch_core.sample_data",
+}
+
+__all__ = [
+    "SIGNALS",
+    "ConfigError",
+    "DataError",
+    "EvaluationResult",
+    "Metric",
+    "Model",
+    "ParamSpec",
+    "PluginError",
+    "PokeWatchError",
+    "PriceIndex",
+    "SignalPolicy",
+    "TrackingError",
+    "__version__",
+    "embedded_sample_path",
+    "evaluate",
+    "generate_prices",
+    "get_plugins",
+    "hookimpl",
+    "hookspec",
+    "load_prices",
+    "prepare_prices",
+    "read_table",
+    "register_plugin",
+    "reload_plugins",
+    "unregister_plugin",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pokewatch_core' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

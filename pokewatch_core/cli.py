@@ -1,0 +1,164 @@
+"""The ``pokewatch`` command line (DESIGN §6).
+
+Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback); 1 anything else
+(one line; the traceback only with ``--debug``). Heavy imports happen inside commands so that
+``pokewatch --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from pokewatch_core.errors import ConfigError, PokeWatchError
+from pokewatch_core.version import __version__
+
+DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
+
+
+def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        out[key.strip()] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pokewatch")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+def cli(debug: bool) -> None:
+    """PokeWatch: evaluate trading-card price models and log every run to MLflow."""
+
+
+@cli.command()
+@click.option("--model", "model", default="baseline_moving_average", show_default=True,
+              help="Model to evaluate (see 'pokewatch plugins').")
+@click.option("--data-path", "--data_path", "data_path", default=None,
+              help="Price table (parquet or CSV). Default: the embedded sv2a sample.")
+@click.option("--experiment-name", "--experiment_name", "experiment_name",
+              default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment.")
+@click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
+@click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Component parameter, e.g. -p window_size=5 (or policy.buy_threshold_pct=0.2).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Metric to compute (repeatable). Default: every installed metric.")
+@click.option("--test-start", default=None, metavar="DATE",
+              help="Fit on rows before DATE; score only rows on or after it.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@click.option("--register-model", default=None, metavar="NAME",
+              help="Register the logged model under NAME and point an alias at it.")
+@click.option("--alias", default="champion", show_default=True,
+              help="Registry alias set with --register-model.")
+@click.option("--id-col", default=None, help="Column holding the card id.")
+@click.option("--date-col", default=None, help="Column holding the date.")
+@click.option("--price-col", default=None, help="Column holding the market price.")
+def train(
+    model: str,
+    data_path: str | None,
+    experiment_name: str,
+    run_name: str | None,
+    policy: str,
+    params: tuple[str, ...],
+    metrics: tuple[str, ...],
+    test_start: str | None,
+    tags: tuple[str, ...],
+    tracking_uri: str | None,
+    register_model: str | None,
+    alias: str,
+    id_col: str | None,
+    date_col: str | None,
+    price_col: str | None,
+) -> None:
+    """Evaluate a model walk-forward and log the run to MLflow."""
+    from pokewatch_core.data import load_prices
+    from pokewatch_core.evaluation import evaluate, resolve_components
+    from pokewatch_core.sample_data import embedded_sample_path
+    from pokewatch_core.summary import data_overview, metrics_table
+    from pokewatch_core.tracking import log_evaluation
+
+    param_values = _pairs(params, "-p")
+    tag_values = _pairs(tags, "--tag")
+    # Resolve components first: a typo in --model should not wait for the data to load.
+    resolve_components(model, policy, list(metrics) or None, param_values)
+    path = data_path or str(embedded_sample_path())
+    source = data_path or "embedded sample (sv2a)"
+    table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
+    result = evaluate(
+        model, table, policy=policy, metrics=list(metrics) or None, params=param_values,
+        test_start=test_start, source=path,
+    )
+    logged = log_evaluation(
+        result,
+        experiment_name=experiment_name,
+        run_name=run_name or None,
+        tags=tag_values,
+        data_source=path,
+        tracking_uri=tracking_uri,
+        register_model=register_model,
+        alias=alias,
+    )
+    click.echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
+    for key, value in data_overview(result).items():
+        click.echo(f"  {key}: {value}")
+    click.echo("Metrics:")
+    click.echo(metrics_table(result.metrics))
+    click.echo(f"Run {logged.run_id} logged to experiment '{experiment_name}' at "
+               f"{logged.tracking_uri}")
+    if logged.model_uri:
+        click.echo(f"Model: {logged.model_uri}")
+    if logged.registered_version:
+        click.echo(f"Registered: models:/{logged.registered_model}@{alias} "
+                   f"(version {logged.registered_version})")
+    click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and maps errors to exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
+    if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    try:
+        code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("pokewatch: aborted", err=True)
+        code = 1
+    except click.ClickException as exc:
+        click.echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
+        code = exc.exit_code
+    except PokeWatchError as exc:
+        if debug and not isinstance(exc, ConfigError):
+            traceback.print_exc()
+        click.echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("pokewatch: interrupted", err=True)
+        code = 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (run with --debug for the traceback)"
+        click.echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}",
+                   err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+

@@ -1,0 +1,304 @@
+"""Reading and validating price tables (DESIGN §2).
+
+Every command and ``evaluate()`` goes through ``prepare_prices``: it maps column names,
+normalises types (string card ids, day-resolution dates, float prices) and rejects bad
+input with a one-line ``DataError`` naming the source, the column, the problem and one
+offending row. NaN prices are allowed: they are rows that cannot be scored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core.errors import DataError
+
+ID, DATE, PRICE = "card_id", "date", "market_price"
+REQUIRED = (ID, DATE, PRICE)
+_CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
+_PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+_TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _exc_line(exc: BaseException) -> str:
+    return _short(str(exc) or type(exc).__name__, 160)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a parquet or CSV file into a DataFrame, with one-line ``DataError`` on failure."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(
+            f"{path}: is a directory, expected a parquet or CSV file "
+            "(combine daily snapshots with 'pokewatch features')"
+        )
+    suffix = path.suffix.lower()
+    if suffix in _PARQUET_SUFFIXES or (suffix not in _CSV_SUFFIXES and _is_parquet(path)):
+        return _read_parquet(path)
+    if suffix in _CSV_SUFFIXES:
+        return _read_csv(path, _CSV_SUFFIXES[suffix])
+    raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for broken files
+        raise DataError(f"{path}: cannot read parquet file: {_exc_line(exc)}") from exc
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, sep=sep)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: empty table (the file has no header and no rows)") from exc
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read CSV file: {_exc_line(exc)}") from exc
+    if frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        for other in (";", "\t", "|", ","):
+            if other != sep and other in header:
+                raise DataError(
+                    f"{path}: only one column {_short(header)} found: the file looks "
+                    f"delimited by {other!r}, expected {sep!r}"
+                )
+    return frame
+
+
+def _row_hint(frame: pd.DataFrame, position: int) -> str:
+    """`row N (card_id='x', date=...)` for a 0-based position, 1-based in the message."""
+    parts = []
+    for col in (ID, DATE):
+        if col in frame.columns:
+            value = frame[col].iloc[position]
+            if isinstance(value, pd.Timestamp):
+                value = value.date().isoformat()
+            parts.append(f"{col}={_short(value)}")
+    where = f" ({', '.join(parts)})" if parts else ""
+    return f"row {position + 1}{where}"
+
+
+def _first(mask: np.ndarray[Any, Any] | pd.Series[bool]) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _map_columns(
+    frame: pd.DataFrame, source: str, mapping: dict[str, str | None]
+) -> pd.DataFrame:
+    flags = {ID: "--id-col", DATE: "--date-col", PRICE: "--price-col"}
+    columns = [str(c) for c in frame.columns]
+    renames: dict[Any, str] = {}
+    for canonical, given in mapping.items():
+        if not given or given == canonical:
+            continue
+        if given not in columns:
+            raise DataError(
+                f"{source}: column {given!r} given with {flags[canonical]} not found "
+                f"(columns: {', '.join(columns)})"
+            )
+        if canonical in columns:
+            raise DataError(
+                f"{source}: {flags[canonical]} maps {given!r} to {canonical!r}, but the table "
+                f"already has a column {canonical!r}"
+            )
+        renames[frame.columns[columns.index(given)]] = canonical
+    if renames:
+        frame = frame.rename(columns=renames)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        hint = " (map other names with --id-col/--date-col/--price-col)"
+        raise DataError(
+            f"{source}: missing required column {missing[0]!r} "
+            f"(columns: {', '.join(map(str, frame.columns))}){hint}"
+        )
+    return frame
+
+
+def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[str]:
+    ids = frame[ID]
+    if ids.isna().any():
+        pos = _first(ids.isna())
+        raise DataError(f"{source}: column 'card_id': missing card id at {_row_hint(frame, pos)}")
+    if not pd.api.types.is_string_dtype(ids.dtype) or ids.dtype == object:
+        ids = ids.astype("str")
+    blank = ids.str.strip() == ""
+    if blank.any():
+        pos = _first(blank)
+        raise DataError(
+            f"{source}: column 'card_id': empty or whitespace card id at row {pos + 1}"
+        )
+    return ids
+
+
+def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
+    raw = frame[DATE]
+    if raw.isna().any():
+        pos = _first(raw.isna())
+        raise DataError(f"{source}: column 'date': missing date at {_row_hint(frame, pos)}")
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        dates = raw.dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_dtype(raw.dtype):
+        dates = raw
+    elif pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
+        pos = 0
+        raise DataError(
+            f"{source}: column 'date': numbers are not dates ({_short(raw.iloc[pos])} at "
+            f"{_row_hint(frame, pos)}); use ISO dates such as 2025-11-23"
+        )
+    else:
+        dates = _parse_dates(frame, raw.astype("str"), source)
+    dates = dates.dt.floor("D")
+    if dates.dtype != "datetime64[ns]":
+        dates = dates.astype("datetime64[ns]")
+    return dates
+
+
+def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:
+    suffixes = text.str.strip().str.extract(_TZ_SUFFIX, expand=False)
+    has_tz = suffixes.notna()
+    if has_tz.any():
+        normalised = suffixes.fillna("naive").str.replace(":", "").str.replace("Z", "+0000")
+        kinds = normalised.unique()
+        if len(kinds) > 1:
+            first = normalised.iloc[0]
+            pos = _first(normalised != first)
+            raise DataError(
+                f"{source}: column 'date': mixed time zones ({_short(text.iloc[0])} at row 1 "
+                f"vs {_short(text.iloc[pos])} at row {pos + 1})"
+            )
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        bad = parsed.isna()
+        if bad.any():  # fall back to pandas' inference for the non-ISO values only
+            parsed[bad] = pd.to_datetime(text[bad], errors="coerce", format="mixed")
+            bad = parsed.isna()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{source}: column 'date': cannot parse dates: {_exc_line(exc)}") from exc
+    if bad.any():
+        pos = _first(bad)
+        raise DataError(
+            f"{source}: column 'date': unparsable date {_short(text.iloc[pos])} at row {pos + 1}"
+        )
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
+    return parsed
+
+
+def _clean_prices(frame: pd.DataFrame, source: str) -> pd.Series[float]:
+    raw = frame[PRICE]
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise DataError(f"{source}: column 'market_price': booleans are not prices")
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        prices = raw.astype("float64")
+    else:
+        prices = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = prices.isna() & raw.notna()
+        if bad.any():
+            text = raw.astype("str").str.strip().str.lower()
+            nan_words = text.isin(["", "nan", "na", "n/a", "null", "none"])
+            bad &= ~nan_words
+        if bad.any():
+            pos = _first(bad)
+            raise DataError(
+                f"{source}: column 'market_price': non-numeric price "
+                f"{_short(raw.iloc[pos])} at {_row_hint(frame, pos)}"
+            )
+    values = prices.to_numpy()
+    infinite = np.isinf(values)
+    if infinite.any():
+        pos = _first(infinite)
+        raise DataError(
+            f"{source}: column 'market_price': infinite price at {_row_hint(frame, pos)}"
+        )
+    with np.errstate(invalid="ignore"):
+        not_positive = values <= 0
+    if not_positive.any():
+        pos = _first(not_positive)
+        kind = "zero" if values[pos] == 0 else "negative"
+        raise DataError(
+            f"{source}: column 'market_price': {kind} price {values[pos]:g} at "
+            f"{_row_hint(frame, pos)} (prices must be > 0; leave unknown prices empty)"
+        )
+    if np.isnan(values).all():
+        raise DataError(f"{source}: column 'market_price': all prices are missing")
+    return prices
+
+
+def day_numbers(dates: pd.Series[Any] | pd.Index[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Dates as whole days since 1970-01-01 (int64)."""
+    values = np.asarray(dates, dtype="datetime64[ns]")
+    return values.astype("datetime64[D]").astype(np.int64)
+
+
+def _check_duplicates(frame: pd.DataFrame, source: str) -> None:
+    codes, _ = pd.factorize(frame[ID])
+    key = (codes.astype(np.int64) << 32) | (day_numbers(frame[DATE]) + (1 << 31))
+    if len(key) > 1 and not (key[1:] > key[:-1]).all():
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if len(dup):
+            first, second = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
+            raise DataError(
+                f"{source}: duplicate (card_id, date) at {_row_hint(frame, second)}, "
+                f"same as row {first + 1}"
+            )
+
+
+def prepare_prices(
+    data: pd.DataFrame,
+    source: str = "data",
+    *,
+    id_col: str | None = None,
+    date_col: str | None = None,
+    price_col: str | None = None,
+) -> pd.DataFrame:
+    """Validate and normalise a price table; returns a new frame in the input's row order.
+
+    The result has ``card_id`` (string), ``date`` (datetime64, day resolution) and
+    ``market_price`` (float64, NaN where unknown) first, then the carried columns.
+    Raises ``DataError`` with a one-line message on the first problem found.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"{source}: expected a pandas DataFrame, got {type(data).__name__}")
+    if data.shape[1] == 0 or len(data) == 0:
+        raise DataError(f"{source}: empty table (no rows)")
+    frame = _map_columns(data, source, {ID: id_col, DATE: date_col, PRICE: price_col})
+    frame = frame.reset_index(drop=True)
+    ids = _clean_ids(frame, source)
+    dates = _clean_dates(frame, source)
+    prices = _clean_prices(frame, source)
+    out = pd.DataFrame({ID: ids, DATE: dates, PRICE: prices})
+    carried = [c for c in frame.columns if c not in REQUIRED]
+    if carried:
+        out = pd.concat([out, frame[carried]], axis=1)
+    _check_duplicates(out, source)
+    return out
+
+
+def load_prices(
+    path: str | Path,
+    *,
+    id_col: str | None = None,
+    date_col: str | None = None,
+    price_col: str | None = None,
+) -> pd.DataFrame:
+    """Read a parquet/CSV price table and validate it (see ``prepare_prices``)."""
+    frame = read_table(path)
+    return prepare_prices(frame, str(path), id_col=id_col, date_col=date_col, price_col=price_col)

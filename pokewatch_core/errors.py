@@ -1,0 +1,29 @@
+"""Exception types; the CLI maps them to exit codes (DESIGN §6)."""
+
+from __future__ import annotations
+
+
+class PokeWatchError(Exception):
+    """Base class of every error PokeWatch raises on purpose (CLI exit code 1)."""
+
+    exit_code = 1
+
+
+class DataError(PokeWatchError, ValueError):
+    """Bad input data: missing file, bad column, bad value (CLI exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(PokeWatchError, ValueError):
+    """Bad usage: unknown component, unknown or unconvertible parameter (CLI exit code 2)."""
+
+    exit_code = 2
+
+
+class PluginError(PokeWatchError):
+    """A plugin is broken or conflicts with another one (CLI exit code 1)."""
+
+
+class TrackingError(PokeWatchError):
+    """The MLflow tracking store could not be reached or written (CLI exit code 1)."""

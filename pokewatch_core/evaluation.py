@@ -1,0 +1,271 @@
+"""The evaluation runner (DESIGN §4): any model, any policy, any metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
+from pokewatch_core.data import DATE, ID, PRICE, load_prices, prepare_prices
+from pokewatch_core.errors import ConfigError, DataError, PluginError
+from pokewatch_core.plugins import get_plugins
+
+PREDICTED, SIGNAL = "predicted_price", "signal"
+
+
+@dataclass
+class EvaluationResult:
+    """What ``evaluate`` returns: metrics, the evaluation frame and the components used."""
+
+    metrics: dict[str, float]
+    frame: pd.DataFrame
+    model: Model
+    policy: SignalPolicy
+    metric_components: dict[str, Metric] = field(default_factory=dict)
+    test_start: pd.Timestamp | None = None
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        """The model's parameters."""
+        return self.model.get_params()
+
+    @property
+    def policy_params(self) -> dict[str, Any]:
+        """The signal policy's parameters."""
+        return self.policy.get_params()
+
+    @property
+    def run_params(self) -> dict[str, Any]:
+        """Parameters of the run itself: model and policy names, the test start."""
+        params: dict[str, Any] = {"model_type": self.model.name, "policy": self.policy.name}
+        if self.test_start is not None:
+            params["test_start"] = self.test_start.date().isoformat()
+        return params
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every parameter to log: run, model, policy and metric parameters.
+
+        A component parameter whose name another one already uses is prefixed with the
+        component (``policy.x``, ``<metric>.x``).
+        """
+        out = dict(self.run_params)
+        groups: list[tuple[str, dict[str, Any]]] = [
+            ("model", self.model_params),
+            ("policy", self.policy_params),
+        ]
+        groups += [(name, m.get_params()) for name, m in self.metric_components.items()]
+        for prefix, values in groups:
+            for key, value in values.items():
+                if key in out and out[key] != value:
+                    key = f"{prefix}.{key}"
+                out[key] = value
+        return out
+
+    @property
+    def scored_frame(self) -> pd.DataFrame:
+        """The rows the metrics are computed over (all rows, or those on/after test_start)."""
+        if self.test_start is None:
+            return self.frame
+        return self.frame.loc[self.frame[DATE] >= self.test_start]
+
+
+def _route_params(
+    params: Mapping[str, Any] | None, targets: dict[str, type[Component] | Component]
+) -> dict[str, dict[str, Any]]:
+    """Split ``params`` by component: ``key`` goes to every component that declares it,
+    ``model.key`` / ``policy.key`` / ``<metric>.key`` to that one only."""
+    routed: dict[str, dict[str, Any]] = {label: {} for label in targets}
+    specs = {label: type_of(t).param_specs() for label, t in targets.items()}
+    for raw_key, value in (params or {}).items():
+        key = str(raw_key)
+        prefix, _, bare = key.rpartition(".")
+        if prefix:
+            if prefix not in targets:
+                raise ConfigError(
+                    f"parameter {key!r}: no component {prefix!r} "
+                    f"(use one of: {', '.join(sorted(targets))})"
+                )
+            if bare not in specs[prefix]:
+                valid = ", ".join(sorted(specs[prefix])) or "none"
+                raise ConfigError(f"unknown parameter {key!r} (valid for {prefix}: {valid})")
+            routed[prefix][bare] = value
+            continue
+        owners = [label for label, s in specs.items() if key in s]
+        if not owners:
+            valid = sorted({p for s in specs.values() for p in s})
+            raise ConfigError(
+                f"unknown parameter {key!r} (valid: {', '.join(valid) or 'none'})"
+            )
+        for label in owners:
+            routed[label][key] = value
+    return routed
+
+
+def type_of(spec: type[Component] | Component) -> type[Component]:
+    """The class of a component given as a class or an instance."""
+    return spec if isinstance(spec, type) else type(spec)
+
+
+def _component(kind: str, spec: Any) -> type[Component] | Component:
+    bases: dict[str, type[Component]] = {"model": Model, "metric": Metric, "policy": SignalPolicy}
+    if isinstance(spec, str):
+        cls: type[Component] = get_plugins().registry(kind).get(spec)
+        return cls
+    base = bases[kind]
+    if isinstance(spec, base) or (isinstance(spec, type) and issubclass(spec, base)):
+        return spec
+    raise ConfigError(f"expected a {kind} name or a {base.__name__}, got {spec!r}")
+
+
+def _build(spec: type[Component] | Component, params: dict[str, Any]) -> Any:
+    if isinstance(spec, type):
+        return spec.from_params(params)
+    if not params:
+        return spec
+    return type(spec).from_params({**spec.get_params(), **params})
+
+
+def resolve_components(
+    model: str | Model | type[Model],
+    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
+    metrics: Sequence[str | Metric | type[Metric]] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[Model, SignalPolicy, dict[str, Metric]]:
+    """Build the model, policy and metrics from names or objects, applying ``params``."""
+    targets: dict[str, type[Component] | Component] = {
+        "model": _component("model", model),
+        "policy": _component("policy", policy),
+    }
+    metric_specs: Iterable[Any] = get_plugins().metrics.names() if metrics is None else metrics
+    metric_labels: list[str] = []
+    for spec in metric_specs:
+        resolved = _component("metric", spec)
+        label = type_of(resolved).name
+        if label in targets:
+            raise ConfigError(f"metric {label!r} is given twice or clashes with 'model'/'policy'")
+        targets[label] = resolved
+        metric_labels.append(label)
+    routed = _route_params(params, targets)
+    built = {label: _build(spec, routed[label]) for label, spec in targets.items()}
+    return built["model"], built["policy"], {label: built[label] for label in metric_labels}
+
+
+def _predictions(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
+    raw = model.predict(history, at)
+    try:
+        values = np.asarray(raw, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"model '{model.name}' returned non-numeric predictions: {exc}") from exc
+    if len(values) != len(at):
+        raise PluginError(
+            f"model '{model.name}' returned {len(values)} predictions for {len(at)} rows"
+        )
+    if np.isinf(values).any():
+        raise PluginError(f"model '{model.name}' returned infinite predictions")
+    return values
+
+
+def signals_from(raw: Any, n: int, policy_name: str) -> pd.Categorical:
+    """Normalise a policy's output to a categorical of BUY/SELL/HOLD (NaN where missing)."""
+    if isinstance(raw, pd.Categorical) and tuple(raw.categories) == SIGNALS:
+        signals = raw
+    else:
+        values = raw.to_numpy() if isinstance(raw, pd.Series) else np.asarray(raw, dtype=object)
+        signals = pd.Categorical(values, categories=list(SIGNALS))
+        given = ~pd.isna(values)
+        unknown = given & np.asarray(pd.isna(signals))
+        if unknown.any():
+            bad = values[np.flatnonzero(unknown)[0]]
+            raise PluginError(
+                f"policy '{policy_name}' returned {bad!r}; signals must be BUY, SELL or HOLD"
+            )
+    if len(signals) != n:
+        raise PluginError(f"policy '{policy_name}' returned {len(signals)} signals for {n} rows")
+    return signals
+
+
+def _test_start(value: Any) -> pd.Timestamp | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"test_start: cannot parse {value!r} as a date") from exc
+    if stamp is pd.NaT:
+        raise ConfigError(f"test_start: cannot parse {value!r} as a date")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_localize(None)
+    return stamp.floor("D")
+
+
+def evaluate(
+    model: str | Model | type[Model],
+    data: pd.DataFrame | str | Path,
+    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
+    metrics: Sequence[str | Metric | type[Metric]] | None = None,
+    params: Mapping[str, Any] | None = None,
+    test_start: str | pd.Timestamp | None = None,
+    *,
+    source: str | None = None,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``data`` walk-forward, one step ahead, and compute ``metrics``.
+
+    ``data`` is a price table (DataFrame, or a parquet/CSV path). Components are given by
+    name or as classes/instances; ``metrics=None`` means every registered metric. ``params``
+    maps parameter names (``window_size``, or ``policy.buy_threshold_pct`` to aim at one
+    component) to values or strings. With ``test_start``, the model is fitted on the rows
+    before it and only rows on or after it are predicted and scored.
+    """
+    model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
+    start = _test_start(test_start)
+    if isinstance(data, str | Path):
+        table = load_prices(data)
+    else:
+        table = prepare_prices(data, source or "data")
+
+    dates = table[DATE]
+    if start is None:
+        train = table
+        at_mask = None
+    else:
+        before = (dates < start).to_numpy()
+        if before.all():
+            raise DataError(f"{source or 'data'}: no rows on or after test_start {start.date()}")
+        train = table.loc[before, [ID, DATE, PRICE]]
+        at_mask = ~before
+
+    history = table[[ID, DATE, PRICE]]
+    fitted = model_obj.fit(train if start is not None else history)
+    if isinstance(fitted, Model):
+        model_obj = fitted
+
+    at = history[[ID, DATE]] if at_mask is None else history.loc[at_mask, [ID, DATE]]
+    predicted = _predictions(model_obj, history, at)
+    market = table[PRICE].to_numpy()
+    if at_mask is None:
+        fair = predicted
+    else:
+        fair = np.full(len(table), np.nan)
+        fair[at_mask] = predicted
+
+    signals = signals_from(policy_obj.decide(market, fair), len(table), policy_obj.name)
+    if at_mask is not None:
+        signals[~at_mask] = np.nan
+
+    frame = table
+    frame.insert(3, PREDICTED, fair)
+    frame.insert(4, SIGNAL, signals)
+    result = EvaluationResult({}, frame, model_obj, policy_obj, metric_objs, start)
+    scored = result.scored_frame
+    for name, metric in metric_objs.items():
+        try:
+            result.metrics[name] = float(metric.compute(scored))
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"metric '{name}' failed: {exc}") from exc
+    return result

@@ -1,0 +1,68 @@
+"""The evaluation plots logged with every run (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pokewatch_core.components import SIGNALS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from pokewatch_core.evaluation import EvaluationResult
+
+SCATTER_POINTS = 20_000  # more points add nothing visible and cost seconds
+
+
+def _figure() -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    fig = Figure(figsize=(7, 5), dpi=100)
+    return fig, fig.add_subplot()
+
+
+def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
+    """The three plots, by artifact path (``plots/…png``)."""
+    frame = result.scored_frame
+    market = frame["market_price"].to_numpy(dtype=np.float64)
+    predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
+    ok = ~(np.isnan(market) | np.isnan(predicted))
+    market, predicted = market[ok], predicted[ok]
+    title = f"{result.model.name}"
+
+    fig_err, ax = _figure()
+    errors = predicted - market
+    if len(errors):
+        ax.hist(errors, bins=60, color="#4c72b0")
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set(title=f"Prediction error, {title}", xlabel="predicted - market price ($)", ylabel="rows")
+
+    fig_sc, ax = _figure()
+    if len(market) > SCATTER_POINTS:
+        pick = np.random.default_rng(0).choice(len(market), SCATTER_POINTS, replace=False)
+        market_s, predicted_s = market[pick], predicted[pick]
+    else:
+        market_s, predicted_s = market, predicted
+    ax.scatter(market_s, predicted_s, s=4, alpha=0.4, color="#4c72b0")
+    if len(market):
+        low, high = float(min(market.min(), predicted.min())), float(max(market.max(), predicted.max()))
+        ax.plot([low, high], [low, high], color="black", linewidth=1, label="perfect")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend()
+    ax.set(title=f"Market vs predicted price, {title}", xlabel="market price ($)",
+           ylabel="predicted price ($)")
+
+    fig_sig, ax = _figure()
+    counts = frame["signal"].value_counts().reindex(list(SIGNALS), fill_value=0)
+    bars = ax.bar(list(SIGNALS), counts.to_numpy(), color=["#55a868", "#c44e52", "#8c8c8c"])
+    ax.bar_label(bars)
+    ax.set(title=f"Signals, {result.policy.name} policy", ylabel="rows")
+
+    return {
+        "plots/error_distribution.png": fig_err,
+        "plots/scatter_true_vs_predicted.png": fig_sc,
+        "plots/signal_distribution.png": fig_sig,
+    }

@@ -1,0 +1,257 @@
+"""Plugin discovery and the component registries.
+
+Plugins are loaded once per process from the entry-point group ``pokewatch``. A plugin that
+fails to import, whose hook raises, or that registers something invalid is skipped with one
+warning line (an error with ``POKEWATCH_STRICT_PLUGINS=1``); ``POKEWATCH_DISABLE_PLUGINS=a,b``
+blocks plugins by entry-point name. Two plugins registering the same component name is an
+error naming both, raised when that name is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from pokewatch_core import hookspecs
+from pokewatch_core.components import Component, Metric, Model, SignalPolicy
+from pokewatch_core.errors import ConfigError, PluginError
+
+log = logging.getLogger("pokewatch")
+
+C = TypeVar("C", bound=Component)
+
+HOOKS: dict[str, tuple[str, type[Component]]] = {
+    "pokewatch_register_models": ("model", Model),
+    "pokewatch_register_metrics": ("metric", Metric),
+    "pokewatch_register_signal_policies": ("policy", SignalPolicy),
+}
+
+
+@dataclass
+class PluginInfo:
+    """What is known of one plugin: where it comes from and what it did."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One component class and the plugin that registered it."""
+
+    cls: type[Component]
+    plugin: str
+
+
+class Registry(Generic[C]):
+    """The components of one kind, by name."""
+
+    def __init__(self, kind: str, base: type[C]) -> None:
+        self.kind = kind
+        self.base = base
+        self._items: dict[str, list[Registration]] = {}
+
+    def add(self, cls: type[C], plugin: str) -> None:
+        """Record ``cls`` under its name (a second plugin with the same name is a conflict)."""
+        self._items.setdefault(cls.name, []).append(Registration(cls, plugin))
+
+    def names(self) -> list[str]:
+        """All registered names, in registration order."""
+        return list(self._items)
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Names registered by more than one plugin, with those plugins."""
+        return {n: [r.plugin for r in regs] for n, regs in self._items.items() if len(regs) > 1}
+
+    def registration(self, name: str) -> Registration:
+        """The registration of ``name``; ``ConfigError`` if unknown, ``PluginError`` if
+        two plugins claim it."""
+        regs = self._items.get(name)
+        if not regs:
+            valid = ", ".join(sorted(self._items)) or "none installed"
+            raise ConfigError(f"unknown {self.kind} '{name}' (valid: {valid})")
+        if len(regs) > 1:
+            plugins = " and ".join(f"'{r.plugin}'" for r in regs)
+            raise PluginError(
+                f"{self.kind} name '{name}' is registered by two plugins: {plugins}; "
+                "uninstall one or block it with POKEWATCH_DISABLE_PLUGINS"
+            )
+        return regs[0]
+
+    def get(self, name: str) -> type[C]:
+        """The class registered as ``name``."""
+        cls = self.registration(name).cls
+        assert issubclass(cls, self.base)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+
+@dataclass
+class Plugins:
+    """The loaded plugins and the three registries they filled."""
+
+    models: Registry[Model]
+    metrics: Registry[Metric]
+    policies: Registry[SignalPolicy]
+    plugins: dict[str, PluginInfo]
+    manager: pluggy.PluginManager
+
+    def registry(self, kind: str) -> Registry[Any]:
+        """The registry of ``kind`` (``model``, ``metric`` or ``policy``)."""
+        return {"model": self.models, "metric": self.metrics, "policy": self.policies}[kind]
+
+    def failed(self) -> list[PluginInfo]:
+        """Plugins that were skipped because of an error."""
+        return [p for p in self.plugins.values() if p.error]
+
+
+def _strict() -> bool:
+    return os.environ.get("POKEWATCH_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _blocked() -> set[str]:
+    raw = os.environ.get("POKEWATCH_DISABLE_PLUGINS", "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fail(info: PluginInfo, what: str, exc: BaseException | str) -> None:
+    message = exc if isinstance(exc, str) else _one_line(exc)
+    info.error = f"{what}: {message}" if not info.error else f"{info.error}; {what}: {message}"
+    origin = f" ({info.distribution} {info.version})" if info.distribution else ""
+    line = f"plugin '{info.name}'{origin} {what}: {message}"
+    if _strict():
+        raise PluginError(line + " (POKEWATCH_STRICT_PLUGINS is set)")
+    log.warning("warning: %s; skipped", line)
+
+
+def _validate(cls: Any, kind: str, base: type[Component]) -> None:
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise TypeError(f"{cls!r} is not a subclass of pokewatch_core.{base.__name__}")
+    if not isinstance(cls.name, str) or not cls.name.strip():
+        raise TypeError(f"{kind} class {cls.__qualname__} has no 'name'")
+    cls.param_specs()  # raises TypeError on unusable parameters
+
+
+def _load(extra: list[tuple[str, object]]) -> Plugins:
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    blocked = _blocked()
+
+    for ep in metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        if ep.name in blocked or ep.name in infos:
+            continue
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            name=ep.name,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+            module=ep.value,
+        )
+        infos[ep.name] = info
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:
+            _fail(info, "failed to load", exc)
+    for name, plugin in extra:
+        if name in blocked:
+            continue
+        infos[name] = PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)))
+        try:
+            pm.register(plugin, name=name)
+        except Exception as exc:
+            _fail(infos[name], "failed to load", exc)
+
+    models: Registry[Model] = Registry("model", Model)
+    metrics: Registry[Metric] = Registry("metric", Metric)
+    policies: Registry[SignalPolicy] = Registry("policy", SignalPolicy)
+    registries: dict[str, Registry[Any]] = {"model": models, "metric": metrics, "policy": policies}
+
+    for hook_name, (kind, base) in HOOKS.items():
+        # Call each implementation on its own so that one raising plugin spoils nothing else.
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            info = infos[impl.plugin_name]
+            if info.error:
+                continue
+            info.hooks.append(hook_name)
+            collected: list[type[Component]] = []
+
+            def register(cls: Any, _collected: list[Any] = collected) -> None:
+                _collected.append(cls)
+
+            try:
+                impl.function(register=register)
+                for cls in collected:
+                    _validate(cls, kind, base)
+            except Exception as exc:
+                _fail(info, f"hook {hook_name} failed", exc)
+                continue
+            for cls in collected:
+                registries[kind].add(cls, info.name)
+                info.components.append((kind, cls.name))
+    return Plugins(models, metrics, policies, infos, pm)
+
+
+_lock = threading.Lock()
+_loaded: Plugins | None = None
+_extra: list[tuple[str, object]] = []
+
+
+def get_plugins() -> Plugins:
+    """The plugins of this process, loaded on first use."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _load(list(_extra))
+        return _loaded
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Add an in-process plugin (an object or module with hook implementations).
+
+    Useful in notebooks and tests; installed plugins are found through entry points instead.
+    """
+    global _loaded
+    plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+    with _lock:
+        _extra.append((plugin_name, plugin))
+        _loaded = None
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove an in-process plugin added with ``register_plugin``."""
+    global _loaded
+    with _lock:
+        _extra[:] = [(n, p) for n, p in _extra if n != name]
+        _loaded = None
+
+
+def reload_plugins() -> Plugins:
+    """Forget the loaded plugins and discover them again (after installing one)."""
+    global _loaded
+    with _lock:
+        _loaded = None
+    return get_plugins()

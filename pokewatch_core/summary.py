@@ -1,0 +1,67 @@
+"""Human-readable summaries of an evaluation (terminal and ``evaluation_summary.txt``)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pokewatch_core.components import SIGNALS
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation import EvaluationResult
+
+
+def format_value(value: Any) -> str:
+    """A metric or parameter value as short text."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    """Metrics as aligned ``name  value`` lines."""
+    width = max((len(n) for n in metrics), default=0)
+    return "\n".join(f"  {name:<{width}}  {format_value(v)}" for name, v in metrics.items())
+
+
+def data_overview(result: EvaluationResult) -> dict[str, str]:
+    """Counts that tell what was evaluated: rows, cards, dates, missing prices."""
+    frame = result.frame
+    scored = result.scored_frame
+    has_price = scored["market_price"].notna()
+    has_pred = scored["predicted_price"].notna()
+    overview = {
+        "rows": f"{len(frame):,}",
+        "cards": f"{frame['card_id'].nunique():,}",
+        "dates": f"{frame['date'].min().date()} to {frame['date'].max().date()}",
+        "missing prices": f"{int(frame['market_price'].isna().sum()):,} rows (not scored)",
+        "scored rows": f"{int((has_price & has_pred).sum()):,}",
+        "no prediction": f"{int((has_price & ~has_pred).sum()):,} priced rows",
+    }
+    if result.test_start is not None:
+        overview["test period"] = f"from {result.test_start.date()} ({len(scored):,} rows)"
+    return overview
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in params.items()) or "no parameters"
+
+
+def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
+    """The full text summary logged as ``summary/evaluation_summary.txt``."""
+    counts = result.scored_frame["signal"].value_counts()
+    signal_line = ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SIGNALS)
+    lines = [
+        "PokeWatch evaluation summary",
+        "============================",
+        f"model:  {result.model.name} ({_params_text(result.model_params)})",
+        f"policy: {result.policy.name} ({_params_text(result.policy_params)})",
+        f"data:   {source}",
+    ]
+    lines += [f"  {k}: {v}" for k, v in data_overview(result).items()]
+    lines += ["", "Metrics", metrics_table(result.metrics), "", f"Signals: {signal_line}"]
+    return "\n".join(lines) + "\n"

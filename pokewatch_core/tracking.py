@@ -1,0 +1,189 @@
+"""MLflow logging of an evaluation (DESIGN §5). The only module that imports ``mlflow``,
+and only inside functions, so importing PokeWatch never pays for it."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.plugins import get_plugins
+from pokewatch_core.version import __version__
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation import EvaluationResult
+
+DEFAULT_EXPERIMENT = "pokewatch_baseline"
+SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
+MODEL_CODE = Path(__file__).with_name("tracking_model.py")
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """Where an evaluation was logged."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    model_uri: str | None = None
+    registered_model: str | None = None
+    registered_version: str | None = None
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str | None:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the same in ``./.env``, else
+    None (MLflow's own default: a SQLite store in the working directory)."""
+    if explicit:
+        return explicit
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    env_file = Path(".env")
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        value = dotenv_values(env_file).get("MLFLOW_TRACKING_URI")
+        if value:
+            return value
+    return None
+
+
+def model_artifact_name(model_name: str) -> str:
+    """``baseline_model`` for the baseline, ``<model>_model`` otherwise (DESIGN §5)."""
+    return "baseline_model" if model_name == "baseline_moving_average" else f"{model_name}_model"
+
+
+def _plugin_versions(result: EvaluationResult) -> dict[str, str]:
+    """``{distribution: version}`` of the plugins that provided the components used."""
+    plugins = get_plugins()
+    used = [("model", result.model.name), ("policy", result.policy.name)]
+    used += [("metric", name) for name in result.metric_components]
+    out: dict[str, str] = {}
+    for kind, name in used:
+        registry = plugins.registry(kind)
+        if name not in registry:
+            continue  # a component passed as an object, not from a plugin
+        info = plugins.plugins.get(registry.registration(name).plugin)
+        if info is not None:
+            out[info.distribution or info.name] = info.version or "unknown"
+    return out
+
+
+def _pip_requirements(result: EvaluationResult) -> list[str]:
+    import mlflow
+
+    reqs = {"pokewatch": f"pokewatch=={__version__}", "mlflow": f"mlflow=={mlflow.__version__}"}
+    for dist, version in _plugin_versions(result).items():
+        reqs.setdefault(dist, f"{dist}=={version}" if version != "unknown" else dist)
+    return list(reqs.values())
+
+
+def _signature() -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", ID), ColSpec(AnyType(), DATE, required=False)])
+    outputs = Schema(
+        [
+            ColSpec("string", ID),
+            ColSpec("datetime", DATE),
+            ColSpec("double", PRICE),
+            ColSpec("double", "fair_price"),
+            ColSpec("string", "signal"),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _log_model(result: EvaluationResult, workdir: Path) -> str:
+    import mlflow
+    import pandas as pd
+
+    from pokewatch_core.fair_price import FairPricer
+
+    pricer = FairPricer(result.model, result.policy, result.frame)
+    files = pricer.save(workdir / "model_state")
+    example_cards = result.frame[ID].drop_duplicates().head(3).tolist()
+    info = mlflow.pyfunc.log_model(
+        name=model_artifact_name(result.model.name),
+        python_model=str(MODEL_CODE),
+        artifacts={k: str(v) for k, v in files.items()},
+        pip_requirements=_pip_requirements(result),
+        signature=_signature(),
+        input_example=pd.DataFrame({ID: example_cards}),
+    )
+    return str(info.model_uri)
+
+
+def _clean_metric(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
+
+
+def log_evaluation(
+    result: EvaluationResult,
+    *,
+    experiment_name: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    data_source: str = "data",
+    tracking_uri: str | None = None,
+    register_model: str | None = None,
+    alias: str = "champion",
+    log_model: bool = True,
+) -> LoggedRun:
+    """Log ``result`` as one MLflow run: params, metrics, plots, summary, dataset, model.
+
+    The run ends FAILED (never left RUNNING) if anything fails after it started.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.plots import evaluation_figures
+    from pokewatch_core.summary import evaluation_summary
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    resumed = bool(os.environ.get("MLFLOW_RUN_ID"))  # inside `mlflow run`: log into its run
+    if not resumed:
+        mlflow.set_experiment(experiment_name)
+
+    all_tags = {"pokewatch.version": __version__}
+    all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
+    all_tags.update(tags or {})
+
+    with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp, mlflow.start_run(
+        run_name=run_name, tags=all_tags
+    ) as run:
+        if resumed and run_name:
+            mlflow.set_tag("mlflow.runName", run_name)
+        mlflow.log_params({k: str(v) for k, v in result.params.items()})
+        mlflow.log_metrics({k: _clean_metric(v) for k, v in result.metrics.items()})
+        table = result.frame.drop(columns=["predicted_price", "signal"])
+        with warnings.catch_warnings():  # MLflow warns that a local path matches two sources
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                table, source=data_source, name=Path(data_source).name, targets=PRICE
+            )
+        mlflow.log_input(dataset, context="evaluation")
+        for path, fig in evaluation_figures(result).items():
+            mlflow.log_figure(fig, path)
+        mlflow.log_text(evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
+        model_uri = _log_model(result, Path(tmp)) if log_model else None
+        version = None
+        if register_model and model_uri:
+            registered = mlflow.register_model(model_uri, register_model)
+            version = str(registered.version)
+            MlflowClient().set_registered_model_alias(register_model, alias, version)
+        return LoggedRun(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            tracking_uri=mlflow.get_tracking_uri(),
+            model_uri=model_uri,
+            registered_model=register_model if version else None,
+            registered_version=version,
+        )

@@ -1,0 +1,48 @@
+"""The moving-average baseline model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core import Model, PriceIndex
+
+
+@dataclass
+class BaselineMovingAverage(Model):
+    """Mean of the card's last ``window_size`` observed prices strictly before the date."""
+
+    name: ClassVar[str] = "baseline_moving_average"
+    description: ClassVar[str] = (
+        "Mean of the card's last window_size observed prices strictly before the date "
+        "(needs at least min_periods of them)."
+    )
+
+    window_size: int = 3
+    min_periods: int = 1
+
+    def __post_init__(self) -> None:
+        if self.window_size < 1:
+            raise ValueError(f"window_size must be at least 1, got {self.window_size}")
+        if not 1 <= self.min_periods <= self.window_size:
+            raise ValueError(
+                f"min_periods must be between 1 and window_size ({self.window_size}), "
+                f"got {self.min_periods}"
+            )
+
+    def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
+        index = PriceIndex.build(history)
+        before, count = index.locate(at)  # rows of each card strictly before the date
+        prices = index.prices
+        k = np.minimum(count, self.window_size)
+        total = np.zeros(len(before))
+        for lag in range(1, self.window_size + 1):
+            use = lag <= k
+            total += np.where(use, prices[np.maximum(before - lag, 0)], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fair = total / k
+        fair[k < self.min_periods] = np.nan
+        return fair
