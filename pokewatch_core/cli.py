@@ -11,7 +11,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
@@ -39,26 +38,65 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--model", "model", default="baseline_moving_average", show_default=True,
-              help="Model to evaluate (see 'pokewatch plugins').")
-@click.option("--data-path", "--data_path", "data_path", default=None,
-              help="Price table (parquet or CSV). Default: the embedded sv2a sample.")
-@click.option("--experiment-name", "--experiment_name", "experiment_name",
-              default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment.")
+@click.option(
+    "--model",
+    "model",
+    default="baseline_moving_average",
+    show_default=True,
+    help="Model to evaluate (see 'pokewatch plugins').",
+)
+@click.option(
+    "--data-path",
+    "--data_path",
+    "data_path",
+    default=None,
+    help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
+)
+@click.option(
+    "--experiment-name",
+    "--experiment_name",
+    "experiment_name",
+    default=DEFAULT_EXPERIMENT,
+    show_default=True,
+    help="MLflow experiment.",
+)
 @click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
 @click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Component parameter, e.g. -p window_size=5 (or policy.buy_threshold_pct=0.2).")
-@click.option("--metric", "metrics", multiple=True, metavar="NAME",
-              help="Metric to compute (repeatable). Default: every installed metric.")
-@click.option("--test-start", default=None, metavar="DATE",
-              help="Fit on rows before DATE; score only rows on or after it.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Component parameter, e.g. -p window_size=5 (or policy.buy_threshold_pct=0.2).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metric to compute (repeatable). Default: every installed metric.",
+)
+@click.option(
+    "--test-start",
+    default=None,
+    metavar="DATE",
+    help="Fit on rows before DATE; score only rows on or after it.",
+)
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--register-model", default=None, metavar="NAME",
-              help="Register the logged model under NAME and point an alias at it.")
-@click.option("--alias", default="champion", show_default=True,
-              help="Registry alias set with --register-model.")
+@click.option(
+    "--register-model",
+    default=None,
+    metavar="NAME",
+    help="Register the logged model under NAME and point an alias at it.",
+)
+@click.option(
+    "--alias",
+    default="champion",
+    show_default=True,
+    help="Registry alias set with --register-model.",
+)
 @click.option("--id-col", default=None, help="Column holding the card id.")
 @click.option("--date-col", default=None, help="Column holding the date.")
 @click.option("--price-col", default=None, help="Column holding the market price.")
@@ -94,8 +132,13 @@ def train(
     source = data_path or "embedded sample (sv2a)"
     table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
     result = evaluate(
-        model, table, policy=policy, metrics=list(metrics) or None, params=param_values,
-        test_start=test_start, source=path,
+        model,
+        table,
+        policy=policy,
+        metrics=list(metrics) or None,
+        params=param_values,
+        test_start=test_start,
+        source=path,
     )
     logged = log_evaluation(
         result,
@@ -112,13 +155,16 @@ def train(
         click.echo(f"  {key}: {value}")
     click.echo("Metrics:")
     click.echo(metrics_table(result.metrics))
-    click.echo(f"Run {logged.run_id} logged to experiment '{experiment_name}' at "
-               f"{logged.tracking_uri}")
+    click.echo(
+        f"Run {logged.run_id} logged to experiment '{experiment_name}' at {logged.tracking_uri}"
+    )
     if logged.model_uri:
         click.echo(f"Model: {logged.model_uri}")
     if logged.registered_version:
-        click.echo(f"Registered: models:/{logged.registered_model}@{alias} "
-                   f"(version {logged.registered_version})")
+        click.echo(
+            f"Registered: models:/{logged.registered_model}@{alias} "
+            f"(version {logged.registered_version})"
+        )
     click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
 
 
@@ -156,9 +202,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         hint = "" if debug else " (run with --debug for the traceback)"
-        click.echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}",
-                   err=True)
+        click.echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
-
-

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 from pokewatch_core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import numpy as np
     import pandas as pd
-    from typing_extensions import Self
 
 _SCALARS: tuple[type, ...] = (bool, int, float, str)
 _TRUE = {"1", "true", "yes", "on"}

@@ -99,9 +99,7 @@ def _first(mask: np.ndarray[Any, Any] | pd.Series[bool]) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
-def _map_columns(
-    frame: pd.DataFrame, source: str, mapping: dict[str, str | None]
-) -> pd.DataFrame:
+def _map_columns(frame: pd.DataFrame, source: str, mapping: dict[str, str | None]) -> pd.DataFrame:
     flags = {ID: "--id-col", DATE: "--date-col", PRICE: "--price-col"}
     columns = [str(c) for c in frame.columns]
     renames: dict[Any, str] = {}
@@ -141,9 +139,7 @@ def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[str]:
     blank = ids.str.strip() == ""
     if blank.any():
         pos = _first(blank)
-        raise DataError(
-            f"{source}: column 'card_id': empty or whitespace card id at row {pos + 1}"
-        )
+        raise DataError(f"{source}: column 'card_id': empty or whitespace card id at row {pos + 1}")
     return ids
 
 
@@ -164,10 +160,8 @@ def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
         )
     else:
         dates = _parse_dates(frame, raw.astype("str"), source)
-    dates = dates.dt.floor("D")
-    if dates.dtype != "datetime64[ns]":
-        dates = dates.astype("datetime64[ns]")
-    return dates
+    floored: pd.Series[Any] = dates.dt.floor("D").astype("datetime64[ns]")
+    return floored
 
 
 def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:

@@ -98,10 +98,8 @@ def _route_params(
             continue
         owners = [label for label, s in specs.items() if key in s]
         if not owners:
-            valid = sorted({p for s in specs.values() for p in s})
-            raise ConfigError(
-                f"unknown parameter {key!r} (valid: {', '.join(valid) or 'none'})"
-            )
+            names = sorted({p for s in specs.values() for p in s})
+            raise ConfigError(f"unknown parameter {key!r} (valid: {', '.join(names) or 'none'})")
         for label in owners:
             routed[label][key] = value
     return routed
@@ -197,7 +195,7 @@ def _test_start(value: Any) -> pd.Timestamp | None:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"test_start: cannot parse {value!r} as a date") from exc
-    if stamp is pd.NaT:
+    if pd.isna(stamp):
         raise ConfigError(f"test_start: cannot parse {value!r} as a date")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_localize(None)
@@ -260,7 +258,7 @@ def evaluate(
 
     frame = table
     frame.insert(3, PREDICTED, fair)
-    frame.insert(4, SIGNAL, signals)
+    frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     result = EvaluationResult({}, frame, model_obj, policy_obj, metric_objs, start)
     scored = result.scored_frame
     for name, metric in metric_objs.items():

@@ -82,7 +82,9 @@ class FairPricer:
 
     def _dates(self, requests: pd.DataFrame, card_ids: pd.Series[str]) -> pd.Series[Any]:
         codes = self._index.card_codes(card_ids)
-        default = np.where(codes >= 0, self._last_day[np.maximum(codes, 0)] + 1, np.iinfo(np.int64).min)
+        default = np.where(
+            codes >= 0, self._last_day[np.maximum(codes, 0)] + 1, np.iinfo(np.int64).min
+        )
         default_dates = pd.Series(default.astype("datetime64[D]"), dtype="datetime64[ns]")
         default_dates[codes < 0] = pd.NaT
         if DATE not in requests.columns:

@@ -47,13 +47,19 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
         market_s, predicted_s = market, predicted
     ax.scatter(market_s, predicted_s, s=4, alpha=0.4, color="#4c72b0")
     if len(market):
-        low, high = float(min(market.min(), predicted.min())), float(max(market.max(), predicted.max()))
+        low, high = (
+            float(min(market.min(), predicted.min())),
+            float(max(market.max(), predicted.max())),
+        )
         ax.plot([low, high], [low, high], color="black", linewidth=1, label="perfect")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend()
-    ax.set(title=f"Market vs predicted price, {title}", xlabel="market price ($)",
-           ylabel="predicted price ($)")
+    ax.set(
+        title=f"Market vs predicted price, {title}",
+        xlabel="market price ($)",
+        ylabel="predicted price ($)",
+    )
 
     fig_sig, ax = _figure()
     counts = frame["signal"].value_counts().reindex(list(SIGNALS), fill_value=0)

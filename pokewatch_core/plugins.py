@@ -115,7 +115,12 @@ class Plugins:
 
     def registry(self, kind: str) -> Registry[Any]:
         """The registry of ``kind`` (``model``, ``metric`` or ``policy``)."""
-        return {"model": self.models, "metric": self.metrics, "policy": self.policies}[kind]
+        registries: dict[str, Registry[Any]] = {
+            "model": self.models,
+            "metric": self.metrics,
+            "policy": self.policies,
+        }
+        return registries[kind]
 
     def failed(self) -> list[PluginInfo]:
         """Plugins that were skipped because of an error."""

@@ -14,7 +14,8 @@ _DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative 
 
 
 def _keys(codes: np.ndarray[Any, Any], days: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return (codes.astype(np.int64) << 32) | (days + _DAY_OFFSET)
+    keys: np.ndarray[Any, Any] = (codes.astype(np.int64) << 32) | (days + _DAY_OFFSET)
+    return keys
 
 
 @dataclass(frozen=True)

@@ -190,17 +190,20 @@ def generate_prices(
     dates = pd.date_range(end=pd.Timestamp(end), periods=days, freq="D")
     frame = pd.DataFrame(
         {
-            "card_id": pd.Categorical.from_codes(card_idx, categories=info.card_id),
+            "card_id": pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_id)),
             "date": dates.values[day_idx],
             "market_price": price[card_idx, day_idx],
-            "card_name": pd.Categorical.from_codes(card_idx, categories=info.card_name),
-            "card_number": pd.Categorical.from_codes(card_idx, categories=info.card_number),
+            "card_name": pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_name)),
+            "card_number": pd.Categorical.from_codes(
+                card_idx, categories=pd.Index(info.card_number)
+            ),
             "rarity": pd.Categorical(info.rarity[card_idx], categories=tier_names),
         }
     )
     frame["category"] = frame["rarity"].map(_CATEGORY).astype("category")
-    frame["set_id"] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8), [SET_ID])
-    frame["source"] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8), ["synthetic"])
+    constant = np.zeros(len(frame), np.int8)
+    frame["set_id"] = pd.Categorical.from_codes(constant, categories=pd.Index([SET_ID]))
+    frame["source"] = pd.Categorical.from_codes(constant, categories=pd.Index(["synthetic"]))
     return frame
 
 

@@ -48,7 +48,7 @@ def resolve_tracking_uri(explicit: str | None = None) -> str | None:
 
         value = dotenv_values(env_file).get("MLFLOW_TRACKING_URI")
         if value:
-            return value
+            return str(value)
     return None
 
 
@@ -156,9 +156,10 @@ def log_evaluation(
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
 
-    with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp, mlflow.start_run(
-        run_name=run_name, tags=all_tags
-    ) as run:
+    with (
+        tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp,
+        mlflow.start_run(run_name=run_name, tags=all_tags) as run,
+    ):
         if resumed and run_name:
             mlflow.set_tag("mlflow.runName", run_name)
         mlflow.log_params({k: str(v) for k, v in result.params.items()})

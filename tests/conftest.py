@@ -1,0 +1,107 @@
+"""Shared fixtures: price panels, a temporary MLflow store, an in-process CLI runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import strategies as st
+
+from pokewatch_core.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``pokewatch`` in-process through its real entry point (exit-code mapping included)."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        else:  # pragma: no cover - main always exits
+            code = 0
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite tracking store; the working directory is a temporary folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    yield f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def all_runs(uri: str) -> list[object]:
+    """Every run in every experiment of the store (empty if the store was never created)."""
+    from mlflow.tracking import MlflowClient
+
+    db = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(db).exists():
+        return []
+    client = MlflowClient(tracking_uri=uri)
+    experiments = client.search_experiments()
+    return list(client.search_runs([e.experiment_id for e in experiments]))
+
+
+def make_panel(
+    cards: int = 3, days: int = 10, seed: int = 0, nan_rate: float = 0.0, gap_rate: float = 0.0
+) -> pd.DataFrame:
+    """A small random long price table, shuffled, with optional NaN prices and missing days."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(cards):
+        level = rng.uniform(0.5, 300)
+        for d in range(days):
+            if d and rng.random() < gap_rate:
+                continue
+            price = round(level * float(np.exp(rng.normal(0, 0.1))), 2)
+            if rng.random() < nan_rate:
+                price = float("nan")
+            rows.append((f"card_{c}", pd.Timestamp("2025-01-01") + pd.Timedelta(days=d), price))
+    frame = pd.DataFrame(rows, columns=["card_id", "date", "market_price"])
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+@st.composite
+def panels(draw: st.DrawFn, max_cards: int = 4, max_days: int = 15) -> pd.DataFrame:
+    """Hypothesis strategy: ragged panels with gaps, NaN prices and shuffled rows."""
+    n_cards = draw(st.integers(1, max_cards))
+    rows = []
+    for c in range(n_cards):
+        days = draw(st.sets(st.integers(0, max_days), min_size=1, max_size=max_days))
+        for d in sorted(days):
+            price = draw(
+                st.one_of(
+                    st.floats(0.01, 1000, allow_nan=False, allow_infinity=False),
+                    st.just(float("nan")),
+                )
+                if draw(st.integers(0, 9)) == 0
+                else st.floats(0.01, 1000, allow_nan=False, allow_infinity=False)
+            )
+            rows.append((f"c{c}", pd.Timestamp("2025-03-01") + pd.Timedelta(days=d), price))
+    frame = pd.DataFrame(rows, columns=["card_id", "date", "market_price"])
+    if frame["market_price"].isna().all():
+        frame.loc[0, "market_price"] = 1.0
+    perm = draw(st.permutations(range(len(frame))))
+    return frame.iloc[list(perm)].reset_index(drop=True)

@@ -1,0 +1,105 @@
+"""evaluate(): the frame, test_start semantics, parameter routing, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pokewatch_core import ConfigError, DataError, evaluate
+from tests.conftest import make_panel
+from tests.reference import metrics as reference_metrics
+from tests.reference import moving_average, threshold_signals
+
+
+def test_frame_keeps_input_order_and_carried_columns():
+    data = make_panel(cards=4, days=12, seed=3, nan_rate=0.1, gap_rate=0.2)
+    data["rarity"] = "Common"
+    result = evaluate("baseline_moving_average", data)
+    frame = result.frame
+    assert list(frame.columns) == [
+        "card_id",
+        "date",
+        "market_price",
+        "predicted_price",
+        "signal",
+        "rarity",
+    ]
+    assert frame["card_id"].tolist() == data["card_id"].tolist()
+    assert frame["date"].tolist() == data["date"].tolist()
+    np.testing.assert_allclose(frame["predicted_price"], moving_average(data))
+
+
+def test_metrics_equal_an_independent_computation_end_to_end():
+    data = make_panel(cards=6, days=30, seed=11, nan_rate=0.05, gap_rate=0.1)
+    result = evaluate("baseline_moving_average", data)
+    fair = moving_average(data)
+    signals = threshold_signals(data["market_price"], fair)
+    expected = reference_metrics(
+        data.assign(predicted_price=fair, signal=pd.Categorical(signals, ["BUY", "SELL", "HOLD"]))
+    )
+    assert set(expected) <= set(result.metrics)
+    for name, value in expected.items():
+        assert result.metrics[name] == pytest.approx(value, rel=1e-12), name
+
+
+def test_test_start_scores_only_later_rows_with_growing_history():
+    data = make_panel(cards=3, days=20, seed=5)
+    result = evaluate("baseline_moving_average", data, test_start="2025-01-11")
+    frame = result.frame
+    in_test = frame["date"] >= pd.Timestamp("2025-01-11")
+    assert frame.loc[~in_test, "predicted_price"].isna().all()
+    assert frame.loc[~in_test, "signal"].isna().all()
+    # test rows still use the history up to the day before, including earlier test days
+    np.testing.assert_allclose(
+        frame.loc[in_test, "predicted_price"], moving_average(data)[in_test.to_numpy()]
+    )
+    assert result.metrics["dataset_size"] == in_test.sum()
+    assert result.metrics["coverage_rate"] == pytest.approx(100.0)
+    assert result.params["test_start"] == "2025-01-11"
+
+
+def test_test_start_after_all_data_is_an_error():
+    with pytest.raises(DataError, match="no rows on or after"):
+        evaluate("baseline_moving_average", make_panel(), test_start="2030-01-01")
+
+
+def test_params_are_routed_to_the_component_that_declares_them():
+    result = evaluate(
+        "baseline_moving_average",
+        make_panel(),
+        params={"window_size": "5", "policy.buy_threshold_pct": "0.2"},
+    )
+    assert result.model_params["window_size"] == 5
+    assert result.policy_params["buy_threshold_pct"] == 0.2
+    assert result.params["model_type"] == "baseline_moving_average"
+    assert result.params["policy"] == "threshold"
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown parameter 'windw'.*window_size"):
+        evaluate("baseline_moving_average", make_panel(), params={"windw": 3})
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown model 'nope'.*baseline_moving_average"):
+        evaluate("nope", make_panel())
+
+
+def test_metric_subset_and_instances():
+    from pokewatch_plugins.baseline import BaselineMovingAverage
+
+    result = evaluate(BaselineMovingAverage(window_size=2), make_panel(), metrics=["rmse"])
+    assert list(result.metrics) == ["rmse"]
+    assert result.model_params["window_size"] == 2
+
+
+def test_accepts_a_path_and_mapped_columns(tmp_path):
+    data = make_panel().rename(columns={"card_id": "unique_id", "date": "ds", "market_price": "y"})
+    path = tmp_path / "nixtla.csv"
+    data.to_csv(path, index=False)
+    from pokewatch_core import load_prices
+
+    table = load_prices(path, id_col="unique_id", date_col="ds", price_col="y")
+    result = evaluate("baseline_moving_average", table)
+    assert result.metrics["dataset_size"] > 0

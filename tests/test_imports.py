@@ -1,0 +1,39 @@
+"""Importing PokeWatch and asking for help never pays for `import mlflow`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_import_pokewatch_core_does_not_import_mlflow_or_pandas():
+    modules = _modules_after("import pokewatch_core")
+    assert "mlflow" not in modules
+    assert "pandas" not in modules
+
+
+def test_help_does_not_import_mlflow():
+    code = (
+        "from pokewatch_core.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+    )
+    assert "mlflow" not in _modules_after(code)
+
+
+def test_evaluate_does_not_import_mlflow():
+    code = (
+        "import pokewatch_core as pc\n"
+        "pc.evaluate('baseline_moving_average', pc.embedded_sample_path())\n"
+    )
+    assert "mlflow" not in _modules_after(code)

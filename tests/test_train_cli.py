@@ -1,0 +1,169 @@
+"""End to end: `pokewatch train` against a temporary SQLite store, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import all_runs, make_panel
+
+ARTIFACTS = {
+    "plots/error_distribution.png",
+    "plots/scatter_true_vs_predicted.png",
+    "plots/signal_distribution.png",
+    "summary/evaluation_summary.txt",
+}
+METRICS = {"rmse", "mape", "dataset_size", "coverage_rate", "buy_rate", "sell_rate", "hold_rate"}
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_train_on_the_embedded_sample_logs_a_complete_run(run_cli, store):
+    from mlflow.tracking import MlflowClient
+
+    result = run_cli("train", "--tracking-uri", store, "--run-name", "e2e", "--tag", "team=quant")
+    assert result.exit_code == 0, result.stderr
+    runs = all_runs(store)
+    assert len(runs) == 1
+    run = runs[0]
+    client = MlflowClient(tracking_uri=store)
+    assert client.get_experiment(run.info.experiment_id).name == "pokewatch_baseline"
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "e2e"
+    params = run.data.params
+    assert params["model_type"] == "baseline_moving_average"
+    assert params["window_size"] == "3"
+    assert params["buy_threshold_pct"] == "0.1"
+    assert params["sell_threshold_pct"] == "0.15"
+    assert params["policy"] == "threshold"
+    assert set(run.data.metrics) >= METRICS
+    assert artifact_paths(client, run.info.run_id) >= ARTIFACTS
+    assert run.data.tags["team"] == "quant"
+    assert run.data.tags["pokewatch.version"]
+    assert "pokewatch.plugin.pokewatch" in run.data.tags
+    assert len(run.inputs.dataset_inputs) == 1
+    # the terminal summary shows the metrics and the run id
+    assert run.info.run_id in result.stdout
+    assert "rmse" in result.stdout and "mlflow ui --backend-store-uri" in result.stdout
+    summary = client.download_artifacts(run.info.run_id, "summary/evaluation_summary.txt")
+    text = Path(summary).read_text()
+    assert "baseline_moving_average" in text and "rmse" in text
+
+
+def test_logged_metrics_equal_the_library_result(run_cli, store, tmp_path):
+    from pokewatch_core import evaluate
+
+    data = make_panel(cards=5, days=25, seed=2, nan_rate=0.05)
+    path = tmp_path / "panel.parquet"
+    data.to_parquet(path)
+    result = run_cli(
+        "train",
+        "--data-path",
+        str(path),
+        "--tracking-uri",
+        store,
+        "-p",
+        "window_size=4",
+        "--experiment-name",
+        "custom",
+    )
+    assert result.exit_code == 0, result.stderr
+    (run,) = all_runs(store)
+    expected = evaluate("baseline_moving_average", data, params={"window_size": 4}).metrics
+    for name, value in expected.items():
+        assert run.data.metrics[name] == pytest.approx(value, rel=1e-12)
+    assert run.data.params["window_size"] == "4"
+
+
+def test_tracking_uri_from_dotenv(run_cli, store, tmp_path):
+    db = tmp_path / "from_dotenv.db"
+    (tmp_path / ".env").write_text(f"MLFLOW_TRACKING_URI=sqlite:///{db}\n")
+    result = run_cli("train", "--data-path", str(_small(tmp_path)))
+    assert result.exit_code == 0, result.stderr
+    assert len(all_runs(f"sqlite:///{db}")) == 1
+
+
+def test_environment_variable_beats_dotenv(run_cli, store, tmp_path, monkeypatch):
+    env_db, dotenv_db = tmp_path / "env.db", tmp_path / "dotenv.db"
+    (tmp_path / ".env").write_text(f"MLFLOW_TRACKING_URI=sqlite:///{dotenv_db}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{env_db}")
+    assert run_cli("train", "--data-path", str(_small(tmp_path))).exit_code == 0
+    assert len(all_runs(f"sqlite:///{env_db}")) == 1
+    assert not dotenv_db.exists()
+
+
+def test_failure_after_the_run_started_ends_it_failed(run_cli, store, monkeypatch):
+    import pokewatch_core.plots as plots
+
+    def broken(result):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "evaluation_figures", broken)
+    result = run_cli("train", "--tracking-uri", store, "--data-path", str(_small(Path.cwd())))
+    assert result.exit_code == 1
+    assert "disk full" in result.stderr and "Traceback" not in result.stderr
+    (run,) = all_runs(store)
+    assert run.info.status == "FAILED"
+
+
+def test_console_script_in_a_real_process(tmp_path):
+    path = _small(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'proc.db'}"
+    exe = Path(sys.executable).with_name("pokewatch")
+    proc = subprocess.run(
+        [
+            str(exe),
+            "train",
+            "--data_path",
+            str(path),
+            "--experiment_name",
+            "proc",
+            "--run_name",
+            "p1",
+            "--tracking-uri",
+            uri,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = all_runs(uri)
+    assert run.info.run_name == "p1"
+
+
+def _small(directory: Path) -> Path:
+    path = directory / "small.csv"
+    make_panel(cards=3, days=8, seed=1).to_csv(path, index=False)
+    return path
+
+
+def test_nixtla_style_columns(run_cli, store, tmp_path):
+    data = make_panel().rename(columns={"card_id": "unique_id", "date": "ds", "market_price": "y"})
+    path = tmp_path / "nixtla.parquet"
+    data.to_parquet(path)
+    result = run_cli(
+        "train",
+        "--data-path",
+        str(path),
+        "--tracking-uri",
+        store,
+        "--id-col",
+        "unique_id",
+        "--date-col",
+        "ds",
+        "--price-col",
+        "y",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert pd.notna(all_runs(store)[0].data.metrics["rmse"])
