@@ -156,7 +156,8 @@ def train(
     click.echo("Metrics:")
     click.echo(metrics_table(result.metrics))
     click.echo(
-        f"Run {logged.run_id} logged to experiment '{experiment_name}' at {logged.tracking_uri}"
+        f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
+        f"{logged.tracking_uri}"
     )
     if logged.model_uri:
         click.echo(f"Model: {logged.model_uri}")

@@ -29,6 +29,7 @@ class LoggedRun:
 
     run_id: str
     experiment_id: str
+    experiment_name: str
     tracking_uri: str
     model_uri: str | None = None
     registered_model: str | None = None
@@ -148,7 +149,9 @@ def log_evaluation(
     uri = resolve_tracking_uri(tracking_uri)
     if uri:
         mlflow.set_tracking_uri(uri)
-    resumed = bool(os.environ.get("MLFLOW_RUN_ID"))  # inside `mlflow run`: log into its run
+    # Inside `mlflow run` the run already exists (MLFLOW_RUN_ID): log into it; its experiment
+    # is the one given to `mlflow run --experiment-name`.
+    resumed = bool(os.environ.get("MLFLOW_RUN_ID"))
     if not resumed:
         mlflow.set_experiment(experiment_name)
 
@@ -180,9 +183,11 @@ def log_evaluation(
             registered = mlflow.register_model(model_uri, register_model)
             version = str(registered.version)
             MlflowClient().set_registered_model_alias(register_model, alias, version)
+        experiment = mlflow.get_experiment(run.info.experiment_id)
         return LoggedRun(
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,
+            experiment_name=experiment.name if experiment else experiment_name,
             tracking_uri=mlflow.get_tracking_uri(),
             model_uri=model_uri,
             registered_model=register_model if version else None,
