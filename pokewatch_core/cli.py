@@ -169,6 +169,54 @@ def train(
     click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
 
 
+@cli.command()
+@click.option(
+    "--raw-dir",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Folder of <set>_prices_<YYYY-MM-DD>.parquet|csv snapshots.",
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Processed table to write (.parquet or .csv).",
+)
+@click.option(
+    "--set-name",
+    default=None,
+    help="Snapshot prefix, e.g. sv2a_pokemon_card_151 (needed if several sets).",
+)
+def features(raw_dir: str, output: str, set_name: str | None) -> None:
+    """Combine daily raw snapshots into one processed table with leak-free features."""
+    from pokewatch_core.features import write_features
+
+    table = write_features(raw_dir, output, set_name)
+    click.echo(
+        f"Wrote {output}: {len(table):,} rows, {table['card_id'].nunique():,} cards, "
+        f"{table['date'].nunique():,} days"
+    )
+
+
+@cli.command("sample-data")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=str),
+    help="File to write (.parquet or .csv).",
+)
+@click.option("--cards", default=210, show_default=True, type=click.IntRange(min=1))
+@click.option("--days", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=151, show_default=True, type=int)
+@click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
+def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None:
+    """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed)."""
+    from pokewatch_core.sample_data import write_sample
+
+    frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
+    click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 

@@ -66,3 +66,29 @@ class PriceIndex:
         start = np.searchsorted(self.keys, safe << 32, side="left")
         count = np.where(known, pos - start, 0)
         return pos.astype(np.int64), count.astype(np.int64)
+
+    def lag(
+        self, pos: np.ndarray[Any, Any], count: np.ndarray[Any, Any], k: int = 1
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The ``k``-th last observed price before each located row (NaN if fewer)."""
+        values = self.prices[np.maximum(pos - k, 0)] if len(self.prices) else np.zeros(len(pos))
+        lagged: np.ndarray[Any, np.dtype[np.float64]] = np.where(count >= k, values, np.nan)
+        return lagged
+
+    def window_mean(
+        self,
+        pos: np.ndarray[Any, Any],
+        count: np.ndarray[Any, Any],
+        window: int,
+        min_periods: int = 1,
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Mean of the last ``window`` observed prices before each located row; NaN where
+        fewer than ``min_periods`` exist. Sums shifted arrays: exact, O(rows x window)."""
+        used = np.minimum(count, window)
+        total = np.zeros(len(pos))
+        for k in range(1, window + 1):
+            total += np.where(used >= k, self.lag(pos, count, k), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: np.ndarray[Any, np.dtype[np.float64]] = total / used
+        mean[used < max(min_periods, 1)] = np.nan
+        return mean

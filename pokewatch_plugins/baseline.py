@@ -35,14 +35,5 @@ class BaselineMovingAverage(Model):
 
     def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
         index = PriceIndex.build(history)
-        before, count = index.locate(at)  # rows of each card strictly before the date
-        prices = index.prices
-        k = np.minimum(count, self.window_size)
-        total = np.zeros(len(before))
-        for lag in range(1, self.window_size + 1):
-            use = lag <= k
-            total += np.where(use, prices[np.maximum(before - lag, 0)], 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fair = total / k
-        fair[k < self.min_periods] = np.nan
-        return fair
+        pos, count = index.locate(at)  # each card's observed prices strictly before the date
+        return index.window_mean(pos, count, self.window_size, self.min_periods)

@@ -1,0 +1,58 @@
+"""The synthetic panel generator and the embedded sample."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pokewatch_core import embedded_sample_path, generate_prices, load_prices
+from pokewatch_core.sample_data import TIERS
+
+
+def test_deterministic_for_a_seed():
+    a = generate_prices(cards=30, days=20, seed=4)
+    b = generate_prices(cards=30, days=20, seed=4)
+    c = generate_prices(cards=30, days=20, seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["market_price"].equals(c["market_price"])
+
+
+@pytest.mark.parametrize(("cards", "days"), [(1, 1), (7, 30), (250, 12)])
+def test_requested_size_and_valid_prices(cards, days):
+    frame = generate_prices(cards=cards, days=days, seed=1)
+    assert frame["card_id"].nunique() == cards
+    assert frame["date"].nunique() <= days
+    assert frame["date"].max() - frame["date"].min() <= pd.Timedelta(days=days - 1)
+    # about 3% of card-days are missing, so rows <= cards x days
+    assert cards <= len(frame) <= cards * days
+    prices = frame["market_price"].dropna()
+    assert (prices > 0).all()
+    load_prices_ok = frame.copy()
+    from pokewatch_core import prepare_prices
+
+    prepare_prices(load_prices_ok)  # validates under DESIGN §2
+
+
+def test_embedded_sample_is_a_realistic_whole_set_panel():
+    frame = load_prices(embedded_sample_path())
+    assert frame["card_id"].nunique() >= 150
+    assert frame["date"].nunique() >= 180
+    assert set(frame["rarity"].unique()) == set(TIERS)
+    medians = frame.groupby("rarity", observed=True)["market_price"].median()
+    assert medians["Common"] < 0.5
+    assert medians["Special Art Rare"] > 50
+    assert frame["market_price"].max() > 100
+    assert frame["market_price"].isna().any()  # some unknown prices
+    per_card_days = frame.groupby("card_id").size()
+    assert (per_card_days < frame["date"].nunique()).any()  # missing days
+
+
+def test_sample_data_command(run_cli, tmp_path):
+    out = tmp_path / "panel.csv"
+    result = run_cli("sample-data", "--output", str(out), "--cards", "12", "--days", "9")
+    assert result.exit_code == 0, result.stderr
+    frame = load_prices(out)
+    assert frame["card_id"].nunique() == 12
+    pd.testing.assert_series_equal(
+        frame["market_price"], generate_prices(12, 9)["market_price"], check_names=False
+    )
