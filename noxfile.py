@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
+
+ROOT = Path(__file__).resolve().parent
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -40,3 +44,30 @@ def typecheck(session: nox.Session) -> None:
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
     session.run("mypy")
+
+
+@nox.session
+def example_plugin(session: nox.Session) -> None:
+    """Install the example plugin next to pokewatch in a fresh environment, train with it and
+    run its tests."""
+    session.install(f"{ROOT}[testing]", f"{ROOT}/examples/pokewatch-ewma")
+    tmp = session.create_tmp()
+    session.chdir(tmp)
+    session.run("pokewatch", "plugins")
+    session.run(
+        "pokewatch",
+        "train",
+        "--model",
+        "ewma",
+        "--policy",
+        "band",
+        "--tracking-uri",
+        f"sqlite:///{tmp}/mlflow.db",
+    )
+    session.run(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"{ROOT}/examples/pokewatch-ewma/tests",
+    )

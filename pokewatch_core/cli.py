@@ -7,10 +7,12 @@ Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback); 1 anyt
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -215,6 +217,70 @@ def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None
 
     frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
     click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
+
+
+def _format_default(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _echo_component(info: dict[str, Any], indent: str = "  ") -> None:
+    if "conflict" in info:
+        owners = " and ".join(info["conflict"])
+        click.echo(f"{indent}{info['kind']:<7}{info['name']}  CONFLICT: registered by {owners}")
+        return
+    click.echo(f"{indent}{info['kind']:<7}{info['name']}  {info['description']}")
+    for p in info["parameters"]:
+        click.echo(f"{indent}{'':<7}  {p['name']}: {p['type']} = {_format_default(p['default'])}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="Include the default plugins.")
+def plugins(as_json: bool, show_all: bool) -> None:
+    """Installed plugins: distribution, hooks, components, failures and conflicts."""
+    from pokewatch_core.catalog import plugins_report
+
+    report = plugins_report(include_defaults=show_all)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    if not report["plugins"] and not report["failed"]:
+        click.echo("No third-party plugins installed (--all shows the defaults).")
+    for entry in report["plugins"]:
+        origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "local"
+        click.echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
+        for component in entry["components"]:
+            _echo_component(component)
+    if report["failed"]:
+        click.echo("Failed to load:")
+        for entry in report["failed"]:
+            origin = (
+                f" ({entry['distribution']} {entry['version']})" if entry["distribution"] else ""
+            )
+            click.echo(f"  {entry['name']}{origin}: {entry['error']}")
+    if report["conflicts"]:
+        click.echo("Conflicts (a name registered by several plugins cannot be used):")
+        for c in report["conflicts"]:
+            click.echo(f"  {c['kind']} '{c['name']}': {', '.join(c['plugins'])}")
+
+
+def _component_command(kind: str, title: str) -> None:
+    @cli.command(name=title, help=f"List the {title} that can be used.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def command(as_json: bool) -> None:
+        from pokewatch_core.catalog import components
+
+        listed = components(kind)
+        if as_json:
+            click.echo(json.dumps(listed, indent=2, default=str))
+            return
+        for info in listed:
+            _echo_component(info, indent="")
+
+
+_component_command("model", "models")
+_component_command("metric", "metrics")
+_component_command("policy", "policies")
 
 
 def _one_line(text: str) -> str:

@@ -71,9 +71,15 @@ class Registry(Generic[C]):
         """All registered names, in registration order."""
         return list(self._items)
 
+    def registrations(self, name: str) -> list[Registration]:
+        """Every registration of ``name`` (more than one means a conflict)."""
+        return list(self._items.get(name, []))
+
     def conflicts(self) -> dict[str, list[str]]:
         """Names registered by more than one plugin, with those plugins."""
-        return {n: [r.plugin for r in regs] for n, regs in self._items.items() if len(regs) > 1}
+        return {
+            n: sorted(r.plugin for r in regs) for n, regs in self._items.items() if len(regs) > 1
+        }
 
     def registration(self, name: str) -> Registration:
         """The registration of ``name``; ``ConfigError`` if unknown, ``PluginError`` if
@@ -83,7 +89,7 @@ class Registry(Generic[C]):
             valid = ", ".join(sorted(self._items)) or "none installed"
             raise ConfigError(f"unknown {self.kind} '{name}' (valid: {valid})")
         if len(regs) > 1:
-            plugins = " and ".join(f"'{r.plugin}'" for r in regs)
+            plugins = " and ".join(sorted(f"'{r.plugin}'" for r in regs))
             raise PluginError(
                 f"{self.kind} name '{name}' is registered by two plugins: {plugins}; "
                 "uninstall one or block it with POKEWATCH_DISABLE_PLUGINS"
@@ -195,28 +201,31 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
     policies: Registry[SignalPolicy] = Registry("policy", SignalPolicy)
     registries: dict[str, Registry[Any]] = {"model": models, "metric": metrics, "policy": policies}
 
+    # Call each plugin's hooks on their own, and keep a plugin's components only if all of its
+    # hooks succeed: one broken plugin spoils nothing else, and is never half registered.
+    pending: dict[str, list[tuple[str, type[Component]]]] = {}
     for hook_name, (kind, base) in HOOKS.items():
-        # Call each implementation on its own so that one raising plugin spoils nothing else.
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = infos[impl.plugin_name]
             if info.error:
                 continue
             info.hooks.append(hook_name)
-            collected: list[type[Component]] = []
-
-            def register(cls: Any, _collected: list[Any] = collected) -> None:
-                _collected.append(cls)
-
+            collected: list[Any] = []
             try:
-                impl.function(register=register)
+                impl.function(register=collected.append)
                 for cls in collected:
                     _validate(cls, kind, base)
             except Exception as exc:
                 _fail(info, f"hook {hook_name} failed", exc)
                 continue
-            for cls in collected:
-                registries[kind].add(cls, info.name)
-                info.components.append((kind, cls.name))
+            pending.setdefault(info.name, []).extend((kind, cls) for cls in collected)
+    for plugin_name, components in pending.items():
+        info = infos[plugin_name]
+        if info.error:
+            continue
+        for kind, cls in components:
+            registries[kind].add(cls, plugin_name)
+            info.components.append((kind, cls.name))
     return Plugins(models, metrics, policies, infos, pm)
 
 

@@ -1,0 +1,1 @@
+"""pokewatch-ewma: an example third-party PokeWatch plugin."""

@@ -1,0 +1,47 @@
+"""The example plugin's own tests: the conformance kit, hand computations, discovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pokewatch_ewma.plugin import Band, Ewma, MeanAbsoluteError
+
+from pokewatch_core import evaluate, get_plugins
+from pokewatch_core.testing import check_metric, check_model, check_policy
+
+
+def test_components_keep_the_contract():
+    check_model(Ewma)
+    check_model(Ewma(alpha=0.2))
+    check_metric(MeanAbsoluteError)
+    check_policy(Band)
+
+
+def test_ewma_by_hand():
+    data = pd.DataFrame(
+        {
+            "card_id": ["a"] * 4,
+            "date": pd.date_range("2025-01-01", periods=4),
+            "market_price": [10.0, 20.0, np.nan, 40.0],
+        }
+    )
+    result = evaluate(Ewma(alpha=0.5), data)
+    # 10 -> 0.5*20 + 0.5*10 = 15 -> (no price) 15 -> 0.5*40 + 0.5*15
+    np.testing.assert_allclose(result.frame["predicted_price"], [np.nan, 10.0, 15.0, 15.0])
+
+
+def test_mae_by_hand():
+    frame = pd.DataFrame(
+        {"market_price": [10.0, 20.0, 30.0], "predicted_price": [12.0, np.nan, 27.0]}
+    )
+    assert MeanAbsoluteError().compute(frame) == pytest.approx(2.5)
+
+
+def test_found_through_the_entry_point(pokewatch_panel):
+    plugins = get_plugins()
+    assert plugins.models.get("ewma") is Ewma
+    assert plugins.metrics.get("mae") is MeanAbsoluteError
+    assert plugins.policies.get("band") is Band
+    result = evaluate("ewma", pokewatch_panel, policy="band", metrics=["mae", "rmse"])
+    assert result.metrics["mae"] <= result.metrics["rmse"]

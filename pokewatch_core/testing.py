@@ -1,0 +1,214 @@
+"""Conformance kit for plugin authors: call these from your tests.
+
+    from pokewatch_core.testing import check_model, check_metric, check_policy
+
+    def test_my_model_keeps_the_contract():
+        check_model(MyModel)
+
+Each check raises ``AssertionError`` naming the broken rule. ``check_model`` uses hypothesis
+(install ``pokewatch[testing]``) to search for look-ahead. The pytest plugin registered by
+this package adds the fixture ``pokewatch_panel`` (a small realistic price table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
+from pokewatch_core.data import DATE, ID, PRICE, prepare_prices
+from pokewatch_core.sample_data import generate_prices
+
+__all__ = ["check_metric", "check_model", "check_policy", "example_panel"]
+
+
+def example_panel(cards: int = 6, days: int = 40, seed: int = 3) -> pd.DataFrame:
+    """A small validated price table with gaps and NaN prices, rows shuffled."""
+    frame = generate_prices(cards=cards, days=days, seed=seed)
+    frame = frame[[ID, DATE, PRICE]].astype({ID: "str"})
+    frame.loc[frame.index[5::17], PRICE] = np.nan  # a few unknown prices, never a whole card
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return prepare_prices(frame, "example panel")
+
+
+def _instance(component: Any, base: type[Component]) -> Any:
+    cls = component if isinstance(component, type) else type(component)
+    assert isinstance(cls, type) and issubclass(cls, base), (
+        f"{component!r} is not a {base.__name__} subclass"
+    )
+    assert isinstance(cls.name, str) and cls.name.strip(), f"{cls.__qualname__} has no name"
+    assert isinstance(cls.description, str) and cls.description.strip(), (
+        f"{cls.name}: description is empty"
+    )
+    assert "\n" not in cls.description.strip(), f"{cls.name}: description is not one line"
+    return component if not isinstance(component, type) else cls()
+
+
+def _check_params(obj: Component) -> None:
+    cls = type(obj)
+    specs = cls.param_specs()
+    params = obj.get_params()
+    assert set(params) == set(specs), f"{cls.name}: get_params() keys differ from the constructor"
+    as_text = {k: "none" if v is None else str(v) for k, v in params.items()}
+    again = cls.from_params(as_text).get_params()
+    assert again == params, f"{cls.name}: parameters do not round-trip through strings: {again}"
+    defaults = cls.from_params({}).get_params()
+    expected = {k: s.default for k, s in specs.items()}
+    assert defaults == expected, f"{cls.name}: defaults differ from the annotated ones"
+
+
+def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _predict(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
+    raw = model.predict(history, at)
+    values = np.asarray(raw, dtype=np.float64).reshape(-1)
+    assert len(values) == len(at), (
+        f"{model.name}: {len(values)} predictions for {len(at)} rows of `at`"
+    )
+    assert not np.isinf(values).any(), f"{model.name}: infinite predictions"
+    return values
+
+
+def check_model(
+    model: type[Model] | Model, data: pd.DataFrame | None = None, examples: int = 30
+) -> None:
+    """Check a model against the contract: metadata, parameters, output length and dtype, row
+    order, determinism, NaN and unknown-card handling, and no look-ahead (hypothesis)."""
+    obj: Model = _instance(model, Model)
+    _check_params(obj)
+    data = example_panel() if data is None else prepare_prices(data, "check data")
+    history = data[[ID, DATE, PRICE]]
+    obj = obj.fit(history) or obj
+    at = history[[ID, DATE]]
+    first = _predict(obj, history, at)
+    assert _same(first, _predict(obj, history, at)), f"{obj.name}: predict is not deterministic"
+    assert not np.isnan(first).all(), f"{obj.name}: no prediction at all on the example panel"
+
+    order = np.random.default_rng(0).permutation(len(at))
+    shuffled = _predict(obj, history, at.iloc[order].reset_index(drop=True))
+    assert _same(shuffled, first[order]), f"{obj.name}: predictions do not follow the order of `at`"
+
+    unknown = pd.DataFrame({ID: ["__no_such_card__"], DATE: [history[DATE].max()]})
+    assert np.isnan(_predict(obj, history, unknown)).all(), (
+        f"{obj.name}: an unknown card must give NaN, not a value"
+    )
+    earliest = history.groupby(ID)[DATE].transform("min") == history[DATE]
+    assert np.isnan(first[earliest.to_numpy()]).all(), (
+        f"{obj.name}: a card's first date has no earlier price, so its prediction must be NaN"
+    )
+    _check_no_look_ahead(obj, history, examples)
+
+
+def _check_no_look_ahead(model: Model, history: pd.DataFrame, examples: int) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    dates = np.sort(history[DATE].unique())
+    n = len(history)
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        cut=st.integers(1, len(dates) - 1),
+        seed=st.integers(0, 2**31 - 1),
+        nan_share=st.floats(0, 0.5),
+    )
+    def no_look_ahead(cut: int, seed: int, nan_share: float) -> None:
+        cutoff = dates[cut]
+        at = history.loc[history[DATE] == cutoff, [ID, DATE]]
+        before = _predict(model, history, at)
+        rng = np.random.default_rng(seed)
+        later = (history[DATE] >= cutoff).to_numpy()
+        changed = history.copy()
+        noise = rng.uniform(0.01, 10_000, n)
+        noise[rng.random(n) < nan_share] = np.nan
+        changed.loc[later, PRICE] = noise[later]
+        after = _predict(model, changed, at)
+        assert _same(before, after), (
+            f"{model.name}: look-ahead: changing prices on or after {pd.Timestamp(cutoff).date()} "
+            "changed that date's predictions"
+        )
+
+    no_look_ahead()
+
+
+def _evaluation_frame(seed: int = 0, n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    market = rng.uniform(0.1, 500, n)
+    market[rng.random(n) < 0.1] = np.nan
+    predicted = market * rng.uniform(0.7, 1.3, n)
+    predicted[rng.random(n) < 0.15] = np.nan
+    codes = rng.integers(0, 3, n)
+    codes[np.isnan(market) | np.isnan(predicted)] = -1
+    cards = np.array([f"card_{i}" for i in range(6)])[rng.integers(0, 6, n)]
+    day = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.permutation(n), unit="D")
+    return pd.DataFrame(
+        {
+            ID: cards,
+            DATE: day,
+            PRICE: market,
+            "predicted_price": predicted,
+            "signal": pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
+        }
+    )
+
+
+def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = None) -> None:
+    """Check a metric: metadata, parameters, a float result, determinism, row-order
+    invariance, NaN predictions, and no error (NaN allowed) on a frame with no scored rows."""
+    obj: Metric = _instance(metric, Metric)
+    _check_params(obj)
+    frame = _evaluation_frame() if frame is None else frame
+    value = obj.compute(frame)
+    assert isinstance(value, float | int | np.floating | np.integer), (
+        f"{obj.name}: compute() returned {type(value).__name__}, not a float"
+    )
+    value = float(value)
+    again = float(obj.compute(frame))
+    assert value == again or (np.isnan(value) and np.isnan(again)), f"{obj.name}: not deterministic"
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(frame))
+        shuffled = float(obj.compute(frame.iloc[order].reset_index(drop=True)))
+        assert np.isclose(shuffled, value, rtol=1e-9, equal_nan=True), (
+            f"{obj.name}: depends on row order ({value} vs {shuffled})"
+        )
+    empty = frame.assign(
+        predicted_price=np.nan, signal=pd.Categorical([None] * len(frame), categories=list(SIGNALS))
+    )
+    float(obj.compute(empty))  # must not raise
+
+
+def check_policy(policy: type[SignalPolicy] | SignalPolicy) -> None:
+    """Check a policy: metadata, parameters, one signal per row drawn from BUY/SELL/HOLD,
+    missing exactly where the fair price is NaN, determinism, row-wise (order) behaviour."""
+    obj: SignalPolicy = _instance(policy, SignalPolicy)
+    _check_params(obj)
+    rng = np.random.default_rng(1)
+    n = 500
+    fair = rng.uniform(0.1, 500, n)
+    market = fair * rng.uniform(0.5, 1.5, n)
+    fair[rng.random(n) < 0.1] = np.nan
+    raw = obj.decide(market, fair)
+    values = pd.Series(np.asarray(raw, dtype=object))
+    assert len(values) == n, f"{obj.name}: {len(values)} signals for {n} rows"
+    missing = values.isna().to_numpy()
+    unknown = set(values[~missing]) - set(SIGNALS)
+    assert not unknown, f"{obj.name}: signals must be BUY, SELL or HOLD, got {sorted(unknown)}"
+    assert (missing == np.isnan(fair)).all(), (
+        f"{obj.name}: signal must be missing exactly where fair_price is NaN"
+    )
+    again = pd.Series(np.asarray(obj.decide(market, fair), dtype=object))
+    assert values.equals(again), f"{obj.name}: not deterministic"
+    order = rng.permutation(n)
+    shuffled = pd.Series(np.asarray(obj.decide(market[order], fair[order]), dtype=object))
+    assert shuffled.reset_index(drop=True).equals(values[order].reset_index(drop=True)), (
+        f"{obj.name}: a row's signal depends on other rows or their order"
+    )

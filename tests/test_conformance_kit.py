@@ -1,0 +1,113 @@
+"""The conformance kit: the defaults pass it, and it catches real contract breaches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pokewatch_core import Metric, Model, PriceIndex, SignalPolicy, get_plugins
+from pokewatch_core.testing import check_metric, check_model, check_policy
+
+
+@pytest.mark.parametrize("name", get_plugins().models.names())
+def test_default_models_pass(name):
+    check_model(get_plugins().models.get(name))
+
+
+@pytest.mark.parametrize("name", get_plugins().metrics.names())
+def test_default_metrics_pass(name):
+    check_metric(get_plugins().metrics.get(name))
+
+
+@pytest.mark.parametrize("name", get_plugins().policies.names())
+def test_default_policies_pass(name):
+    check_policy(get_plugins().policies.get(name))
+
+
+def test_pytest_fixture_is_available(pokewatch_panel):
+    assert {"card_id", "date", "market_price"} <= set(pokewatch_panel.columns)
+    assert pokewatch_panel["market_price"].isna().any()
+
+
+@dataclass
+class PeeksToday(Model):
+    """Uses the price of the day itself: look-ahead."""
+
+    name: ClassVar[str] = "peeks"
+    description: ClassVar[str] = "cheats"
+
+    def predict(self, history, at):
+        index = PriceIndex.build(history)
+        pos, count = index.locate(at.assign(date=at["date"] + pd.Timedelta(days=1)))
+        value = index.lag(pos, count, 1)
+        _, n_before = index.locate(at)
+        return np.where(n_before > 0, value, np.nan)
+
+
+@dataclass
+class IgnoresOrder(Model):
+    name: ClassVar[str] = "sorted_output"
+    description: ClassVar[str] = "returns predictions sorted by card, not in the order of `at`"
+
+    def predict(self, history, at):
+        index = PriceIndex.build(history)
+        order = np.lexsort((at["date"].to_numpy(), at["card_id"].to_numpy()))
+        pos, count = index.locate(at.iloc[order])
+        return index.lag(pos, count, 1)
+
+
+@dataclass
+class WrongLength(Model):
+    name: ClassVar[str] = "short"
+    description: ClassVar[str] = "drops a row"
+
+    def predict(self, history, at):
+        return np.zeros(len(at) - 1)
+
+
+@dataclass
+class OrderSensitiveMetric(Metric):
+    name: ClassVar[str] = "first_error"
+    description: ClassVar[str] = "error of the first row only"
+
+    def compute(self, frame):
+        return float(frame["predicted_price"].iloc[0] - frame["market_price"].iloc[0])
+
+
+@dataclass
+class Shouty(SignalPolicy):
+    name: ClassVar[str] = "shouty"
+    description: ClassVar[str] = "lower-case signals"
+
+    def decide(self, market_price, fair_price):
+        return np.where(np.isnan(fair_price), None, "buy")
+
+
+@dataclass
+class AlwaysHold(SignalPolicy):
+    name: ClassVar[str] = "always_hold"
+    description: ClassVar[str] = "HOLD even without a fair price"
+    margin: float = 0.0
+
+    def decide(self, market_price, fair_price):
+        return np.full(len(market_price), "HOLD", dtype=object)
+
+
+@pytest.mark.parametrize(
+    ("check", "component", "needle"),
+    [
+        (check_model, PeeksToday, "look-ahead"),
+        (check_model, IgnoresOrder, "order of `at`"),
+        (check_model, WrongLength, "predictions for"),
+        (check_metric, OrderSensitiveMetric, "row order"),
+        (check_policy, Shouty, "BUY, SELL or HOLD"),
+        (check_policy, AlwaysHold, "missing exactly where"),
+    ],
+)
+def test_kit_catches_breaches(check, component, needle):
+    with pytest.raises(AssertionError, match=needle):
+        check(component)
