@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ ID, DATE, PRICE = "card_id", "date", "market_price"
 REQUIRED = (ID, DATE, PRICE)
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+_DAY_NS = 86_400 * 10**9
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -129,18 +130,29 @@ def _map_columns(frame: pd.DataFrame, source: str, mapping: dict[str, str | None
     return frame
 
 
-def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[str]:
+def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
+    """Card ids as a categorical of strings: checks and conversions then touch only the
+    distinct ids, and models get integer codes for free."""
     ids = frame[ID]
-    if ids.isna().any():
-        pos = _first(ids.isna())
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes = category_codes(ids)
+        categories = pd.Index(ids.cat.categories)
+    else:
+        codes, uniques = pd.factorize(ids)
+        categories = pd.Index(uniques)
+    if (codes < 0).any():
+        pos = _first(codes < 0)
         raise DataError(f"{source}: column 'card_id': missing card id at {_row_hint(frame, pos)}")
-    if not pd.api.types.is_string_dtype(ids.dtype) or ids.dtype == object:
-        ids = ids.astype("str")
-    blank = ids.str.strip() == ""
+    labels = categories.astype("str")
+    if not labels.is_unique:  # e.g. 1 and "1": the same id once read as text
+        codes, labels = pd.factorize(labels.take(codes))
+        labels = pd.Index(labels)
+    blank = np.asarray(labels.str.strip() == "", dtype=bool)
     if blank.any():
-        pos = _first(blank)
+        pos = _first(np.isin(codes, np.flatnonzero(blank)))
         raise DataError(f"{source}: column 'card_id': empty or whitespace card id at row {pos + 1}")
-    return ids
+    values = pd.Categorical.from_codes(codes, categories=labels, validate=False)
+    return pd.Series(values, index=frame.index, name=ID)
 
 
 def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
@@ -160,8 +172,11 @@ def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
         )
     else:
         dates = _parse_dates(frame, raw.astype("str"), source)
-    floored: pd.Series[Any] = dates.dt.floor("D").astype("datetime64[ns]")
-    return floored
+    nanos = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    remainder = nanos % _DAY_NS
+    if remainder.any():  # times of day: keep the day (floor, also before 1970)
+        nanos = nanos - remainder
+    return pd.Series(nanos.view("datetime64[ns]"), index=frame.index, name=DATE)
 
 
 def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:
@@ -235,14 +250,20 @@ def _clean_prices(frame: pd.DataFrame, source: str) -> pd.Series[float]:
     return prices
 
 
+def category_codes(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
+    """The integer codes of a categorical column, as a view (``.cat.codes`` copies)."""
+    return np.asarray(cast(pd.Categorical, series.array).codes)
+
+
 def day_numbers(dates: pd.Series[Any] | pd.Index[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Dates as whole days since 1970-01-01 (int64)."""
-    values = np.asarray(dates, dtype="datetime64[ns]")
-    return values.astype("datetime64[D]").astype(np.int64)
+    nanos = np.asarray(dates, dtype="datetime64[ns]").view(np.int64)
+    days: np.ndarray[Any, np.dtype[np.int64]] = nanos // _DAY_NS  # floor: right before 1970 too
+    return days
 
 
 def _check_duplicates(frame: pd.DataFrame, source: str) -> None:
-    codes, _ = pd.factorize(frame[ID])
+    codes = category_codes(frame[ID])
     key = (codes.astype(np.int64) << 32) | (day_numbers(frame[DATE]) + (1 << 31))
     if len(key) > 1 and not (key[1:] > key[:-1]).all():
         order = np.argsort(key, kind="stable")
@@ -265,7 +286,7 @@ def prepare_prices(
 ) -> pd.DataFrame:
     """Validate and normalise a price table; returns a new frame in the input's row order.
 
-    The result has ``card_id`` (string), ``date`` (datetime64, day resolution) and
+    The result has ``card_id`` (categorical of strings), ``date`` (datetime64, day resolution) and
     ``market_price`` (float64, NaN where unknown) first, then the carried columns.
     Raises ``DataError`` with a one-line message on the first problem found.
     """
@@ -278,10 +299,8 @@ def prepare_prices(
     ids = _clean_ids(frame, source)
     dates = _clean_dates(frame, source)
     prices = _clean_prices(frame, source)
-    out = pd.DataFrame({ID: ids, DATE: dates, PRICE: prices})
     carried = [c for c in frame.columns if c not in REQUIRED]
-    if carried:
-        out = pd.concat([out, frame[carried]], axis=1)
+    out = frame.assign(**{ID: ids, DATE: dates, PRICE: prices})[[ID, DATE, PRICE, *carried]]
     _check_duplicates(out, source)
     return out
 

@@ -12,14 +12,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core import Metric
+from pokewatch_core import SIGNALS, Metric
 
 
-def _scored(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """predicted - market (NaN where either is missing), and the scored-row mask."""
     market = frame["market_price"].to_numpy(dtype=np.float64)
-    predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
-    mask = ~(np.isnan(market) | np.isnan(predicted))
-    return market[mask], predicted[mask]
+    error = frame["predicted_price"].to_numpy(dtype=np.float64) - market
+    return error, ~np.isnan(error)
+
+
+def _scored_count(frame: pd.DataFrame) -> int:
+    return int(np.count_nonzero(_errors(frame)[1]))
 
 
 @dataclass
@@ -30,10 +34,12 @@ class Rmse(Metric):
     )
 
     def compute(self, frame: pd.DataFrame) -> float:
-        market, predicted = _scored(frame)
-        if not len(market):
+        error, scored = _errors(frame)
+        n = int(np.count_nonzero(scored))
+        if not n:
             return float("nan")
-        return float(np.sqrt(np.mean((predicted - market) ** 2)))
+        error = np.where(scored, error, 0.0)
+        return float(np.sqrt(np.dot(error, error) / n))
 
 
 @dataclass
@@ -44,10 +50,13 @@ class Mape(Metric):
     )
 
     def compute(self, frame: pd.DataFrame) -> float:
-        market, predicted = _scored(frame)
-        if not len(market):
+        error, scored = _errors(frame)
+        n = int(np.count_nonzero(scored))
+        if not n:
             return float("nan")
-        return float(np.mean(np.abs(predicted - market) / np.abs(market)) * 100.0)
+        market = frame["market_price"].to_numpy(dtype=np.float64)
+        ratio = np.abs(np.where(scored, error, 0.0)) / np.where(scored, np.abs(market), 1.0)
+        return float(ratio.sum() / n * 100.0)
 
 
 @dataclass
@@ -56,7 +65,7 @@ class DatasetSize(Metric):
     description: ClassVar[str] = "Number of rows with a prediction (and a market price)."
 
     def compute(self, frame: pd.DataFrame) -> float:
-        return float(len(_scored(frame)[0]))
+        return float(_scored_count(frame))
 
 
 @dataclass
@@ -65,10 +74,19 @@ class CoverageRate(Metric):
     description: ClassVar[str] = "Percent of rows with a market price that have a prediction."
 
     def compute(self, frame: pd.DataFrame) -> float:
-        priced = int(frame["market_price"].notna().sum())
+        priced = int(np.count_nonzero(~np.isnan(frame["market_price"].to_numpy(np.float64))))
         if not priced:
             return float("nan")
-        return 100.0 * len(_scored(frame)[0]) / priced
+        return 100.0 * _scored_count(frame) / priced
+
+
+def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = list(column.cat.categories)
+        if signal not in categories:
+            return np.zeros(len(column), dtype=bool)
+        return np.asarray(column.array.codes) == categories.index(signal)
+    return np.asarray((column == signal).to_numpy(dtype=bool, na_value=False))
 
 
 @dataclass
@@ -76,35 +94,33 @@ class _SignalRate(Metric):
     signal: ClassVar[str] = ""
 
     def compute(self, frame: pd.DataFrame) -> float:
-        market = frame["market_price"].to_numpy(dtype=np.float64)
-        predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
-        mask = ~(np.isnan(market) | np.isnan(predicted))
-        total = int(mask.sum())
+        scored = _errors(frame)[1]
+        total = int(np.count_nonzero(scored))
         if not total:
             return float("nan")
-        hits = (frame["signal"] == self.signal).to_numpy(dtype=bool, na_value=False)
-        return 100.0 * int((hits & mask).sum()) / total
+        hits = _is_signal(frame["signal"], self.signal) & scored
+        return 100.0 * int(np.count_nonzero(hits)) / total
 
 
 @dataclass
 class BuyRate(_SignalRate):
     name: ClassVar[str] = "buy_rate"
     description: ClassVar[str] = "Percent of rows with a prediction whose signal is BUY."
-    signal: ClassVar[str] = "BUY"
+    signal: ClassVar[str] = SIGNALS[0]
 
 
 @dataclass
 class SellRate(_SignalRate):
     name: ClassVar[str] = "sell_rate"
     description: ClassVar[str] = "Percent of rows with a prediction whose signal is SELL."
-    signal: ClassVar[str] = "SELL"
+    signal: ClassVar[str] = SIGNALS[1]
 
 
 @dataclass
 class HoldRate(_SignalRate):
     name: ClassVar[str] = "hold_rate"
     description: ClassVar[str] = "Percent of rows with a prediction whose signal is HOLD."
-    signal: ClassVar[str] = "HOLD"
+    signal: ClassVar[str] = SIGNALS[2]
 
 
 DEFAULT_METRICS: tuple[type[Metric], ...] = (
