@@ -22,6 +22,7 @@ from pokewatch_core.plugins import get_plugins, register_plugin, reload_plugins,
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
+    from pokewatch_core.backtest import backtest, signal_quality
     from pokewatch_core.data import load_prices, prepare_prices, read_table
     from pokewatch_core.evaluation import EvaluationResult, evaluate
     from pokewatch_core.price_index import PriceIndex
@@ -34,6 +35,8 @@ _LAZY = {
     "prepare_prices": "pokewatch_core.data",
     "read_table": "pokewatch_core.data",
     "PriceIndex": "pokewatch_core.price_index",
+    "backtest": "pokewatch_core.backtest",
+    "signal_quality": "pokewatch_core.backtest",
     "generate_prices": "pokewatch_core.sample_data",
     "embedded_sample_path": "pokewatch_core.sample_data",
 }
@@ -52,6 +55,7 @@ __all__ = [
     "SignalPolicy",
     "TrackingError",
     "__version__",
+    "backtest",
     "embedded_sample_path",
     "evaluate",
     "generate_prices",
@@ -63,6 +67,7 @@ __all__ = [
     "read_table",
     "register_plugin",
     "reload_plugins",
+    "signal_quality",
     "unregister_plugin",
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -123,7 +124,7 @@ def train(
     from pokewatch_core.data import load_prices
     from pokewatch_core.evaluation import evaluate, resolve_components
     from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.summary import data_overview, metrics_table
+    from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
     from pokewatch_core.tracking import log_evaluation
 
     param_values = _pairs(params, "-p")
@@ -157,6 +158,7 @@ def train(
         click.echo(f"  {key}: {value}")
     click.echo("Metrics:")
     click.echo(metrics_table(result.metrics))
+    click.echo(signal_quality_section(result))
     click.echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
         f"{logged.tracking_uri}"
@@ -283,6 +285,66 @@ _component_command("metric", "metrics")
 _component_command("policy", "policies")
 
 
+@cli.command()
+@click.argument("run_ids", nargs=-1)
+@click.option(
+    "--experiment-name",
+    "--experiment_name",
+    "experiment_name",
+    default=DEFAULT_EXPERIMENT,
+    show_default=True,
+    help="Experiment to rank.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metric to rank by (the first) and show (repeatable). "
+    "Default: rmse, mape, coverage_rate, strategy_total_return.",
+)
+@click.option(
+    "--ascending/--descending",
+    default=None,
+    help="Rank order. Default: ascending for errors (rmse, mape, drawdown, "
+    "turnover), descending otherwise.",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+def compare(
+    run_ids: tuple[str, ...],
+    experiment_name: str,
+    metrics: tuple[str, ...],
+    ascending: bool | None,
+    limit: int,
+    as_json: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Rank an experiment's runs by a metric, or show RUN_IDs side by side."""
+    from pokewatch_core import compare as cmp
+    from pokewatch_core.tracking import get_runs, search_runs
+
+    if run_ids:
+        runs = get_runs(list(run_ids), tracking_uri)
+        if as_json:
+            click.echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
+        else:
+            click.echo(cmp.side_by_side_table(runs))
+        return
+    chosen = list(metrics) or list(cmp.DEFAULT_METRICS)
+    order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
+    runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
+    if as_json:
+        click.echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
+    elif not runs:
+        click.echo(f"No finished runs in experiment '{experiment_name}'.")
+    else:
+        direction = "ascending" if order else "descending"
+        click.echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
+        click.echo(cmp.ranking_table(runs, chosen))
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -293,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
     if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     try:

@@ -71,4 +71,33 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
         "plots/error_distribution.png": fig_err,
         "plots/scatter_true_vs_predicted.png": fig_sc,
         "plots/signal_distribution.png": fig_sig,
+        "plots/strategy_equity_curve.png": equity_figure(result),
     }
+
+
+def strategy_fee(result: EvaluationResult) -> float:
+    """The fee of the run's strategy metrics (``fee_pct``), 0 if none was computed."""
+    for metric in result.metric_components.values():
+        fee = metric.get_params().get("fee_pct")
+        if isinstance(fee, int | float):
+            return float(fee)
+    return 0.0
+
+
+def equity_figure(result: EvaluationResult) -> Figure:
+    """The long-only strategy's equity against buy-and-hold of all cards."""
+    from pokewatch_core.backtest import backtest
+
+    fee = strategy_fee(result)
+    run = backtest(result.scored_frame, fee)
+    fig, ax = _figure()
+    if len(run.dates):
+        ax.plot(run.dates, run.equity, label=f"strategy (fee {fee:g})", color="#4c72b0")
+        ax.plot(
+            run.dates, run.buy_and_hold_equity, label="buy and hold, all cards", color="#8c8c8c"
+        )
+        ax.legend()
+        fig.autofmt_xdate()
+    ax.axhline(1.0, color="black", linewidth=0.5)
+    ax.set(title=f"Long-only strategy on {result.policy.name} signals", ylabel="equity (start = 1)")
+    return fig

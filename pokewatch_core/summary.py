@@ -64,4 +64,37 @@ def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
     ]
     lines += [f"  {k}: {v}" for k, v in data_overview(result).items()]
     lines += ["", "Metrics", metrics_table(result.metrics), "", f"Signals: {signal_line}"]
+    lines += ["", signal_quality_section(result)]
     return "\n".join(lines) + "\n"
+
+
+def signal_quality_section(result: EvaluationResult) -> str:
+    """Do the signals make money? Precision and forward returns, strategy vs buy and hold."""
+    from pokewatch_core.backtest import backtest, signal_quality
+    from pokewatch_core.plots import strategy_fee
+
+    quality = signal_quality(result.scored_frame)
+    fee = strategy_fee(result)
+    run = backtest(result.scored_frame, fee)
+    hold = float(run.buy_and_hold_equity[-1] - 1.0) if len(run.dates) else float("nan")
+
+    def pct(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value * 100:+.2f}%"
+
+    def share(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value * 100:.1f}%"
+
+    return "\n".join(
+        [
+            "Signal quality (1 observation ahead)",
+            f"  BUY:  precision {share(quality.buy_precision)}, recall "
+            f"{share(quality.buy_recall)}, lift {format_value(quality.buy_lift)}, mean forward "
+            f"return {pct(quality.mean_forward_return_buy)}",
+            f"  SELL: precision {share(quality.sell_precision)}, recall "
+            f"{share(quality.sell_recall)}, lift {format_value(quality.sell_lift)}, mean forward "
+            f"return {pct(quality.mean_forward_return_sell)}",
+            f"  strategy (long on BUY, flat on SELL, fee {fee:g}): total return "
+            f"{pct(run.total_return)}, Sharpe {format_value(run.sharpe)}, max drawdown "
+            f"{share(run.max_drawdown)}; buy and hold {pct(hold)}",
+        ]
+    )

@@ -151,6 +151,18 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> None:
         mlflow.log_input(dataset, context="evaluation")
 
 
+def _log_tables(result: EvaluationResult, workdir: Path) -> None:
+    import mlflow
+
+    from pokewatch_core.backtest import metrics_by_card
+
+    tables = workdir / "tables"
+    tables.mkdir()
+    metrics_by_card(result.scored_frame).to_csv(tables / "metrics_by_card.csv", index=False)
+    result.frame.to_parquet(tables / "predictions.parquet", index=False)
+    mlflow.log_artifacts(str(tables), "tables")
+
+
 def _clean_metric(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
@@ -202,6 +214,7 @@ def log_evaluation(
         for path, fig in evaluation_figures(result).items():
             mlflow.log_figure(fig, path)
         mlflow.log_text(evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
+        _log_tables(result, Path(tmp))
         model_uri = _log_model(result, Path(tmp)) if log_model else None
         version = None
         if register_model and model_uri:
@@ -218,3 +231,74 @@ def log_evaluation(
             registered_model=register_model if version else None,
             registered_version=version,
         )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A logged run as plain data, for comparisons."""
+
+    run_id: str
+    run_name: str
+    status: str
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name or "",
+        status=run.info.status,
+        start_time=int(run.info.start_time or 0),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
+
+
+def _client(tracking_uri: str | None) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+
+
+def search_runs(
+    experiment_name: str,
+    metric: str,
+    ascending: bool,
+    limit: int,
+    tracking_uri: str | None = None,
+) -> list[RunRecord]:
+    """Finished runs of an experiment ranked by ``metric`` (runs without it last)."""
+    from pokewatch_core.errors import ConfigError
+
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise ConfigError(f"no experiment named {experiment_name!r} in {client.tracking_uri}")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{metric}` {'ASC' if ascending else 'DESC'}"],
+        max_results=limit,
+    )
+    records = [_record(r) for r in runs]
+    # MLflow puts NaN first or last depending on the store; keep undefined values last
+    defined = [r for r in records if not math.isnan(r.metrics.get(metric, math.nan))]
+    return defined + [r for r in records if r not in defined]
+
+
+def get_runs(run_ids: list[str], tracking_uri: str | None = None) -> list[RunRecord]:
+    """The runs with these ids (any experiment)."""
+    from pokewatch_core.errors import ConfigError
+
+    client = _client(tracking_uri)
+    records = []
+    for run_id in run_ids:
+        try:
+            records.append(_record(client.get_run(run_id)))
+        except Exception as exc:
+            if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                raise ConfigError(f"no run {run_id!r} in {client.tracking_uri}") from exc
+            raise
+    return records

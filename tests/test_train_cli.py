@@ -15,9 +15,26 @@ ARTIFACTS = {
     "plots/error_distribution.png",
     "plots/scatter_true_vs_predicted.png",
     "plots/signal_distribution.png",
+    "plots/strategy_equity_curve.png",
     "summary/evaluation_summary.txt",
+    "tables/metrics_by_card.csv",
+    "tables/predictions.parquet",
 }
 METRICS = {"rmse", "mape", "dataset_size", "coverage_rate", "buy_rate", "sell_rate", "hold_rate"}
+SIGNAL_METRICS = {
+    "buy_precision",
+    "sell_precision",
+    "buy_recall",
+    "sell_recall",
+    "buy_lift",
+    "sell_lift",
+    "mean_forward_return_buy",
+    "mean_forward_return_sell",
+    "strategy_total_return",
+    "strategy_sharpe",
+    "strategy_max_drawdown",
+    "turnover",
+}
 
 
 def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
@@ -57,6 +74,24 @@ def test_train_on_the_embedded_sample_logs_a_complete_run(run_cli, store):
     summary = client.download_artifacts(run.info.run_id, "summary/evaluation_summary.txt")
     text = Path(summary).read_text()
     assert "baseline_moving_average" in text and "rmse" in text
+    assert "Signal quality" in text and "buy and hold" in text
+    assert set(run.data.metrics) >= SIGNAL_METRICS
+    by_card = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/metrics_by_card.csv"))
+    assert list(by_card.columns) == [
+        "card_id",
+        "scored_rows",
+        "rmse",
+        "mape",
+        "buy",
+        "sell",
+        "hold",
+    ]
+    assert len(by_card) == 210 and by_card["scored_rows"].sum() == run.data.metrics["dataset_size"]
+    predictions = pd.read_parquet(
+        client.download_artifacts(run.info.run_id, "tables/predictions.parquet")
+    )
+    assert len(predictions) == 40_746 and "predicted_price" in predictions.columns
+    assert "Signal quality" in result.stdout
 
 
 def test_logged_metrics_equal_the_library_result(run_cli, store, tmp_path):

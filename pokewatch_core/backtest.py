@@ -1,0 +1,297 @@
+"""Signal quality and a simple long-only strategy over an evaluation frame.
+
+Definitions (all over *signalled* rows: rows with a market price, a prediction and a signal):
+
+* **Forward price** of a row: the card's market price ``horizon`` observations later (the
+  ``horizon``-th next signalled row of the same card). Rows without one do not count in the
+  precision, recall, lift and forward-return figures.
+* **Rise / fall**: forward price above / below the row's market price.
+* ``buy_precision`` = rises among BUY rows / BUY rows; ``sell_precision`` = falls among SELL rows
+  / SELL rows; ``buy_recall`` = BUY rows among rises / rises; ``sell_recall`` likewise for falls;
+  ``buy_lift`` = buy_precision / (rises / rows), ``sell_lift`` = sell_precision /
+  (falls / rows). Undefined (no such rows) is NaN.
+* ``mean_forward_return_buy`` / ``_sell``: mean of ``forward / market - 1`` over BUY / SELL rows.
+* **Strategy** (long only, one unit of capital per position, equal weight across cards): a card
+  is entered on a BUY and exited on a SELL (HOLD and missing signals keep the position). On each
+  observation of a card, the position held coming in earns ``price / previous price``; an entry
+  or exit multiplies that row's growth by ``1 - fee_pct``. The day's return is the mean growth
+  of the card-rows that are *active* that day (held coming in, or entered) minus 1, and 0 when
+  none are. ``strategy_total_return`` = product of (1 + daily return) - 1;
+  ``strategy_sharpe`` = mean / standard deviation of daily returns x sqrt(365) (NaN with fewer
+  than two days or no variation); ``strategy_max_drawdown`` = largest fall of the equity curve
+  from its running peak, as a positive fraction; ``turnover`` = entries and exits per
+  position-day (active card-rows).
+* **Buy and hold** (for the plot): each day, the mean of ``price / previous price`` over the
+  cards observed that day after an earlier observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core.components import SIGNALS
+from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers
+
+BUY, SELL = 0, 1
+
+
+@dataclass(frozen=True)
+class SignalRows:
+    """The signalled rows of a frame, sorted by card and date."""
+
+    card: np.ndarray[Any, Any]
+    day: np.ndarray[Any, Any]
+    price: np.ndarray[Any, np.dtype[np.float64]]
+    signal: np.ndarray[Any, Any]  # 0 BUY, 1 SELL, 2 HOLD
+
+
+def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
+    """Signals as codes 0 BUY, 1 SELL, 2 HOLD, -1 missing."""
+    if isinstance(column.dtype, pd.CategoricalDtype) and tuple(column.cat.categories) == SIGNALS:
+        return category_codes(column)
+    values = pd.Categorical(column, categories=list(SIGNALS))
+    return np.asarray(values.codes)
+
+
+def _identity(frame: pd.DataFrame) -> tuple[int, ...] | None:
+    """Addresses of the arrays behind the columns used, or None if any is not stable."""
+    parts: list[int] = [len(frame)]
+    for column in (ID, "signal"):
+        if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            return None
+        parts.append(category_codes(frame[column]).ctypes.data)
+    for column in (DATE, PRICE, "predicted_price"):
+        values = frame[column].to_numpy()
+        if values.dtype == object:
+            return None
+        parts.append(values.ctypes.data)
+    return tuple(parts)
+
+
+_last_rows: tuple[tuple[int, ...] | None, SignalRows | None] = (None, None)
+
+
+def signal_rows(frame: pd.DataFrame) -> SignalRows:
+    """Rows with a market price, a prediction and a signal, sorted by (card, date).
+
+    The last result is reused for the same frame (same column arrays), so that the dozen
+    signal metrics of one evaluation sort once; a frame changed in place in between is not
+    noticed, so copy a frame before editing it.
+    """
+    global _last_rows
+    identity = _identity(frame)
+    if identity is not None and _last_rows[0] == identity and _last_rows[1] is not None:
+        return _last_rows[1]
+    rows = _signal_rows(frame)
+    _last_rows = (identity, rows)
+    return rows
+
+
+def _signal_rows(frame: pd.DataFrame) -> SignalRows:
+    market = frame[PRICE].to_numpy(dtype=np.float64)
+    predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
+    codes = signal_codes(frame["signal"])
+    keep = ~np.isnan(market) & ~np.isnan(predicted) & (codes >= 0)
+    ids = frame[ID]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        card = category_codes(ids)
+    else:
+        card = pd.factorize(ids)[0]
+    card, day = card[keep].astype(np.int64), day_numbers(frame[DATE])[keep]
+    price, signal = market[keep], codes[keep]
+    key = (card << 32) | (day + (1 << 31))
+    if len(key) > 1 and not (key[1:] > key[:-1]).all():
+        order = np.argsort(key, kind="stable")
+        card, day, price, signal = card[order], day[order], price[order], signal[order]
+    return SignalRows(card, day, price, signal)
+
+
+def forward_returns(rows: SignalRows, horizon: int = 1) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """``price[i + horizon] / price[i] - 1`` within the card; NaN where there is none."""
+    n = len(rows.price)
+    out = np.full(n, np.nan)
+    if horizon < 1 or n <= horizon:
+        return out
+    same = rows.card[horizon:] == rows.card[:-horizon]
+    out[:-horizon] = np.where(same, rows.price[horizon:] / rows.price[:-horizon] - 1.0, np.nan)
+    return out
+
+
+@dataclass(frozen=True)
+class SignalQuality:
+    """Precision, recall, lift and mean forward returns of BUY and SELL signals."""
+
+    buy_precision: float
+    sell_precision: float
+    buy_recall: float
+    sell_recall: float
+    buy_lift: float
+    sell_lift: float
+    mean_forward_return_buy: float
+    mean_forward_return_sell: float
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _count(mask: np.ndarray[Any, Any]) -> int:
+    return int(np.count_nonzero(mask))
+
+
+def signal_quality(frame: pd.DataFrame, horizon: int = 1) -> SignalQuality:
+    """The signal-quality figures of the module docstring."""
+    rows = signal_rows(frame)
+    ret = forward_returns(rows, horizon)
+    has = ~np.isnan(ret)
+    ret, sig = ret[has], rows.signal[has]
+    rise, fall = ret > 0, ret < 0
+    buy, sell = sig == BUY, sig == SELL
+    n = len(ret)
+    buy_p = _ratio(_count(buy & rise), _count(buy))
+    sell_p = _ratio(_count(sell & fall), _count(sell))
+    return SignalQuality(
+        buy_precision=buy_p,
+        sell_precision=sell_p,
+        buy_recall=_ratio(_count(buy & rise), _count(rise)),
+        sell_recall=_ratio(_count(sell & fall), _count(fall)),
+        buy_lift=_ratio(buy_p, _ratio(_count(rise), n)),
+        sell_lift=_ratio(sell_p, _ratio(_count(fall), n)),
+        mean_forward_return_buy=float(ret[buy].mean()) if buy.any() else float("nan"),
+        mean_forward_return_sell=float(ret[sell].mean()) if sell.any() else float("nan"),
+    )
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Daily results of the long-only strategy and of buy-and-hold."""
+
+    dates: pd.DatetimeIndex
+    strategy_returns: np.ndarray[Any, np.dtype[np.float64]]
+    buy_and_hold_returns: np.ndarray[Any, np.dtype[np.float64]]
+    trades: int
+    position_days: int
+
+    @property
+    def equity(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Strategy equity, starting from 1."""
+        return np.asarray(np.cumprod(1.0 + self.strategy_returns))
+
+    @property
+    def buy_and_hold_equity(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Buy-and-hold equity, starting from 1."""
+        return np.asarray(np.cumprod(1.0 + self.buy_and_hold_returns))
+
+    @property
+    def total_return(self) -> float:
+        return float(self.equity[-1] - 1.0) if len(self.equity) else float("nan")
+
+    @property
+    def sharpe(self) -> float:
+        r = self.strategy_returns
+        if len(r) < 2:
+            return float("nan")
+        sd = float(np.std(r, ddof=1))
+        return float(np.mean(r) / sd * np.sqrt(365.0)) if sd > 0 else float("nan")
+
+    @property
+    def max_drawdown(self) -> float:
+        equity = self.equity
+        if not len(equity):
+            return float("nan")
+        peak = np.maximum.accumulate(np.maximum(equity, 1.0))
+        return float(np.max(1.0 - equity / peak))
+
+    @property
+    def turnover(self) -> float:
+        return _ratio(self.trades, self.position_days)
+
+
+def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
+    """Run the long-only strategy of the module docstring over ``frame``'s signals."""
+    rows = signal_rows(frame)
+    cached = _last_backtest.get((id(rows), fee_pct))
+    if cached is not None:
+        return cached
+    result = _backtest(rows, fee_pct)
+    _last_backtest.clear()
+    _last_backtest[(id(rows), fee_pct)] = result
+    return result
+
+
+_last_backtest: dict[tuple[int, float], Backtest] = {}
+
+
+def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
+    n = len(rows.price)
+    if not n:
+        empty = np.empty(0)
+        return Backtest(pd.DatetimeIndex([]), empty, empty, 0, 0)
+    first = np.ones(n, dtype=bool)
+    first[1:] = rows.card[1:] != rows.card[:-1]
+    # position after each row: 1 after BUY, 0 after SELL, else carried (per card, from 0)
+    state = np.where(rows.signal == BUY, 1.0, np.where(rows.signal == SELL, 0.0, np.nan))
+    state[first & np.isnan(state)] = 0.0
+    position = pd.Series(state).ffill().to_numpy()
+    held_in = np.zeros(n)
+    held_in[1:] = np.where(first[1:], 0.0, position[:-1])
+    growth_price = np.ones(n)
+    growth_price[1:] = np.where(first[1:], 1.0, rows.price[1:] / rows.price[:-1])
+    traded = position != held_in
+    active = (held_in > 0) | traded
+    growth = np.where(held_in > 0, growth_price, 1.0) * np.where(traded, 1.0 - fee_pct, 1.0)
+
+    days, day_index = np.unique(rows.day, return_inverse=True)
+    n_days = len(days)
+    active_count = np.bincount(day_index, weights=active, minlength=n_days)
+    active_growth = np.bincount(day_index, weights=np.where(active, growth, 0.0), minlength=n_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        strategy = np.where(active_count > 0, active_growth / active_count - 1.0, 0.0)
+    observed = ~first
+    bh_count = np.bincount(day_index, weights=observed, minlength=n_days)
+    bh_sum = np.bincount(day_index, weights=np.where(observed, growth_price, 0.0), minlength=n_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        buy_and_hold = np.where(bh_count > 0, bh_sum / bh_count - 1.0, 0.0)
+    dates = pd.DatetimeIndex((days * 86_400 * 10**9).astype("datetime64[ns]"))
+    return Backtest(
+        dates=dates,
+        strategy_returns=strategy,
+        buy_and_hold_returns=buy_and_hold,
+        trades=int(np.count_nonzero(traded)),
+        position_days=int(np.count_nonzero(active)),
+    )
+
+
+def metrics_by_card(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per card: scored rows, rmse, mape (percent) and the count of each signal."""
+    error = frame["predicted_price"] - frame[PRICE]
+    scored = error.notna()
+    codes = signal_codes(frame["signal"])
+    table = pd.DataFrame(
+        {
+            ID: frame[ID].astype("str"),
+            "scored_rows": scored.astype(int),
+            "_sq": (error**2).where(scored, 0.0),
+            "_ape": (error.abs() / frame[PRICE]).where(scored, 0.0),
+            "buy": (codes == BUY).astype(int),
+            "sell": (codes == SELL).astype(int),
+            "hold": (codes == 2).astype(int),
+        }
+    )
+    sums = table.groupby(ID, sort=True).sum()
+    n = sums["scored_rows"].where(sums["scored_rows"] > 0)
+    out = pd.DataFrame(
+        {
+            "scored_rows": sums["scored_rows"],
+            "rmse": np.sqrt(sums["_sq"] / n),
+            "mape": sums["_ape"] / n * 100.0,
+            "buy": sums["buy"],
+            "sell": sums["sell"],
+            "hold": sums["hold"],
+        }
+    )
+    return out.reset_index()

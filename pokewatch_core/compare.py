@@ -1,0 +1,105 @@
+"""`pokewatch compare`: rank an experiment's runs, or put runs side by side."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pokewatch_core.summary import format_value
+from pokewatch_core.tracking import RunRecord
+
+DEFAULT_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
+# Metrics where smaller is better; every other metric ranks largest first by default.
+LOWER_IS_BETTER = {"rmse", "mape", "strategy_max_drawdown", "turnover"}
+RUN_PARAMS = ("model_type", "policy")
+
+
+def default_ascending(metric: str) -> bool:
+    """Whether ``metric`` ranks best when smallest."""
+    return metric in LOWER_IS_BETTER
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def varying_params(runs: list[RunRecord]) -> list[str]:
+    """Parameters (other than model and policy) whose value differs between runs."""
+    keys = sorted({k for r in runs for k in r.params} - set(RUN_PARAMS))
+    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+
+
+def ranking(runs: list[RunRecord], metrics: list[str]) -> dict[str, Any]:
+    """The ranking as data (for ``--json``)."""
+    return {
+        "metrics": metrics,
+        "runs": [
+            {
+                "rank": i + 1,
+                "run_id": r.run_id,
+                "run_name": r.run_name,
+                "model": r.params.get("model_type"),
+                "policy": r.params.get("policy"),
+                "params": r.params,
+                "metrics": {m: r.metrics.get(m) for m in metrics},
+            }
+            for i, r in enumerate(runs)
+        ],
+    }
+
+
+def ranking_table(runs: list[RunRecord], metrics: list[str]) -> str:
+    """Rank, run, model, policy, the parameters that differ, and the chosen metrics."""
+    params = varying_params(runs)
+    header = ["#", "run_id", "run_name", "model", "policy", *params, *metrics]
+    rows = [
+        [
+            str(i + 1),
+            r.run_id[:12],
+            r.run_name,
+            r.params.get("model_type", ""),
+            r.params.get("policy", ""),
+            *(r.params.get(p, "") for p in params),
+            *(format_value(r.metrics.get(m, math.nan)) for m in metrics),
+        ]
+        for i, r in enumerate(runs)
+    ]
+    return _table(header, rows)
+
+
+def side_by_side(runs: list[RunRecord]) -> dict[str, Any]:
+    """Every param and metric of the runs, with ``differs`` set where they disagree."""
+
+    def rows(kind: str) -> list[dict[str, Any]]:
+        keys = sorted({k for r in runs for k in getattr(r, kind)})
+        out = []
+        for key in keys:
+            values = [getattr(r, kind).get(key) for r in runs]
+            shown = {"nan" if isinstance(v, float) and math.isnan(v) else v for v in values}
+            out.append({"name": key, "values": values, "differs": len(shown) > 1})
+        return out
+
+    return {
+        "runs": [{"run_id": r.run_id, "run_name": r.run_name} for r in runs],
+        "params": rows("params"),
+        "metrics": rows("metrics"),
+    }
+
+
+def side_by_side_table(runs: list[RunRecord]) -> str:
+    """Params then metrics, one column per run; a differing row is marked with ``*``."""
+    data = side_by_side(runs)
+    header = ["", "name", *(f"{r.run_name or r.run_id[:8]} ({r.run_id[:8]})" for r in runs)]
+    rows = []
+    for kind in ("params", "metrics"):
+        for row in data[kind]:
+            cells = ["" if v is None else format_value(v) for v in row["values"]]
+            rows.append(["*" if row["differs"] else "", f"{kind[:-1]}.{row['name']}", *cells])
+    return _table(header, rows) + "\n(* = differs between the runs)"

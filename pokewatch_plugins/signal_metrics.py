@@ -1,0 +1,151 @@
+"""Signal-quality and strategy metrics; definitions in ``pokewatch_core.backtest``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pandas as pd
+
+from pokewatch_core import Metric, backtest, signal_quality
+
+
+@dataclass
+class _SignalQualityMetric(Metric):
+    """A field of ``signal_quality(frame, horizon)``."""
+
+    field: ClassVar[str] = ""
+    horizon: int = 1
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be at least 1, got {self.horizon}")
+
+    def compute(self, frame: pd.DataFrame) -> float:
+        return float(getattr(signal_quality(frame, self.horizon), self.field))
+
+
+@dataclass
+class BuyPrecision(_SignalQualityMetric):
+    name: ClassVar[str] = "buy_precision"
+    description: ClassVar[str] = (
+        "Share of BUY rows whose price `horizon` observations later is higher (NaN: no BUY)."
+    )
+    field: ClassVar[str] = "buy_precision"
+
+
+@dataclass
+class SellPrecision(_SignalQualityMetric):
+    name: ClassVar[str] = "sell_precision"
+    description: ClassVar[str] = (
+        "Share of SELL rows whose price `horizon` observations later is lower (NaN: no SELL)."
+    )
+    field: ClassVar[str] = "sell_precision"
+
+
+@dataclass
+class BuyRecall(_SignalQualityMetric):
+    name: ClassVar[str] = "buy_recall"
+    description: ClassVar[str] = "Share of the rises (`horizon` observations ahead) that got a BUY."
+    field: ClassVar[str] = "buy_recall"
+
+
+@dataclass
+class SellRecall(_SignalQualityMetric):
+    name: ClassVar[str] = "sell_recall"
+    description: ClassVar[str] = (
+        "Share of the falls (`horizon` observations ahead) that got a SELL."
+    )
+    field: ClassVar[str] = "sell_recall"
+
+
+@dataclass
+class BuyLift(_SignalQualityMetric):
+    name: ClassVar[str] = "buy_lift"
+    description: ClassVar[str] = "buy_precision divided by the base rate of rises."
+    field: ClassVar[str] = "buy_lift"
+
+
+@dataclass
+class SellLift(_SignalQualityMetric):
+    name: ClassVar[str] = "sell_lift"
+    description: ClassVar[str] = "sell_precision divided by the base rate of falls."
+    field: ClassVar[str] = "sell_lift"
+
+
+@dataclass
+class MeanForwardReturnBuy(_SignalQualityMetric):
+    name: ClassVar[str] = "mean_forward_return_buy"
+    description: ClassVar[str] = "Mean return `horizon` observations after a BUY (fraction)."
+    field: ClassVar[str] = "mean_forward_return_buy"
+
+
+@dataclass
+class MeanForwardReturnSell(_SignalQualityMetric):
+    name: ClassVar[str] = "mean_forward_return_sell"
+    description: ClassVar[str] = "Mean return `horizon` observations after a SELL (fraction)."
+    field: ClassVar[str] = "mean_forward_return_sell"
+
+
+@dataclass
+class _StrategyMetric(Metric):
+    """A figure of ``backtest(frame, fee_pct)``."""
+
+    field: ClassVar[str] = ""
+    fee_pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fee_pct < 1:
+            raise ValueError(f"fee_pct must be in [0, 1), got {self.fee_pct}")
+
+    def compute(self, frame: pd.DataFrame) -> float:
+        return float(getattr(backtest(frame, self.fee_pct), self.field))
+
+
+@dataclass
+class StrategyTotalReturn(_StrategyMetric):
+    name: ClassVar[str] = "strategy_total_return"
+    description: ClassVar[str] = (
+        "Total return (fraction) of the long-only strategy: enter on BUY, exit on SELL, "
+        "equal weight across cards, fee_pct on each entry and exit."
+    )
+    field: ClassVar[str] = "total_return"
+
+
+@dataclass
+class StrategySharpe(_StrategyMetric):
+    name: ClassVar[str] = "strategy_sharpe"
+    description: ClassVar[str] = (
+        "Sharpe ratio of the strategy's daily returns, annualised by sqrt(365)."
+    )
+    field: ClassVar[str] = "sharpe"
+
+
+@dataclass
+class StrategyMaxDrawdown(_StrategyMetric):
+    name: ClassVar[str] = "strategy_max_drawdown"
+    description: ClassVar[str] = "Largest fall of the strategy's equity from its peak (fraction)."
+    field: ClassVar[str] = "max_drawdown"
+
+
+@dataclass
+class Turnover(_StrategyMetric):
+    name: ClassVar[str] = "turnover"
+    description: ClassVar[str] = "Strategy entries and exits per position-day."
+    field: ClassVar[str] = "turnover"
+
+
+SIGNAL_METRICS: tuple[type[Metric], ...] = (
+    BuyPrecision,
+    SellPrecision,
+    BuyRecall,
+    SellRecall,
+    BuyLift,
+    SellLift,
+    MeanForwardReturnBuy,
+    MeanForwardReturnSell,
+    StrategyTotalReturn,
+    StrategySharpe,
+    StrategyMaxDrawdown,
+    Turnover,
+)

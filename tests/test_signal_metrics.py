@@ -1,0 +1,177 @@
+"""Signal-quality and strategy metrics against hand computations, and their laws."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pokewatch_core import backtest, evaluate, get_plugins
+from tests.conftest import panels
+
+CATS = ["BUY", "SELL", "HOLD"]
+
+
+def frame(rows) -> pd.DataFrame:
+    """rows: (card, day number, price, signal)."""
+    card, day, price, signal = zip(*rows, strict=True)
+    return pd.DataFrame(
+        {
+            "card_id": list(card),
+            "date": pd.Timestamp("2025-01-01") + pd.to_timedelta(list(day), unit="D"),
+            "market_price": np.array(price, dtype=float),
+            "predicted_price": 1.0,
+            "signal": pd.Categorical(list(signal), categories=CATS),
+        }
+    )
+
+
+def metric(name: str, frame_: pd.DataFrame, **params) -> float:
+    return get_plugins().metrics.get(name).from_params(params).compute(frame_)
+
+
+ONE_CARD = frame(
+    [
+        ("a", 0, 10.0, "BUY"),  # -> 12: rise
+        ("a", 1, 12.0, "SELL"),  # -> 9: fall
+        ("a", 2, 9.0, "BUY"),  # -> 9: flat
+        ("a", 3, 9.0, "HOLD"),  # -> 15: rise
+        ("a", 4, 15.0, "SELL"),  # no forward price
+    ]
+)
+
+
+def test_precision_recall_lift_by_hand():
+    assert metric("buy_precision", ONE_CARD) == pytest.approx(1 / 2)
+    assert metric("sell_precision", ONE_CARD) == pytest.approx(1.0)
+    assert metric("buy_recall", ONE_CARD) == pytest.approx(1 / 2)  # rises: rows 0 and 3
+    assert metric("sell_recall", ONE_CARD) == pytest.approx(1.0)
+    assert metric("buy_lift", ONE_CARD) == pytest.approx((1 / 2) / (2 / 4))
+    assert metric("sell_lift", ONE_CARD) == pytest.approx(1.0 / (1 / 4))
+    assert metric("mean_forward_return_buy", ONE_CARD) == pytest.approx((12 / 10 - 1 + 0) / 2)
+    assert metric("mean_forward_return_sell", ONE_CARD) == pytest.approx(9 / 12 - 1)
+
+
+def test_horizon_counts_observations_not_days():
+    # horizon 2: row 0 -> 9 (fall), row 2 -> 15 (rise)
+    assert metric("buy_precision", ONE_CARD, horizon=2) == pytest.approx(1 / 2)
+    assert metric("mean_forward_return_buy", ONE_CARD, horizon=2) == pytest.approx(
+        ((9 / 10 - 1) + (15 / 9 - 1)) / 2
+    )
+    gap = frame([("a", 0, 10.0, "BUY"), ("a", 9, 11.0, "HOLD")])  # 9 days later, next obs
+    assert metric("buy_precision", gap) == 1.0
+
+
+def test_rows_without_prediction_or_other_cards_do_not_count():
+    mixed = frame(
+        [
+            ("a", 0, 10.0, "BUY"),
+            ("b", 0, 50.0, "HOLD"),
+            ("a", 1, 8.0, "HOLD"),
+            ("b", 1, 60.0, "SELL"),
+        ]
+    )
+    mixed.loc[3, "predicted_price"] = np.nan
+    mixed.loc[3, "signal"] = np.nan
+    assert metric("buy_precision", mixed) == 0.0  # a: 10 -> 8
+    assert math.isnan(metric("sell_precision", mixed))
+
+
+TWO_CARDS = frame(
+    [
+        ("A", 0, 10.0, "BUY"),
+        ("A", 1, 11.0, "HOLD"),
+        ("A", 2, 12.0, "SELL"),
+        ("A", 3, 11.0, "HOLD"),
+        ("B", 0, 20.0, "HOLD"),
+        ("B", 1, 20.0, "BUY"),
+        ("B", 2, 22.0, "HOLD"),
+        ("B", 3, 24.0, "SELL"),
+    ]
+)
+
+
+def hand_strategy(fee: float) -> list[float]:
+    keep = 1 - fee
+    return [
+        keep - 1,  # day 0: A entered
+        (11 / 10 + keep) / 2 - 1,  # day 1: A held, B entered
+        ((12 / 11) * keep + 22 / 20) / 2 - 1,  # day 2: A exits, B held
+        (24 / 22) * keep - 1,  # day 3: B exits (A flat: not active)
+    ]
+
+
+@pytest.mark.parametrize("fee", [0.0, 0.01])
+def test_strategy_by_hand(fee):
+    daily = np.array(hand_strategy(fee))
+    equity = np.cumprod(1 + daily)
+    assert metric("strategy_total_return", TWO_CARDS, fee_pct=fee) == pytest.approx(equity[-1] - 1)
+    sharpe = daily.mean() / daily.std(ddof=1) * math.sqrt(365)
+    assert metric("strategy_sharpe", TWO_CARDS, fee_pct=fee) == pytest.approx(sharpe)
+    peak = np.maximum.accumulate(np.maximum(equity, 1.0))
+    assert metric("strategy_max_drawdown", TWO_CARDS, fee_pct=fee) == pytest.approx(
+        max(1 - equity / peak)
+    )
+    assert metric("turnover", TWO_CARDS, fee_pct=fee) == pytest.approx(4 / 6)
+
+
+def test_buy_and_hold_by_hand():
+    run = backtest(TWO_CARDS)
+    np.testing.assert_allclose(
+        run.buy_and_hold_returns,
+        [0.0, (11 / 10 + 1) / 2 - 1, (12 / 11 + 22 / 20) / 2 - 1, (11 / 12 + 24 / 22) / 2 - 1],
+    )
+
+
+def test_invalid_parameters_are_rejected():
+    from pokewatch_core import ConfigError
+
+    with pytest.raises(ConfigError, match="horizon"):
+        get_plugins().metrics.get("buy_precision").from_params({"horizon": 0})
+    with pytest.raises(ConfigError, match="fee_pct"):
+        get_plugins().metrics.get("strategy_sharpe").from_params({"fee_pct": 1.5})
+
+
+QUALITY = ["buy_precision", "sell_precision", "buy_recall", "sell_recall"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(panels(max_cards=4, max_days=20), st.integers(1, 3))
+def test_precision_and_recall_are_shares(data, horizon):
+    result = evaluate("baseline_moving_average", data, params={"horizon": horizon})
+    for name in QUALITY:
+        value = result.metrics[name]
+        assert math.isnan(value) or 0 <= value <= 1, name
+
+
+@settings(max_examples=30, deadline=None)
+@given(panels(max_cards=3, max_days=15))
+def test_a_policy_that_never_signals_gives_nan_precision(data):
+    huge = {"buy_threshold_pct": 2.0, "sell_threshold_pct": 1e12}  # always HOLD
+    result = evaluate("baseline_moving_average", data, params=huge)
+    assert math.isnan(result.metrics["buy_precision"])
+    assert math.isnan(result.metrics["sell_precision"])
+    total = result.metrics["strategy_total_return"]
+    # no position is ever taken: nothing earned, or undefined when no row has a signal
+    assert total == 0.0 or (math.isnan(total) and result.metrics["dataset_size"] == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(panels(max_cards=4, max_days=20), st.floats(0, 0.2), st.floats(0, 0.2))
+def test_fees_only_lower_the_strategy_return(data, fee_a, fee_b):
+    low, high = sorted((fee_a, fee_b))
+    result = evaluate(
+        "baseline_moving_average",
+        data,
+        params={"buy_threshold_pct": 0.02, "sell_threshold_pct": 0.02},
+    )
+    cheap = metric("strategy_total_return", result.frame, fee_pct=low)
+    dear = metric("strategy_total_return", result.frame, fee_pct=high)
+    if math.isnan(cheap):  # no signalled row at all
+        assert math.isnan(dear)
+    else:
+        assert dear <= cheap + 1e-12 * max(1.0, abs(cheap))
