@@ -22,7 +22,7 @@ def tests(session: nox.Session) -> None:
         f"--python={session.virtualenv.location}",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *(session.posargs or ["-m", "not integration"]))
 
 
 @nox.session

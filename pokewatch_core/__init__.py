@@ -22,7 +22,7 @@ from pokewatch_core.plugins import get_plugins, register_plugin, reload_plugins,
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
-    from pokewatch_core.backtest import backtest, signal_quality
+    from pokewatch_core.backtesting import backtest, signal_quality
     from pokewatch_core.data import load_prices, prepare_prices, read_table
     from pokewatch_core.evaluation import EvaluationResult, evaluate
     from pokewatch_core.price_index import PriceIndex
@@ -35,8 +35,8 @@ _LAZY = {
     "prepare_prices": "pokewatch_core.data",
     "read_table": "pokewatch_core.data",
     "PriceIndex": "pokewatch_core.price_index",
-    "backtest": "pokewatch_core.backtest",
-    "signal_quality": "pokewatch_core.backtest",
+    "backtest": "pokewatch_core.backtesting",
+    "signal_quality": "pokewatch_core.backtesting",
     "generate_prices": "pokewatch_core.sample_data",
     "embedded_sample_path": "pokewatch_core.sample_data",
 }

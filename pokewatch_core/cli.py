@@ -21,6 +21,11 @@ from pokewatch_core.errors import ConfigError, PokeWatchError
 from pokewatch_core.version import __version__
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
@@ -125,12 +130,13 @@ def train(
     from pokewatch_core.evaluation import evaluate, resolve_components
     from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
-    from pokewatch_core.tracking import log_evaluation
+    from pokewatch_core.tracking import check_reachable, log_evaluation, resolve_tracking_uri
 
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
     # Resolve components first: a typo in --model should not wait for the data to load.
     resolve_components(model, policy, list(metrics) or None, param_values)
+    check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
     path = data_path or str(embedded_sample_path())
     source = data_path or "embedded sample (sv2a)"
     table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
@@ -170,7 +176,10 @@ def train(
             f"Registered: models:/{logged.registered_model}@{alias} "
             f"(version {logged.registered_version})"
         )
-    click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
+    if logged.tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"Open the MLflow UI: {logged.tracking_uri}")
+    else:
+        click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
 
 
 @cli.command()
@@ -356,8 +365,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
     if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry otherwise
     try:
         code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -86,7 +86,7 @@ def strategy_fee(result: EvaluationResult) -> float:
 
 def equity_figure(result: EvaluationResult) -> Figure:
     """The long-only strategy's equity against buy-and-hold of all cards."""
-    from pokewatch_core.backtest import backtest
+    from pokewatch_core.backtesting import backtest
 
     fee = strategy_fee(result)
     run = backtest(result.scored_frame, fee)

@@ -70,7 +70,7 @@ def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
 
 def signal_quality_section(result: EvaluationResult) -> str:
     """Do the signals make money? Precision and forward returns, strategy vs buy and hold."""
-    from pokewatch_core.backtest import backtest, signal_quality
+    from pokewatch_core.backtesting import backtest, signal_quality
     from pokewatch_core.plots import strategy_fee
 
     quality = signal_quality(result.scored_frame)

@@ -3,16 +3,22 @@ and only inside functions, so importing PokeWatch never pays for it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import random
 import tempfile
+import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.errors import TrackingError
 from pokewatch_core.plugins import get_plugins
 from pokewatch_core.version import __version__
 
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
     from pokewatch_core.evaluation import EvaluationResult
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"
+FAILED_RUNS_DIR = "pokewatch-failed-runs"
+T = TypeVar("T")
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
 MODEL_CODE = Path(__file__).with_name("tracking_model.py")
 
@@ -112,7 +120,8 @@ def _log_model(result: EvaluationResult, workdir: Path) -> str:
     pricer = FairPricer(result.model, result.policy, result.frame)
     files = pricer.save(workdir / "model_state")
     example_cards = result.frame[ID].drop_duplicates().head(3).tolist()
-    info = mlflow.pyfunc.log_model(
+    info = _retry(
+        mlflow.pyfunc.log_model,
         name=model_artifact_name(result.model.name),
         python_model=str(MODEL_CODE),
         artifacts={k: str(v) for k, v in files.items()},
@@ -148,23 +157,93 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> None:
             targets=PRICE,
             digest=_dataset_digest(table),
         )
-        mlflow.log_input(dataset, context="evaluation")
+        _retry(mlflow.log_input, dataset, context="evaluation")
 
 
 def _log_tables(result: EvaluationResult, workdir: Path) -> None:
     import mlflow
 
-    from pokewatch_core.backtest import metrics_by_card
+    from pokewatch_core.backtesting import metrics_by_card
 
     tables = workdir / "tables"
     tables.mkdir()
     metrics_by_card(result.scored_frame).to_csv(tables / "metrics_by_card.csv", index=False)
     result.frame.to_parquet(tables / "predictions.parquet", index=False)
-    mlflow.log_artifacts(str(tables), "tables")
+    _retry(mlflow.log_artifacts, str(tables), "tables")
 
 
 def _clean_metric(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
+
+
+def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
+    """For an HTTP tracking URI, fail fast (``TrackingError``) if the server does not answer,
+    instead of MLflow's minutes of retries. Other URIs are not checked."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers; /health may just be routed elsewhere
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from exc
+
+
+_TRANSIENT = ("database is locked", "database table is locked", "already exists")
+
+
+def _retry(call: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Run ``call``, retrying transient store errors (SQLite locks, creation races) with
+    bounded, jittered exponential backoff."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not any(t in str(exc) for t in _TRANSIENT):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _store_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first contact with a SQLite store across processes: MLflow creates and
+    migrates the schema on first use, and concurrent migrations corrupt it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with (db.parent / f"{db.name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Path:
+    """Save what was computed (metrics, params, predictions, summary) next to the user."""
+    import json
+
+    from pokewatch_core.summary import evaluation_summary
+
+    folder = Path(FAILED_RUNS_DIR) / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    (folder / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
+    result.frame.to_parquet(folder / "predictions.parquet", index=False)
+    (folder / "evaluation_summary.txt").write_text(evaluation_summary(result, data_source))
+    return folder
 
 
 def log_evaluation(
@@ -179,58 +258,101 @@ def log_evaluation(
     alias: str = "champion",
     log_model: bool = True,
 ) -> LoggedRun:
-    """Log ``result`` as one MLflow run: params, metrics, plots, summary, dataset, model.
+    """Log ``result`` as one MLflow run: params, metrics, plots, summary, tables, dataset,
+    model.
 
-    The run ends FAILED (never left RUNNING) if anything fails after it started.
+    If anything fails after the run started, the run is ended FAILED (when the store still
+    answers), the evaluation results are kept in ``pokewatch-failed-runs/<run_id>/``, and a
+    ``TrackingError`` names the incomplete run.
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from pokewatch_core.plots import evaluation_figures
-    from pokewatch_core.summary import evaluation_summary
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
     if uri:
         mlflow.set_tracking_uri(uri)
+    effective_uri = mlflow.get_tracking_uri()
     # Inside `mlflow run` the run already exists (MLFLOW_RUN_ID): log into it; its experiment
     # is the one given to `mlflow run --experiment-name`.
     resumed = bool(os.environ.get("MLFLOW_RUN_ID"))
-    if not resumed:
-        mlflow.set_experiment(experiment_name)
+    with _store_init_lock(effective_uri):
+        if not resumed:
+            _retry(mlflow.set_experiment, experiment_name)
 
     all_tags = {"pokewatch.version": __version__}
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
 
-    with (
-        tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp,
-        mlflow.start_run(run_name=run_name, tags=all_tags) as run,
-    ):
-        if resumed and run_name:
-            mlflow.set_tag("mlflow.runName", run_name)
-        mlflow.log_params({k: str(v) for k, v in result.params.items()})
-        mlflow.log_metrics({k: _clean_metric(v) for k, v in result.metrics.items()})
-        _log_dataset(result, data_source)
-        for path, fig in evaluation_figures(result).items():
-            mlflow.log_figure(fig, path)
-        mlflow.log_text(evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
-        _log_tables(result, Path(tmp))
-        model_uri = _log_model(result, Path(tmp)) if log_model else None
-        version = None
-        if register_model and model_uri:
-            registered = mlflow.register_model(model_uri, register_model)
-            version = str(registered.version)
-            MlflowClient().set_registered_model_alias(register_model, alias, version)
-        experiment = mlflow.get_experiment(run.info.experiment_id)
-        return LoggedRun(
-            run_id=run.info.run_id,
-            experiment_id=run.info.experiment_id,
-            experiment_name=experiment.name if experiment else experiment_name,
-            tracking_uri=mlflow.get_tracking_uri(),
-            model_uri=model_uri,
-            registered_model=register_model if version else None,
-            registered_version=version,
-        )
+    run = _retry(mlflow.start_run, run_name=run_name, tags=all_tags)
+    run_id = run.info.run_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+            logged = _log_run(
+                result,
+                run,
+                Path(tmp),
+                data_source,
+                register_model,
+                alias,
+                log_model,
+                run_name if resumed else None,
+            )
+    except BaseException as exc:
+        kept = _keep_results(result, run_id, data_source)
+        with contextlib.suppress(Exception):  # the store may be the thing that failed
+            mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, Exception):
+            cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise TrackingError(
+                f"run {run_id} at {effective_uri} is incomplete ({cause}); "
+                f"the evaluation results are kept in {kept}"
+            ) from exc
+        raise
+    _retry(mlflow.end_run)
+    return logged
+
+
+def _log_run(
+    result: EvaluationResult,
+    run: Any,
+    workdir: Path,
+    data_source: str,
+    register_model: str | None,
+    alias: str,
+    log_model: bool,
+    rename: str | None,
+) -> LoggedRun:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core import plots
+    from pokewatch_core.summary import evaluation_summary
+
+    if rename:
+        _retry(mlflow.set_tag, "mlflow.runName", rename)
+    _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
+    _retry(mlflow.log_metrics, {k: _clean_metric(v) for k, v in result.metrics.items()})
+    _log_dataset(result, data_source)
+    for path, fig in plots.evaluation_figures(result).items():
+        _retry(mlflow.log_figure, fig, path)
+    _retry(mlflow.log_text, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
+    _log_tables(result, workdir)
+    model_uri = _log_model(result, workdir) if log_model else None
+    version = None
+    if register_model and model_uri:
+        registered = _retry(mlflow.register_model, model_uri, register_model)
+        version = str(registered.version)
+        _retry(MlflowClient().set_registered_model_alias, register_model, alias, version)
+    experiment = _retry(mlflow.get_experiment, run.info.experiment_id)
+    return LoggedRun(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        experiment_name=experiment.name if experiment else "",
+        tracking_uri=mlflow.get_tracking_uri(),
+        model_uri=model_uri,
+        registered_model=register_model if version else None,
+        registered_version=version,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Signal-quality and strategy metrics; definitions in ``pokewatch_core.backtest``."""
+"""Signal-quality and strategy metrics; definitions in ``pokewatch_core.backtesting``."""
 
 from __future__ import annotations
 
