@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -128,6 +129,7 @@ def train(
     """Evaluate a model walk-forward and log the run to MLflow."""
     from pokewatch_core.data import load_prices
     from pokewatch_core.evaluation import evaluate, resolve_components
+    from pokewatch_core.progress import StageDisplay
     from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
     from pokewatch_core.tracking import check_reachable, log_evaluation, resolve_tracking_uri
@@ -139,26 +141,30 @@ def train(
     check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
     path = data_path or str(embedded_sample_path())
     source = data_path or "embedded sample (sv2a)"
-    table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
-    result = evaluate(
-        model,
-        table,
-        policy=policy,
-        metrics=list(metrics) or None,
-        params=param_values,
-        test_start=test_start,
-        source=path,
-    )
-    logged = log_evaluation(
-        result,
-        experiment_name=experiment_name,
-        run_name=run_name or None,
-        tags=tag_values,
-        data_source=path,
-        tracking_uri=tracking_uri,
-        register_model=register_model,
-        alias=alias,
-    )
+    with StageDisplay() as display:
+        display(f"reading {Path(path).name}")
+        table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
+        result = evaluate(
+            model,
+            table,
+            policy=policy,
+            metrics=list(metrics) or None,
+            params=param_values,
+            test_start=test_start,
+            source=path,
+            progress=display,
+        )
+        display("logging to MLflow")
+        logged = log_evaluation(
+            result,
+            experiment_name=experiment_name,
+            run_name=run_name or None,
+            tags=tag_values,
+            data_source=path,
+            tracking_uri=tracking_uri,
+            register_model=register_model,
+            alias=alias,
+        )
     click.echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
     for key, value in data_overview(result).items():
         click.echo(f"  {key}: {value}")

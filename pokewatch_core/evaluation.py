@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,7 @@ def evaluate(
     test_start: str | pd.Timestamp | None = None,
     *,
     source: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` walk-forward, one step ahead, and compute ``metrics``.
 
@@ -218,8 +219,11 @@ def evaluate(
     name or as classes/instances; ``metrics=None`` means every registered metric. ``params``
     maps parameter names (``window_size``, or ``policy.buy_threshold_pct`` to aim at one
     component) to values or strings. With ``test_start``, the model is fitted on the rows
-    before it and only rows on or after it are predicted and scored.
+    before it and only rows on or after it are predicted and scored. ``progress`` is called
+    with the name of each stage as it starts.
     """
+    report = progress or (lambda stage: None)
+    report("checking the data")
     model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
     start = _test_start(test_start)
     if isinstance(data, str | Path):
@@ -239,11 +243,13 @@ def evaluate(
         at_mask = ~before
 
     history = table[[ID, DATE, PRICE]]
+    report(f"fitting {model_obj.name}")
     fitted = model_obj.fit(train if start is not None else history)
     if isinstance(fitted, Model):
         model_obj = fitted
 
     at = history[[ID, DATE]] if at_mask is None else history.loc[at_mask, [ID, DATE]]
+    report(f"predicting with {model_obj.name}")
     predicted = _predictions(model_obj, history, at)
     market = table[PRICE].to_numpy()
     if at_mask is None:
@@ -262,6 +268,7 @@ def evaluate(
     result = EvaluationResult({}, frame, model_obj, policy_obj, metric_objs, start)
     scored = result.scored_frame
     for name, metric in metric_objs.items():
+        report(f"computing {name}")
         try:
             result.metrics[name] = float(metric.compute(scored))
         except (TypeError, ValueError) as exc:

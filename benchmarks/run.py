@@ -1,0 +1,331 @@
+"""PokeWatch benchmarks, measured side by side in one run on this machine.
+
+    uv run --group bench python benchmarks/run.py [--cards 20000] [--days 365] [--repeat 5]
+
+1. Evaluation throughput: ``evaluate()`` (baseline moving average of 3 + threshold policy + the
+   seven core metrics) against the same computation written the idiomatic pandas way and with
+   polars, on a ``pokewatch sample-data`` panel, run after run in one process; the three must
+   agree to 1e-9 relative. Peak RSS of each (loading included) in a fresh process.
+2. Start-up: ``pokewatch --help`` and ``import pokewatch_core`` against bare Python and
+   ``import pandas``.
+3. Overhead: ``pokewatch train`` on the embedded sample against a bare MLflow script logging
+   the same run (params, metrics, three figures, a pyfunc model).
+4. The logged pyfunc model's ``predict`` on 10 000 cards.
+
+Not part of the test suite: it prints numbers, it asserts only that results agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+BIN = Path(sys.executable).parent
+CORE_METRICS = [
+    "rmse",
+    "mape",
+    "dataset_size",
+    "coverage_rate",
+    "buy_rate",
+    "sell_rate",
+    "hold_rate",
+]
+BUY, SELL = 0.10, 0.15
+
+
+def panel(cards: int, days: int) -> Path:
+    path = DATA / f"panel_{cards}x{days}.parquet"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        subprocess.run(
+            [
+                str(BIN / "pokewatch"),
+                "sample-data",
+                "--output",
+                str(path),
+                "--cards",
+                str(cards),
+                "--days",
+                str(days),
+            ],
+            check=True,
+        )
+    return path
+
+
+# --- the three contenders -----------------------------------------------------------------
+
+
+def run_pokewatch(df: pd.DataFrame) -> dict[str, float]:
+    from pokewatch_core import evaluate
+
+    return evaluate("baseline_moving_average", df, metrics=CORE_METRICS).metrics
+
+
+def _metrics(market: np.ndarray, pred: np.ndarray, signal: np.ndarray) -> dict[str, float]:
+    scored = ~np.isnan(market) & ~np.isnan(pred)
+    n = scored.sum()
+    err = pred[scored] - market[scored]
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mape": float(np.mean(np.abs(err) / market[scored]) * 100),
+        "dataset_size": float(n),
+        "coverage_rate": float(100 * n / (~np.isnan(market)).sum()),
+        "buy_rate": float(100 * (signal[scored] == "BUY").sum() / n),
+        "sell_rate": float(100 * (signal[scored] == "SELL").sum() / n),
+        "hold_rate": float(100 * (signal[scored] == "HOLD").sum() / n),
+    }
+
+
+def run_pandas(df: pd.DataFrame) -> dict[str, float]:
+    """Idiomatic pandas: groupby-rolling over the observed prices, shifted to the next row and
+    forward-filled within the card (so unpriced rows get the last known average)."""
+    full = df[["card_id", "date", "market_price"]].sort_values(["card_id", "date"])
+    observed = full.dropna(subset=["market_price"])
+    incl = (
+        observed.groupby("card_id", observed=True, sort=False)["market_price"]
+        .rolling(3, min_periods=1)
+        .mean()
+        .reset_index(level=0, drop=True)
+    )
+    shifted = incl.reindex(full.index).groupby(full["card_id"], observed=True).shift(1)
+    pred = shifted.groupby(full["card_id"], observed=True).ffill()
+    deviation = (full["market_price"] - pred) / pred
+    signal = np.select(
+        [deviation <= -BUY, deviation >= SELL, deviation.notna()],
+        ["BUY", "SELL", "HOLD"],
+        default="",
+    )
+    return _metrics(full["market_price"].to_numpy(), pred.to_numpy(), signal)
+
+
+def run_polars(df: Any) -> dict[str, float]:
+    """Polars: rolling mean over the observed prices per card, joined back, shifted and
+    forward-filled within the card; policy and metrics as expressions."""
+    import polars as pl
+
+    price = pl.col("market_price")
+    observed = (
+        df.filter(price.is_not_null())
+        .sort("card_id", "date")
+        .with_columns(incl=price.rolling_mean(3, min_samples=1).over("card_id"))
+        .select("card_id", "date", "incl")
+    )
+    frame = (
+        df.sort("card_id", "date")
+        .join(observed, on=["card_id", "date"], how="left")
+        .with_columns(pred=pl.col("incl").shift(1).forward_fill().over("card_id"))
+        .with_columns(dev=(price - pl.col("pred")) / pl.col("pred"))
+        .with_columns(
+            signal=pl.when(pl.col("dev") <= -BUY)
+            .then(pl.lit("BUY"))
+            .when(pl.col("dev") >= SELL)
+            .then(pl.lit("SELL"))
+            .when(pl.col("dev").is_not_null())
+            .then(pl.lit("HOLD"))
+        )
+    )
+    scored = frame.filter(price.is_not_null() & pl.col("pred").is_not_null())
+    err = pl.col("pred") - price
+    n = scored.height
+    out = scored.select(
+        rmse=(err**2).mean().sqrt(),
+        mape=(err.abs() / price).mean() * 100,
+        buy=(pl.col("signal") == "BUY").sum(),
+        sell=(pl.col("signal") == "SELL").sum(),
+        hold=(pl.col("signal") == "HOLD").sum(),
+    ).row(0, named=True)
+    priced = frame.select(price.is_not_null().sum()).item()
+    return {
+        "rmse": out["rmse"],
+        "mape": out["mape"],
+        "dataset_size": float(n),
+        "coverage_rate": 100 * n / priced,
+        "buy_rate": 100 * out["buy"] / n,
+        "sell_rate": 100 * out["sell"] / n,
+        "hold_rate": 100 * out["hold"] / n,
+    }
+
+
+CONTENDERS: dict[str, tuple[Callable[[Any], dict[str, float]], str]] = {
+    "pokewatch evaluate()": (run_pokewatch, "pandas"),
+    "pandas (idiomatic)": (run_pandas, "pandas"),
+    "polars": (run_polars, "polars"),
+}
+
+
+def load(kind: str, path: Path) -> Any:
+    if kind == "polars":
+        import polars as pl
+
+        return pl.read_parquet(path)
+    return pd.read_parquet(path)
+
+
+def peak_rss_child(name: str, path: str) -> None:
+    """Child process: load the panel, run one contender, print peak RSS in MB."""
+    function, kind = CONTENDERS[name]
+    function(load(kind, Path(path)))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+def throughput(path: Path, repeat: int) -> list[tuple[str, float, float, float]]:
+    frames = {kind: load(kind, path) for kind in ("pandas", "polars")}
+    rows = len(frames["pandas"])
+    results: dict[str, dict[str, float]] = {}
+    times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for name, (function, kind) in CONTENDERS.items():  # warm-up, and the answers
+        results[name] = function(frames[kind])
+    for _ in range(repeat):
+        for name, (function, kind) in CONTENDERS.items():
+            start = time.perf_counter()
+            function(frames[kind])
+            times[name].append(time.perf_counter() - start)
+    reference = results["pandas (idiomatic)"]
+    for name, got in results.items():
+        for metric, value in reference.items():
+            assert math.isclose(got[metric], value, rel_tol=1e-9), (
+                name,
+                metric,
+                got[metric],
+                value,
+            )
+    out = []
+    for name in CONTENDERS:
+        rss = float(
+            subprocess.run(
+                [sys.executable, __file__, "--rss-child", name, str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[-1]
+        )
+        best = min(times[name])
+        out.append((name, rows / best, statistics.median(times[name]), rss))
+    return out
+
+
+def best_time(command: list[str], runs: int = 7, env: dict[str, str] | None = None) -> float:
+    best = math.inf
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def startup() -> dict[str, float]:
+    py = sys.executable
+    return {
+        "python -c pass": best_time([py, "-c", "pass"]),
+        "import pandas": best_time([py, "-c", "import pandas"]),
+        "import pokewatch_core": best_time([py, "-c", "import pokewatch_core"]),
+        "pokewatch --help": best_time([str(BIN / "pokewatch"), "--help"]),
+    }
+
+
+def overhead(runs: int = 3) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = f"sqlite:///{tmp}/pokewatch.db", f"sqlite:///{tmp}/bare.db"
+        train = [str(BIN / "pokewatch"), "train", "--tracking-uri", a]
+        bare = [sys.executable, str(HERE / "bare_mlflow_run.py"), b]
+        env = {**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+        for command in (train, bare):  # create both stores first
+            subprocess.run(command, check=True, capture_output=True, cwd=tmp, env=env)
+        t_train, t_bare = math.inf, math.inf
+        for _ in range(runs):
+            t_train = min(t_train, best_time(train, 1, env))
+            t_bare = min(t_bare, best_time(bare, 1, env))
+        return t_train, t_bare
+
+
+def pyfunc_predict(cards: int = 10_000, runs: int = 7) -> float:
+    import mlflow
+
+    from pokewatch_core import evaluate, generate_prices
+    from pokewatch_core.tracking import log_evaluation
+
+    data = generate_prices(cards=cards, days=20, seed=1)
+    result = evaluate("baseline_moving_average", data, metrics=["rmse"])
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        logged = log_evaluation(result, tracking_uri=f"sqlite:///{tmp}/m.db")
+        model = mlflow.pyfunc.load_model(logged.model_uri)
+        requests = pd.DataFrame({"card_id": data["card_id"].astype(str).unique()})
+        assert len(requests) == cards
+        model.predict(requests)
+        best = math.inf
+        for _ in range(runs):
+            start = time.perf_counter()
+            answer = model.predict(requests)
+            best = min(best, time.perf_counter() - start)
+        assert answer["fair_price"].notna().all()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        peak_rss_child(*args.rss_child)
+        return
+
+    path = panel(args.cards, args.days)
+    print(f"Panel: {args.cards:,} cards x {args.days} days ({path.name}); {os.cpu_count()} cores")
+    print(
+        "\n1. Evaluation (baseline MA3 + threshold + 7 core metrics), best of "
+        f"{args.repeat} after a warm-up; metrics agree to 1e-9"
+    )
+    rows = throughput(path, args.repeat)
+    mine = rows[0][1]
+    print(f"   {'':22} {'rows/s':>12} {'median s':>9} {'peak RSS':>9}  {'pokewatch is':>12}")
+    for name, rate, median, rss in rows:
+        ratio = "" if rate == mine else f"{mine / rate:.2f}x"
+        print(f"   {name:22} {rate / 1e6:10.2f} M {median:9.3f} {rss:7.0f} MB  {ratio:>12}")
+    print("   goals: >= 1.0x polars, >= 6x pandas, peak RSS < 1200 MB")
+
+    print("\n2. Start-up (best of 7)")
+    s = startup()
+    for name, seconds in s.items():
+        print(f"   {name:22} {seconds:6.3f} s")
+    print(
+        f"   pokewatch --help = {s['pokewatch --help'] / s['python -c pass']:.1f}x bare python"
+        f" (goal < 0.3 s); import pokewatch_core = "
+        f"{s['import pokewatch_core'] / s['import pandas']:.2f}x import pandas (goal < 0.6 s)"
+    )
+
+    print("\n3. Overhead of pokewatch train over a bare MLflow script (best of 3)")
+    t_train, t_bare = overhead()
+    print(
+        f"   pokewatch train {t_train:.2f} s, bare MLflow {t_bare:.2f} s: "
+        f"{t_train / t_bare:.2f}x (goal <= 1.3x)"
+    )
+
+    print("\n4. pyfunc predict on 10 000 cards (best of 7)")
+    print(f"   {pyfunc_predict() * 1000:.1f} ms (goal < 50 ms)")
+
+
+if __name__ == "__main__":
+    main()
