@@ -18,9 +18,9 @@ Not part of the test suite: it prints numbers, it asserts only that results agre
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -93,16 +93,14 @@ def _metrics(market: np.ndarray, pred: np.ndarray, signal: np.ndarray) -> dict[s
 
 
 def run_pandas(df: pd.DataFrame) -> dict[str, float]:
-    """Idiomatic pandas: groupby-rolling over the observed prices, shifted to the next row and
-    forward-filled within the card (so unpriced rows get the last known average)."""
+    """Idiomatic pandas: the window mean over the observed prices as grouped shifts (newest
+    first, the library's order of additions, so prices at exactly a threshold get the same
+    signal), moved to the next row and forward-filled within the card."""
     full = df[["card_id", "date", "market_price"]].sort_values(["card_id", "date"])
     observed = full.dropna(subset=["market_price"])
-    incl = (
-        observed.groupby("card_id", observed=True, sort=False)["market_price"]
-        .rolling(3, min_periods=1)
-        .mean()
-        .reset_index(level=0, drop=True)
-    )
+    grouped = observed.groupby("card_id", observed=True, sort=False)["market_price"]
+    total = observed["market_price"] + grouped.shift(1).fillna(0.0) + grouped.shift(2).fillna(0.0)
+    incl = total / (grouped.cumcount() + 1).clip(upper=3)
     shifted = incl.reindex(full.index).groupby(full["card_id"], observed=True).shift(1)
     pred = shifted.groupby(full["card_id"], observed=True).ffill()
     deviation = (full["market_price"] - pred) / pred
@@ -115,15 +113,18 @@ def run_pandas(df: pd.DataFrame) -> dict[str, float]:
 
 
 def run_polars(df: Any) -> dict[str, float]:
-    """Polars: rolling mean over the observed prices per card, joined back, shifted and
-    forward-filled within the card; policy and metrics as expressions."""
+    """Polars: the window mean over the observed prices per card (the same additions as the
+    library), joined back, shifted and forward-filled within the card; policy and metrics as
+    expressions."""
     import polars as pl
 
     price = pl.col("market_price")
+    lags = price + price.shift(1).fill_null(0.0) + price.shift(2).fill_null(0.0)
+    count = (pl.int_range(pl.len()) + 1).clip(upper_bound=3)
     observed = (
         df.filter(price.is_not_null())
         .sort("card_id", "date")
-        .with_columns(incl=price.rolling_mean(3, min_samples=1).over("card_id"))
+        .with_columns(incl=(lags / count).over("card_id"))
         .select("card_id", "date", "incl")
     )
     frame = (
@@ -181,7 +182,11 @@ def peak_rss_child(name: str, path: str) -> None:
     """Child process: load the panel, run one contender, print peak RSS in MB."""
     function, kind = CONTENDERS[name]
     function(load(kind, Path(path)))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child started by a big
+    # parent would report the parent's peak
+    status = Path("/proc/self/status").read_text()
+    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    print(peak_kb / 1024)
 
 
 # --- measurements --------------------------------------------------------------------------
@@ -267,6 +272,7 @@ def pyfunc_predict(cards: int = 10_000, runs: int = 7) -> float:
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         logged = log_evaluation(result, tracking_uri=f"sqlite:///{tmp}/m.db")
         model = mlflow.pyfunc.load_model(logged.model_uri)
         requests = pd.DataFrame({"card_id": data["card_id"].astype(str).unique()})

@@ -57,37 +57,46 @@ def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
     return np.asarray(values.codes)
 
 
-def _identity(frame: pd.DataFrame) -> tuple[int, ...] | None:
-    """Addresses of the arrays behind the columns used, or None if any is not stable."""
-    parts: list[int] = [len(frame)]
+def _sources(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
+    """The arrays behind the columns used, or None if any is not a plain array."""
+    arrays = []
     for column in (ID, "signal"):
         if not isinstance(frame[column].dtype, pd.CategoricalDtype):
             return None
-        parts.append(category_codes(frame[column]).ctypes.data)
+        arrays.append(category_codes(frame[column]))
     for column in (DATE, PRICE, "predicted_price"):
         values = frame[column].to_numpy()
         if values.dtype == object:
             return None
-        parts.append(values.ctypes.data)
-    return tuple(parts)
+        arrays.append(values)
+    return tuple(arrays)
 
 
-_last_rows: tuple[tuple[int, ...] | None, SignalRows | None] = (None, None)
+def _same(a: tuple[np.ndarray[Any, Any], ...], b: tuple[np.ndarray[Any, Any], ...]) -> bool:
+    return all(
+        x.ctypes.data == y.ctypes.data and x.shape == y.shape and x.strides == y.strides
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+# The last frame's arrays (kept alive, so their memory cannot be reused by another frame while
+# cached) and its signal rows.
+_last: tuple[tuple[np.ndarray[Any, Any], ...], SignalRows] | None = None
 
 
 def signal_rows(frame: pd.DataFrame) -> SignalRows:
     """Rows with a market price, a prediction and a signal, sorted by (card, date).
 
-    The last result is reused for the same frame (same column arrays), so that the dozen
-    signal metrics of one evaluation sort once; a frame changed in place in between is not
+    The result is reused for the same frame (the same column arrays), so that the dozen
+    signal metrics of one evaluation sort once; a frame edited in place in between is not
     noticed, so copy a frame before editing it.
     """
-    global _last_rows
-    identity = _identity(frame)
-    if identity is not None and _last_rows[0] == identity and _last_rows[1] is not None:
-        return _last_rows[1]
+    global _last
+    sources = _sources(frame)
+    if sources is not None and _last is not None and _same(sources, _last[0]):
+        return _last[1]
     rows = _signal_rows(frame)
-    _last_rows = (identity, rows)
+    _last = (sources, rows) if sources is not None else None
     return rows
 
 
@@ -213,17 +222,17 @@ class Backtest:
 
 def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
     """Run the long-only strategy of the module docstring over ``frame``'s signals."""
+    global _last_backtest
     rows = signal_rows(frame)
-    cached = _last_backtest.get((id(rows), fee_pct))
-    if cached is not None:
-        return cached
+    if _last_backtest is not None and _last_backtest[0] is rows and _last_backtest[1] == fee_pct:
+        return _last_backtest[2]
     result = _backtest(rows, fee_pct)
-    _last_backtest.clear()
-    _last_backtest[(id(rows), fee_pct)] = result
+    _last_backtest = (rows, fee_pct, result)
     return result
 
 
-_last_backtest: dict[tuple[int, float], Backtest] = {}
+# The last backtest, with the rows it ran on (kept alive, so `is` stays meaningful).
+_last_backtest: tuple[SignalRows, float, Backtest] | None = None
 
 
 def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:

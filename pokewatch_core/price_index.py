@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -20,14 +24,72 @@ def _keys(codes: np.ndarray[Any, Any], days: np.ndarray[Any, Any]) -> IntArray:
     return keys
 
 
-def _buffers(frame: pd.DataFrame) -> tuple[int, int, int]:
-    """Addresses of the id and date data and the row count: equal for frames that share
-    their rows (``history[["card_id", "date"]]`` is such a view)."""
+CHUNK_ROWS = 1 << 18  # rows per work unit: temporaries stay small and are reused
+THREADS = max(1, min(8, os.cpu_count() or 1))
+
+
+def _card_aligned_chunks(card: IntArray, size: int) -> list[int]:
+    """Boundaries of row chunks of about ``size`` rows that never split a card."""
+    bounds = [0]
+    n = len(card)
+    while bounds[-1] < n:
+        target = bounds[-1] + size
+        if target >= n:
+            bounds.append(n)
+        else:
+            bounds.append(int(np.searchsorted(card, card[target], side="right")))
+    return bounds
+
+
+def _sorted_window_mean(
+    card: IntArray, prices: FloatArray, window: int, min_periods: int
+) -> FloatArray:
+    """Walk-forward window mean over rows sorted by card and date (NaN = unobserved), for a
+    block that starts at a card boundary. Adds newest first, like ``window_mean``, so both
+    paths give the same bits."""
+    observed = ~np.isnan(prices)
+    obs_prices, obs_card = prices[observed], card[observed]
+    sums = obs_prices.copy()  # sums[j]: the card's last `window` observed prices up to j
+    for k in range(1, min(window, len(sums))):
+        sums[k:] += obs_prices[:-k] * (obs_card[k:] == obs_card[:-k])
+    pos = np.cumsum(observed, dtype=np.int64)
+    pos -= observed  # observed rows strictly before each row
+    first = np.empty(len(card), dtype=bool)
+    first[:1] = True
+    np.not_equal(card[1:], card[:-1], out=first[1:])
+    start = np.where(first, pos, 0)
+    np.maximum.accumulate(start, out=start)
+    used = np.minimum(pos - start, window)
+    pos -= 1
+    fair = sums.take(pos, mode="clip") if len(sums) else np.zeros(len(pos))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fair /= used
+    fair[used < max(min_periods, 1)] = np.nan
+    return fair
+
+
+def _row_arrays(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
+    """The arrays behind a frame's id codes and dates, or None when they are not plain arrays.
+
+    Frames that share them share their rows (``history[["card_id", "date"]]`` is such a
+    view). The index keeps the history's arrays alive, so their memory cannot be reused by
+    another frame while the comparison matters.
+    """
     ids, dates = frame[ID], frame[DATE]
     if not isinstance(ids.dtype, pd.CategoricalDtype) or not isinstance(dates.dtype, np.dtype):
-        return (0, 0, -1)
-    codes = category_codes(ids)  # a view, unlike .cat.codes
-    return (codes.ctypes.data, dates.to_numpy().ctypes.data, len(frame))
+        return None
+    return (category_codes(ids), dates.to_numpy())
+
+
+def _same_rows(a: tuple[np.ndarray[Any, Any], ...] | None, b: tuple[Any, ...] | None) -> bool:
+    return (
+        a is not None
+        and b is not None
+        and all(
+            x.ctypes.data == y.ctypes.data and x.shape == y.shape and x.strides == y.strides
+            for x, y in zip(a, b, strict=True)
+        )
+    )
 
 
 def _codes(ids: pd.Series[Any]) -> tuple[np.ndarray[Any, Any], pd.Index[Any]]:
@@ -47,33 +109,44 @@ class PriceIndex:
     """
 
     cards: pd.Index[Any]
-    keys: IntArray
-    prices: FloatArray
-    # Every history row's key in the history's order, for the common case where `at` is the
-    # history itself (a walk-forward evaluation): located by prefix counts, no search.
-    _row_keys: IntArray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
-    _row_observed: np.ndarray[Any, np.dtype[np.bool_]] = field(
-        repr=False, default_factory=lambda: np.empty(0, bool)
-    )
-    _row_buffers: tuple[int, int, int] = (0, 0, -1)
+    # Every history row (NaN prices included) in the history's order. The sorted observed
+    # arrays are derived on first use: the walk-forward case, where `at` is the history
+    # itself, never needs them.
+    _row_keys: IntArray = field(repr=False)
+    _row_prices: FloatArray = field(repr=False)
+    _row_arrays: tuple[np.ndarray[Any, Any], ...] | None = field(repr=False, default=None)
 
     @classmethod
     def build(cls, history: pd.DataFrame) -> PriceIndex:
-        """Index the rows of ``history`` (``card_id, date, market_price``) that have a price.
+        """Index the rows of ``history`` (``card_id, date, market_price``).
 
         Sorting is skipped when the history is already sorted by card and date.
         """
         codes, cards = _codes(history[ID])
         prices = history[PRICE].to_numpy(dtype=np.float64)
         row_keys = _keys(codes, day_numbers(history[DATE]))
-        observed = ~np.isnan(prices)
-        keys, obs_prices = row_keys, prices
+        return cls(cards, row_keys, prices, _row_arrays(history))
+
+    @cached_property
+    def _sorted(self) -> tuple[IntArray, FloatArray]:
+        observed = ~np.isnan(self._row_prices)
+        keys, prices = self._row_keys, self._row_prices
         if not observed.all():
-            keys, obs_prices = row_keys[observed], prices[observed]
+            keys, prices = keys[observed], prices[observed]
         if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             order = np.argsort(keys, kind="stable")
-            keys, obs_prices = keys[order], obs_prices[order]
-        return cls(cards, keys, obs_prices, row_keys, observed, _buffers(history))
+            keys, prices = keys[order], prices[order]
+        return keys, prices
+
+    @property
+    def keys(self) -> IntArray:
+        """``card code << 32 | day`` of each observed price, ascending."""
+        return self._sorted[0]
+
+    @property
+    def prices(self) -> FloatArray:
+        """The observed prices, sorted by card and date."""
+        return self._sorted[1]
 
     @property
     def codes(self) -> IntArray:
@@ -101,11 +174,49 @@ class PriceIndex:
             return mapped
         return self.cards.get_indexer(pd.Index(ids)).astype(np.int64)
 
+    def covers(self, at: pd.DataFrame) -> bool:
+        """Whether ``at`` is the indexed history's own rows (a view of the same frame)."""
+        return _same_rows(_row_arrays(at), self._row_arrays)
+
+    def window_mean_at(self, at: pd.DataFrame, window: int, min_periods: int = 1) -> FloatArray:
+        """``window_mean(*locate(at), window, min_periods)``, with a fast path (chunked, on
+        all cores) when ``at`` is the history's own rows."""
+        if self.covers(at):
+            return self._rows_window_mean(window, min_periods)
+        return self.window_mean(*self.locate(at), window, min_periods)
+
+    def _rows_window_mean(self, window: int, min_periods: int) -> FloatArray:
+        keys, prices = self._row_keys, self._row_prices
+        order = None
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            order = np.argsort(keys, kind="stable")
+            keys, prices = keys[order], prices[order]
+        card = keys >> 32
+        out = np.empty(len(keys))
+        bounds = _card_aligned_chunks(card, CHUNK_ROWS)
+
+        def work(span: tuple[int, int]) -> None:
+            a, b = span
+            out[a:b] = _sorted_window_mean(card[a:b], prices[a:b], window, min_periods)
+
+        spans = list(pairwise(bounds))
+        if len(spans) > 1 and THREADS > 1:
+            with ThreadPoolExecutor(THREADS) as pool:  # numpy releases the GIL in these loops
+                list(pool.map(work, spans))
+        else:
+            for span in spans:
+                work(span)
+        if order is None:
+            return out
+        unsorted = np.empty_like(out)
+        unsorted[order] = out
+        return unsorted
+
     def locate(self, at: pd.DataFrame) -> tuple[IntArray, IntArray]:
         """For each row of ``at`` (``card_id, date``): ``(pos, count)``, where ``count`` is the
         number of the card's observed prices dated strictly before the row's date and
         ``prices[pos - count : pos]`` are those prices. Unknown cards get ``count == 0``."""
-        if _buffers(at) == self._row_buffers:  # `at` is the history's own rows: no search
+        if self.covers(at):  # `at` is the history's own rows: no search
             return self._locate_rows()
         codes = self.card_codes(at[ID])
         known = codes >= 0
@@ -121,7 +232,7 @@ class PriceIndex:
     def _locate_rows(self) -> tuple[IntArray, IntArray]:
         """``locate`` for the history's own rows: the observed rows before each row, counted
         in key order (history keys are unique, so "before" means strictly earlier)."""
-        keys, observed = self._row_keys, self._row_observed
+        keys, observed = self._row_keys, ~np.isnan(self._row_prices)
         order = None
         if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             order = np.argsort(keys, kind="stable")

@@ -34,6 +34,5 @@ class BaselineMovingAverage(Model):
             )
 
     def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
-        index = PriceIndex.build(history)
-        pos, count = index.locate(at)  # each card's observed prices strictly before the date
-        return index.window_mean(pos, count, self.window_size, self.min_periods)
+        # each card's observed prices strictly before the date
+        return PriceIndex.build(history).window_mean_at(at, self.window_size, self.min_periods)

@@ -15,15 +15,21 @@ import pandas as pd
 from pokewatch_core import SIGNALS, Metric
 
 
-def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """predicted - market (NaN where either is missing), and the scored-row mask."""
-    market = frame["market_price"].to_numpy(dtype=np.float64)
-    error = frame["predicted_price"].to_numpy(dtype=np.float64) - market
-    return error, ~np.isnan(error)
+def _market(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    return frame["market_price"].to_numpy(dtype=np.float64)
+
+
+def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]:
+    """predicted - market with 0 where either is missing, the unscored-row mask, and the
+    number of scored rows. The error array is fresh, so callers may change it in place."""
+    error = frame["predicted_price"].to_numpy(dtype=np.float64) - _market(frame)
+    unscored = np.isnan(error)
+    error[unscored] = 0.0
+    return error, unscored, len(error) - int(np.count_nonzero(unscored))
 
 
 def _scored_count(frame: pd.DataFrame) -> int:
-    return int(np.count_nonzero(_errors(frame)[1]))
+    return _errors(frame)[2]
 
 
 @dataclass
@@ -34,11 +40,9 @@ class Rmse(Metric):
     )
 
     def compute(self, frame: pd.DataFrame) -> float:
-        error, scored = _errors(frame)
-        n = int(np.count_nonzero(scored))
+        error, _, n = _errors(frame)
         if not n:
             return float("nan")
-        error = np.where(scored, error, 0.0)
         return float(np.sqrt(np.dot(error, error) / n))
 
 
@@ -50,13 +54,14 @@ class Mape(Metric):
     )
 
     def compute(self, frame: pd.DataFrame) -> float:
-        error, scored = _errors(frame)
-        n = int(np.count_nonzero(scored))
+        error, unscored, n = _errors(frame)
         if not n:
             return float("nan")
-        market = frame["market_price"].to_numpy(dtype=np.float64)
-        ratio = np.abs(np.where(scored, error, 0.0)) / np.where(scored, np.abs(market), 1.0)
-        return float(ratio.sum() / n * 100.0)
+        np.abs(error, out=error)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(error, np.abs(_market(frame)), out=error)
+        error[unscored] = 0.0  # 0 / NaN market is NaN again
+        return float(error.sum() / n * 100.0)
 
 
 @dataclass
@@ -74,19 +79,21 @@ class CoverageRate(Metric):
     description: ClassVar[str] = "Percent of rows with a market price that have a prediction."
 
     def compute(self, frame: pd.DataFrame) -> float:
-        priced = int(np.count_nonzero(~np.isnan(frame["market_price"].to_numpy(np.float64))))
+        market = _market(frame)
+        priced = len(market) - int(np.count_nonzero(np.isnan(market)))
         if not priced:
             return float("nan")
         return 100.0 * _scored_count(frame) / priced
 
 
 def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
+    """A fresh boolean array: rows whose signal is ``signal``."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         categories = list(column.cat.categories)
         if signal not in categories:
             return np.zeros(len(column), dtype=bool)
         return np.asarray(column.array.codes) == categories.index(signal)
-    return np.asarray((column == signal).to_numpy(dtype=bool, na_value=False))
+    return np.array((column == signal).to_numpy(dtype=bool, na_value=False))
 
 
 @dataclass
@@ -94,11 +101,11 @@ class _SignalRate(Metric):
     signal: ClassVar[str] = ""
 
     def compute(self, frame: pd.DataFrame) -> float:
-        scored = _errors(frame)[1]
-        total = int(np.count_nonzero(scored))
+        _, unscored, total = _errors(frame)
         if not total:
             return float("nan")
-        hits = _is_signal(frame["signal"], self.signal) & scored
+        hits = _is_signal(frame["signal"], self.signal)
+        hits[unscored] = False
         return 100.0 * int(np.count_nonzero(hits)) / total
 
 

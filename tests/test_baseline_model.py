@@ -84,3 +84,25 @@ def test_no_look_ahead(frame, data):
     before = evaluate("baseline_moving_average", frame).frame["predicted_price"][row]
     after = evaluate("baseline_moving_average", changed).frame["predicted_price"][row]
     assert (np.isnan(before) and np.isnan(after)) or before == after
+
+
+@settings(max_examples=40, deadline=None)
+@given(panels(max_cards=6, max_days=15), st.integers(1, 4))
+def test_chunked_threaded_path_equals_the_general_path(frame, window):
+    """The walk-forward fast path (card-aligned chunks on several threads) gives the same bits
+    as locating each row and averaging, whatever the chunking."""
+    import pokewatch_core.price_index as price_index
+    from pokewatch_core import PriceIndex, prepare_prices
+
+    table = prepare_prices(frame)
+    history = table[["card_id", "date", "market_price"]]
+    index = PriceIndex.build(history)
+    general = index.window_mean(*index.locate(history.copy()), window)
+    original = price_index.CHUNK_ROWS, price_index.THREADS
+    try:
+        price_index.CHUNK_ROWS, price_index.THREADS = 3, 2
+        fast = index.window_mean_at(history[["card_id", "date"]], window)
+    finally:
+        price_index.CHUNK_ROWS, price_index.THREADS = original
+    assert index.covers(history[["card_id", "date"]]) and not index.covers(history.copy())
+    np.testing.assert_array_equal(fast, general)
