@@ -254,8 +254,11 @@ def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
     active = (held_in > 0) | traded
     growth = np.where(held_in > 0, growth_price, 1.0) * np.where(traded, 1.0 - fee_pct, 1.0)
 
-    days, day_index = np.unique(rows.day, return_inverse=True)
-    n_days = len(days)
+    # days are small integers: index them directly instead of sorting for np.unique
+    first_day = int(rows.day.min())
+    day_index = rows.day - first_day
+    n_days = int(day_index.max()) + 1
+    rows_per_day = np.bincount(day_index, minlength=n_days)
     active_count = np.bincount(day_index, weights=active, minlength=n_days)
     active_growth = np.bincount(day_index, weights=np.where(active, growth, 0.0), minlength=n_days)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -265,6 +268,9 @@ def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
     bh_sum = np.bincount(day_index, weights=np.where(observed, growth_price, 0.0), minlength=n_days)
     with np.errstate(invalid="ignore", divide="ignore"):
         buy_and_hold = np.where(bh_count > 0, bh_sum / bh_count - 1.0, 0.0)
+    present = rows_per_day > 0  # days with no signalled row are not trading days
+    days = np.flatnonzero(present) + first_day
+    strategy, buy_and_hold = strategy[present], buy_and_hold[present]
     dates = pd.DatetimeIndex((days * 86_400 * 10**9).astype("datetime64[ns]"))
     return Backtest(
         dates=dates,

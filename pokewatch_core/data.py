@@ -255,17 +255,31 @@ def category_codes(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
     return np.asarray(cast(pd.Categorical, series.array).codes)
 
 
-def day_numbers(dates: pd.Series[Any] | pd.Index[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+def day_numbers(dates: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Dates as whole days since 1970-01-01 (int64)."""
     nanos = np.asarray(dates, dtype="datetime64[ns]").view(np.int64)
     days: np.ndarray[Any, np.dtype[np.int64]] = nanos // _DAY_NS  # floor: right before 1970 too
     return days
 
 
+def strictly_sorted(codes: np.ndarray[Any, Any], dates: np.ndarray[Any, Any]) -> bool:
+    """Whether rows are strictly increasing by (card code, date): sorted and no duplicate."""
+    if len(codes) < 2:
+        return True
+    nanos = dates.view(np.int64)
+    later_card = codes[1:] > codes[:-1]
+    return bool(
+        (later_card | (codes[1:] == codes[:-1])).all()
+        and (later_card | (nanos[1:] > nanos[:-1])).all()
+    )
+
+
 def _check_duplicates(frame: pd.DataFrame, source: str) -> None:
     codes = category_codes(frame[ID])
+    if strictly_sorted(codes, frame[DATE].to_numpy()):
+        return
     key = (codes.astype(np.int64) << 32) | (day_numbers(frame[DATE]) + (1 << 31))
-    if len(key) > 1 and not (key[1:] > key[:-1]).all():
+    if len(key) > 1:
         order = np.argsort(key, kind="stable")
         dup = np.flatnonzero(key[order][1:] == key[order][:-1])
         if len(dup):

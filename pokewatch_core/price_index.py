@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers
+from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers, strictly_sorted
 
 _DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative in the key
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -28,7 +28,7 @@ CHUNK_ROWS = 1 << 18  # rows per work unit: temporaries stay small and are reuse
 THREADS = max(1, min(8, os.cpu_count() or 1))
 
 
-def _card_aligned_chunks(card: IntArray, size: int) -> list[int]:
+def _card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
     """Boundaries of row chunks of about ``size`` rows that never split a card."""
     bounds = [0]
     n = len(card)
@@ -42,7 +42,7 @@ def _card_aligned_chunks(card: IntArray, size: int) -> list[int]:
 
 
 def _sorted_window_mean(
-    card: IntArray, prices: FloatArray, window: int, min_periods: int
+    card: np.ndarray[Any, Any], prices: FloatArray, window: int, min_periods: int
 ) -> FloatArray:
     """Walk-forward window mean over rows sorted by card and date (NaN = unobserved), for a
     block that starts at a card boundary. Adds newest first, like ``window_mean``, so both
@@ -112,7 +112,8 @@ class PriceIndex:
     # Every history row (NaN prices included) in the history's order. The sorted observed
     # arrays are derived on first use: the walk-forward case, where `at` is the history
     # itself, never needs them.
-    _row_keys: IntArray = field(repr=False)
+    _row_codes: np.ndarray[Any, Any] = field(repr=False)
+    _row_dates: np.ndarray[Any, Any] = field(repr=False)  # datetime64[ns]
     _row_prices: FloatArray = field(repr=False)
     _row_arrays: tuple[np.ndarray[Any, Any], ...] | None = field(repr=False, default=None)
 
@@ -120,12 +121,21 @@ class PriceIndex:
     def build(cls, history: pd.DataFrame) -> PriceIndex:
         """Index the rows of ``history`` (``card_id, date, market_price``).
 
-        Sorting is skipped when the history is already sorted by card and date.
+        Cheap: the work happens on first lookup, and sorting is skipped when the history is
+        already sorted by card and date.
         """
         codes, cards = _codes(history[ID])
         prices = history[PRICE].to_numpy(dtype=np.float64)
-        row_keys = _keys(codes, day_numbers(history[DATE]))
-        return cls(cards, row_keys, prices, _row_arrays(history))
+        dates = np.asarray(history[DATE], dtype="datetime64[ns]")
+        return cls(cards, codes, dates, prices, _row_arrays(history))
+
+    @cached_property
+    def _row_keys(self) -> IntArray:
+        return _keys(self._row_codes, day_numbers(self._row_dates))
+
+    @cached_property
+    def _rows_sorted(self) -> bool:
+        return strictly_sorted(self._row_codes, self._row_dates)
 
     @cached_property
     def _sorted(self) -> tuple[IntArray, FloatArray]:
@@ -186,13 +196,12 @@ class PriceIndex:
         return self.window_mean(*self.locate(at), window, min_periods)
 
     def _rows_window_mean(self, window: int, min_periods: int) -> FloatArray:
-        keys, prices = self._row_keys, self._row_prices
+        card, prices = self._row_codes, self._row_prices
         order = None
-        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
-            order = np.argsort(keys, kind="stable")
-            keys, prices = keys[order], prices[order]
-        card = keys >> 32
-        out = np.empty(len(keys))
+        if not self._rows_sorted:
+            order = np.argsort(self._row_keys, kind="stable")
+            card, prices = card[order], prices[order]
+        out = np.empty(len(card))
         bounds = _card_aligned_chunks(card, CHUNK_ROWS)
 
         def work(span: tuple[int, int]) -> None:
