@@ -113,24 +113,29 @@ def run_pandas(df: pd.DataFrame) -> dict[str, float]:
 
 
 def run_polars(df: Any) -> dict[str, float]:
-    """Polars: the window mean over the observed prices per card (the same additions as the
-    library), joined back, shifted and forward-filled within the card; policy and metrics as
-    expressions."""
+    """Polars, without a join: the last three observed prices before each row are chained
+    forward fills within the card; their mean adds newest first, like the library. Policy and
+    metrics as expressions."""
     import polars as pl
 
     price = pl.col("market_price")
-    lags = price + price.shift(1).fill_null(0.0) + price.shift(2).fill_null(0.0)
-    count = (pl.int_range(pl.len()) + 1).clip(upper_bound=3)
-    observed = (
-        df.filter(price.is_not_null())
-        .sort("card_id", "date")
-        .with_columns(incl=(lags / count).over("card_id"))
-        .select("card_id", "date", "incl")
-    )
+    seen_price = price.is_not_null()
     frame = (
         df.sort("card_id", "date")
-        .join(observed, on=["card_id", "date"], how="left")
-        .with_columns(pred=pl.col("incl").shift(1).forward_fill().over("card_id"))
+        .with_columns(
+            last1=price.shift(1).forward_fill().over("card_id"),
+            seen=seen_price.cast(pl.Int32).cum_sum().shift(1, fill_value=0).over("card_id"),
+        )
+        .with_columns(
+            last2=pl.when(seen_price).then(pl.col("last1")).shift(1).forward_fill().over("card_id")
+        )
+        .with_columns(
+            last3=pl.when(seen_price).then(pl.col("last2")).shift(1).forward_fill().over("card_id")
+        )
+        .with_columns(
+            pred=(pl.col("last1") + pl.col("last2").fill_null(0.0) + pl.col("last3").fill_null(0.0))
+            / pl.col("seen").clip(upper_bound=3)
+        )
         .with_columns(dev=(price - pl.col("pred")) / pl.col("pred"))
         .with_columns(
             signal=pl.when(pl.col("dev") <= -BUY)

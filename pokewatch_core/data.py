@@ -22,6 +22,7 @@ REQUIRED = (ID, DATE, PRICE)
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 _DAY_NS = 86_400 * 10**9
+_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400 * 10**3, "us": 86_400 * 10**6, "ns": _DAY_NS}
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -172,11 +173,15 @@ def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
         )
     else:
         dates = _parse_dates(frame, raw.astype("str"), source)
-    nanos = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    remainder = nanos % _DAY_NS
+    values = dates.to_numpy()
+    unit, _ = np.datetime_data(values.dtype)
+    if unit not in _UNITS_PER_DAY:  # coarser or odd units: use nanoseconds
+        values, unit = values.astype("datetime64[ns]"), "ns"
+    ticks = values.view(np.int64)  # the file's own resolution, no conversion pass
+    remainder = ticks % _UNITS_PER_DAY[unit]
     if remainder.any():  # times of day: keep the day (floor, also before 1970)
-        nanos = nanos - remainder
-    return pd.Series(nanos.view("datetime64[ns]"), index=frame.index, name=DATE)
+        values = (ticks - remainder).view(values.dtype)
+    return pd.Series(values, index=frame.index, name=DATE)
 
 
 def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:
@@ -300,8 +305,9 @@ def prepare_prices(
 ) -> pd.DataFrame:
     """Validate and normalise a price table; returns a new frame in the input's row order.
 
-    The result has ``card_id`` (categorical of strings), ``date`` (datetime64, day resolution) and
-    ``market_price`` (float64, NaN where unknown) first, then the carried columns.
+    The result has ``card_id`` (categorical of strings), ``date`` (datetime64 at midnight, in
+    the input's resolution) and ``market_price`` (float64, NaN where unknown) first, then the
+    carried columns.
     Raises ``DataError`` with a one-line message on the first problem found.
     """
     if not isinstance(data, pd.DataFrame):

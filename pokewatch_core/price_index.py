@@ -113,7 +113,7 @@ class PriceIndex:
     # arrays are derived on first use: the walk-forward case, where `at` is the history
     # itself, never needs them.
     _row_codes: np.ndarray[Any, Any] = field(repr=False)
-    _row_dates: np.ndarray[Any, Any] = field(repr=False)  # datetime64[ns]
+    _row_dates: np.ndarray[Any, Any] = field(repr=False)  # datetime64, any resolution
     _row_prices: FloatArray = field(repr=False)
     _row_arrays: tuple[np.ndarray[Any, Any], ...] | None = field(repr=False, default=None)
 
@@ -126,7 +126,9 @@ class PriceIndex:
         """
         codes, cards = _codes(history[ID])
         prices = history[PRICE].to_numpy(dtype=np.float64)
-        dates = np.asarray(history[DATE], dtype="datetime64[ns]")
+        dates = history[DATE].to_numpy()
+        if dates.dtype.kind != "M":  # not yet datetimes (an unvalidated frame)
+            dates = np.asarray(history[DATE], dtype="datetime64[ns]")
         return cls(cards, codes, dates, prices, _row_arrays(history))
 
     @cached_property

@@ -28,8 +28,16 @@ def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, 
     return error, unscored, len(error) - int(np.count_nonzero(unscored))
 
 
+def _unscored(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Rows without a market price or without a prediction (a fresh array)."""
+    unscored = np.isnan(_market(frame))
+    unscored |= np.isnan(frame["predicted_price"].to_numpy(dtype=np.float64))
+    return unscored
+
+
 def _scored_count(frame: pd.DataFrame) -> int:
-    return _errors(frame)[2]
+    unscored = _unscored(frame)
+    return len(unscored) - int(np.count_nonzero(unscored))
 
 
 @dataclass
@@ -101,7 +109,8 @@ class _SignalRate(Metric):
     signal: ClassVar[str] = ""
 
     def compute(self, frame: pd.DataFrame) -> float:
-        _, unscored, total = _errors(frame)
+        unscored = _unscored(frame)
+        total = len(unscored) - int(np.count_nonzero(unscored))
         if not total:
             return float("nan")
         hits = _is_signal(frame["signal"], self.signal)
