@@ -12,9 +12,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    """The test suite."""
+def _sync(session: nox.Session) -> None:
+    """Install the locked project environment into the session's virtualenv."""
     session.run_install(
         "uv",
         "sync",
@@ -22,6 +21,12 @@ def tests(session: nox.Session) -> None:
         f"--python={session.virtualenv.location}",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite."""
+    _sync(session)
     session.run("pytest", *(session.posargs or ["-m", "not integration"]))
 
 
@@ -36,13 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy (strict) on pokewatch_core."""
-    session.run_install(
-        "uv",
-        "sync",
-        "--locked",
-        f"--python={session.virtualenv.location}",
-        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
-    )
+    _sync(session)
     session.run("mypy")
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import SIGNALS
-from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers
+from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers, same_buffers
 
 BUY, SELL = 0, 1
 
@@ -72,13 +72,6 @@ def _sources(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
     return tuple(arrays)
 
 
-def _same(a: tuple[np.ndarray[Any, Any], ...], b: tuple[np.ndarray[Any, Any], ...]) -> bool:
-    return all(
-        x.ctypes.data == y.ctypes.data and x.shape == y.shape and x.strides == y.strides
-        for x, y in zip(a, b, strict=True)
-    )
-
-
 # The last frame's arrays (kept alive, so their memory cannot be reused by another frame while
 # cached) and its signal rows.
 _last: tuple[tuple[np.ndarray[Any, Any], ...], SignalRows] | None = None
@@ -93,7 +86,7 @@ def signal_rows(frame: pd.DataFrame) -> SignalRows:
     """
     global _last
     sources = _sources(frame)
-    if sources is not None and _last is not None and _same(sources, _last[0]):
+    if sources is not None and _last is not None and same_buffers(sources, _last[0]):
         return _last[1]
     rows = _signal_rows(frame)
     _last = (sources, rows) if sources is not None else None

@@ -12,9 +12,9 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +22,7 @@ from pokewatch_core.errors import ConfigError, PokeWatchError
 from pokewatch_core.version import __version__
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
+F = TypeVar("F", bound=Callable[..., Any])
 HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -37,6 +38,25 @@ def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
         out[key.strip()] = value
     return out
+
+
+def experiment_option(help_text: str) -> Callable[[F], F]:
+    """``--experiment-name`` (alias ``--experiment_name``), shared by train and compare."""
+    return click.option(
+        "--experiment-name",
+        "--experiment_name",
+        "experiment_name",
+        default=DEFAULT_EXPERIMENT,
+        show_default=True,
+        help=help_text,
+    )
+
+
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then ./.env, then ./mlflow.db).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,14 +81,7 @@ def cli(debug: bool) -> None:
     default=None,
     help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
 )
-@click.option(
-    "--experiment-name",
-    "--experiment_name",
-    "experiment_name",
-    default=DEFAULT_EXPERIMENT,
-    show_default=True,
-    help="MLflow experiment.",
-)
+@experiment_option("MLflow experiment.")
 @click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
 @click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
 @click.option(
@@ -93,7 +106,7 @@ def cli(debug: bool) -> None:
     help="Fit on rows before DATE; score only rows on or after it.",
 )
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option
 @click.option(
     "--register-model",
     default=None,
@@ -302,14 +315,7 @@ _component_command("policy", "policies")
 
 @cli.command()
 @click.argument("run_ids", nargs=-1)
-@click.option(
-    "--experiment-name",
-    "--experiment_name",
-    "experiment_name",
-    default=DEFAULT_EXPERIMENT,
-    show_default=True,
-    help="Experiment to rank.",
-)
+@experiment_option("Experiment to rank.")
 @click.option(
     "--metric",
     "metrics",
@@ -326,7 +332,7 @@ _component_command("policy", "policies")
 )
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option
 def compare(
     run_ids: tuple[str, ...],
     experiment_name: str,

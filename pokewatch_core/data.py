@@ -267,6 +267,17 @@ def day_numbers(dates: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
     return days
 
 
+def same_buffers(a: tuple[np.ndarray[Any, Any], ...], b: tuple[np.ndarray[Any, Any], ...]) -> bool:
+    """Whether two tuples of arrays view the very same memory (same address, shape, strides).
+
+    Callers keep the arrays of ``b`` alive, so an address cannot have been reused meanwhile.
+    """
+    return len(a) == len(b) and all(
+        x.ctypes.data == y.ctypes.data and x.shape == y.shape and x.strides == y.strides
+        for x, y in zip(a, b, strict=True)
+    )
+
+
 def strictly_sorted(codes: np.ndarray[Any, Any], dates: np.ndarray[Any, Any]) -> bool:
     """Whether rows are strictly increasing by (card code, date): sorted and no duplicate."""
     if len(codes) < 2:

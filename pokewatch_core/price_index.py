@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers, strictly_sorted
+from pokewatch_core.data import (
+    DATE,
+    ID,
+    PRICE,
+    category_codes,
+    day_numbers,
+    same_buffers,
+    strictly_sorted,
+)
 
 _DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative in the key
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -79,17 +87,6 @@ def _row_arrays(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
     if not isinstance(ids.dtype, pd.CategoricalDtype) or not isinstance(dates.dtype, np.dtype):
         return None
     return (category_codes(ids), dates.to_numpy())
-
-
-def _same_rows(a: tuple[np.ndarray[Any, Any], ...] | None, b: tuple[Any, ...] | None) -> bool:
-    return (
-        a is not None
-        and b is not None
-        and all(
-            x.ctypes.data == y.ctypes.data and x.shape == y.shape and x.strides == y.strides
-            for x, y in zip(a, b, strict=True)
-        )
-    )
 
 
 def _codes(ids: pd.Series[Any]) -> tuple[np.ndarray[Any, Any], pd.Index[Any]]:
@@ -188,7 +185,12 @@ class PriceIndex:
 
     def covers(self, at: pd.DataFrame) -> bool:
         """Whether ``at`` is the indexed history's own rows (a view of the same frame)."""
-        return _same_rows(_row_arrays(at), self._row_arrays)
+        arrays = _row_arrays(at)
+        return (
+            arrays is not None
+            and self._row_arrays is not None
+            and (same_buffers(arrays, self._row_arrays))
+        )
 
     def window_mean_at(self, at: pd.DataFrame, window: int, min_periods: int = 1) -> FloatArray:
         """``window_mean(*locate(at), window, min_periods)``, with a fast path (chunked, on

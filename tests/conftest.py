@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,31 @@ from hypothesis import strategies as st
 from pokewatch_core.cli import main
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
+# Every artifact one `pokewatch train` logs (the model is a LoggedModel, not a run artifact).
+RUN_ARTIFACTS = {
+    "plots/error_distribution.png",
+    "plots/scatter_true_vs_predicted.png",
+    "plots/signal_distribution.png",
+    "plots/strategy_equity_curve.png",
+    "summary/evaluation_summary.txt",
+    "tables/metrics_by_card.csv",
+    "tables/predictions.parquet",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def artifact_paths(client: object, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of a run, recursively."""
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):  # type: ignore[attr-defined]
+        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from pokewatch_core import evaluate
 from pokewatch_core.tracking import log_evaluation
-from tests.conftest import make_panel
+from tests.conftest import free_port, make_panel
 from tests.reference import threshold_signals
 
 
@@ -134,12 +133,6 @@ def test_register_twice_moves_the_alias(run_cli, store):
     assert "models:/pokewatch_ma@champion" in result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _post(url: str, payload: dict) -> dict:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -152,7 +145,7 @@ def test_mlflow_models_serve(run_cli, store, tmp_path):
     import mlflow
 
     assert run_cli("train", "--tracking-uri", store, "--register-model", "served").exit_code == 0
-    port = _free_port()
+    port = free_port()
     mlflow_exe = Path(sys.executable).with_name("mlflow")
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
     server = subprocess.Popen(

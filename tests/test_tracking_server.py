@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,28 +18,13 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import evaluate, generate_prices
-from tests.conftest import all_runs
+from tests.conftest import RUN_ARTIFACTS, all_runs, artifact_paths, free_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "tracking-server.sh"
 EXE = Path(sys.executable).with_name("pokewatch")
-EXPECTED_ARTIFACTS = {
-    "plots/error_distribution.png",
-    "plots/scatter_true_vs_predicted.png",
-    "plots/signal_distribution.png",
-    "plots/strategy_equity_curve.png",
-    "summary/evaluation_summary.txt",
-    "tables/metrics_by_card.csv",
-    "tables/predictions.parquet",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -48,8 +32,8 @@ class Server:
         self.env = {
             **os.environ,
             "POKEWATCH_SERVER_DIR": str(state),
-            "POKEWATCH_PG_PORT": str(_free_port()),
-            "POKEWATCH_MLFLOW_PORT": str(_free_port()),
+            "POKEWATCH_PG_PORT": str(free_port()),
+            "POKEWATCH_MLFLOW_PORT": str(free_port()),
             "POKEWATCH_MLFLOW": str(Path(sys.executable).with_name("mlflow")),
         }
         self.state = state
@@ -90,13 +74,6 @@ def train(
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
-    out: set[str] = set()
-    for item in client.list_artifacts(run_id, path):
-        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
-    return out
-
-
 def small_panel(directory: Path, cards: int = 30, days: int = 60) -> Path:
     path = directory / f"panel_{cards}x{days}.parquet"
     generate_prices(cards=cards, days=days, seed=5).to_parquet(path)
@@ -129,7 +106,7 @@ def test_complete_run_with_intact_artifacts(server, tmp_path):
     expected = evaluate("baseline_moving_average", str(data))
     for name, value in expected.metrics.items():
         assert run.data.metrics[name] == pytest.approx(value, rel=1e-12, nan_ok=True), name
-    assert artifact_paths(client, run.info.run_id) >= EXPECTED_ARTIFACTS
+    assert artifact_paths(client, run.info.run_id) >= RUN_ARTIFACTS
     # artifacts went through the server (proxied), into its artifact folder, not ./mlruns
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     assert not (tmp_path / "mlruns").exists()
@@ -182,7 +159,7 @@ def _assert_eight_complete(uri: str, procs, experiment: str) -> None:
     for run in runs:
         assert run.info.status == "FINISHED"
         assert len(run.data.metrics) >= 19 and "rmse" in run.data.metrics
-        assert artifact_paths(client, run.info.run_id) >= EXPECTED_ARTIFACTS
+        assert artifact_paths(client, run.info.run_id) >= RUN_ARTIFACTS
 
 
 def test_eight_concurrent_trainings_on_the_server(server, tmp_path):
@@ -199,7 +176,7 @@ def test_eight_concurrent_trainings_on_a_fresh_sqlite_store(tmp_path):
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path):
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     proc = train(uri, tmp_path)
     assert proc.returncode == 1

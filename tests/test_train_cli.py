@@ -9,17 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import all_runs, make_panel
+from tests.conftest import RUN_ARTIFACTS, all_runs, artifact_paths, make_panel
 
-ARTIFACTS = {
-    "plots/error_distribution.png",
-    "plots/scatter_true_vs_predicted.png",
-    "plots/signal_distribution.png",
-    "plots/strategy_equity_curve.png",
-    "summary/evaluation_summary.txt",
-    "tables/metrics_by_card.csv",
-    "tables/predictions.parquet",
-}
 METRICS = {"rmse", "mape", "dataset_size", "coverage_rate", "buy_rate", "sell_rate", "hold_rate"}
 SIGNAL_METRICS = {
     "buy_precision",
@@ -35,13 +26,6 @@ SIGNAL_METRICS = {
     "strategy_max_drawdown",
     "turnover",
 }
-
-
-def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
-    out: set[str] = set()
-    for item in client.list_artifacts(run_id, path):
-        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
-    return out
 
 
 def test_train_on_the_embedded_sample_logs_a_complete_run(run_cli, store):
@@ -63,7 +47,7 @@ def test_train_on_the_embedded_sample_logs_a_complete_run(run_cli, store):
     assert params["sell_threshold_pct"] == "0.15"
     assert params["policy"] == "threshold"
     assert set(run.data.metrics) >= METRICS
-    assert artifact_paths(client, run.info.run_id) >= ARTIFACTS
+    assert artifact_paths(client, run.info.run_id) >= RUN_ARTIFACTS
     assert run.data.tags["team"] == "quant"
     assert run.data.tags["pokewatch.version"]
     assert "pokewatch.plugin.pokewatch" in run.data.tags
