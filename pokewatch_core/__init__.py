@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pokewatch_core.evaluation import EvaluationResult, evaluate
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
+    from pokewatch_core.tracking import log_evaluation
 
 _LAZY = {
     "evaluate": "pokewatch_core.evaluation",
@@ -38,6 +39,7 @@ _LAZY = {
     "backtest": "pokewatch_core.backtesting",
     "signal_quality": "pokewatch_core.backtesting",
     "generate_prices": "pokewatch_core.sample_data",
+    "log_evaluation": "pokewatch_core.tracking",
     "embedded_sample_path": "pokewatch_core.sample_data",
 }
 
@@ -63,6 +65,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_prices",
+    "log_evaluation",
     "prepare_prices",
     "read_table",
     "register_plugin",

@@ -1,0 +1,73 @@
+"""The layout rules of DESIGN §1, checked on the source: pokewatch_core never imports
+pokewatch_plugins; plugins and examples use only pokewatch_core's public names; only the
+tracking modules import mlflow. And the library example runs."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pokewatch_core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import statement of a file."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, []) for a in node.names)
+    return out
+
+
+def test_core_never_imports_the_default_plugins():
+    for path in (ROOT / "pokewatch_core").rglob("*.py"):
+        assert not any(m.startswith("pokewatch_plugins") for m, _ in _imports(path)), path
+
+
+def test_plugins_and_examples_use_only_public_names():
+    public = set(pokewatch_core.__all__)
+    files = list((ROOT / "pokewatch_plugins").rglob("*.py"))
+    files += [p for p in (ROOT / "examples").rglob("*.py") if "tests" not in p.parts]
+    assert files
+    for path in files:
+        for module, names in _imports(path):
+            if module.startswith("pokewatch_core"):
+                assert module == "pokewatch_core", f"{path}: imports {module}"
+                assert set(names) <= public, f"{path}: {set(names) - public} not public"
+
+
+def test_only_the_tracking_modules_import_mlflow():
+    allowed = {"tracking.py", "tracking_model.py"}
+    for path in (ROOT / "pokewatch_core").rglob("*.py"):
+        if path.name in allowed:
+            continue
+        assert not any(m.split(".")[0] == "mlflow" for m, _ in _imports(path)), path
+
+
+def test_every_public_name_resolves():
+    for name in pokewatch_core.__all__:
+        assert getattr(pokewatch_core, name) is not None, name
+
+
+def test_library_example_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'example.db'}"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "evaluate_and_log.py"), uri],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "best window" in proc.stdout
+    from tests.conftest import all_runs
+
+    (run,) = all_runs(uri)
+    assert run.data.tags["selected_by"] == "rmse"
+    assert run.info.run_name.startswith("best-window-")
