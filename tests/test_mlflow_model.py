@@ -206,3 +206,40 @@ def test_mlflow_models_serve(run_cli, store, tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_mlflow_run_entry_point_with_the_local_environment(tmp_path):
+    """`mlflow run . -e train --env-manager local` logs the same run `pokewatch train` does."""
+    data = tmp_path / "panel.csv"
+    make_panel(cards=3, days=10, seed=4).to_csv(data, index=False)
+    uri = f"sqlite:///{tmp_path / 'project.db'}"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            str(bin_dir / "mlflow"),
+            "run",
+            str(root),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "-P",
+            f"data_path={data}",
+            "-P",
+            "run_name=from-project",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from tests.conftest import all_runs
+
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED" and run.info.run_name == "from-project"
+    assert run.data.params["model_type"] == "baseline_moving_average"
+    assert "rmse" in run.data.metrics
