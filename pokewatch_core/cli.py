@@ -243,8 +243,14 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
 def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None:
     """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed)."""
+    from datetime import date
+
     from pokewatch_core.sample_data import write_sample
 
+    try:
+        date.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
     frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
     click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 

@@ -47,6 +47,19 @@ def test_embedded_sample_is_a_realistic_whole_set_panel():
     assert (per_card_days < frame["date"].nunique()).any()  # missing days
 
 
+def test_sample_data_bad_options_are_usage_errors(run_cli, tmp_path):
+    out = tmp_path / "x.parquet"
+    for args in (
+        ["--end", "someday"],
+        ["--cards", "0"],
+        ["--output", str(tmp_path / "no/dir.csv")],
+    ):
+        result = run_cli("sample-data", "--output", str(out), *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_sample_data_command(run_cli, tmp_path):
     out = tmp_path / "panel.csv"
     result = run_cli("sample-data", "--output", str(out), "--cards", "12", "--days", "9")
