@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_environment() -> Iterator[None]:
+    """MLflow writes MLFLOW_* variables (experiment id, tracking URI) into os.environ when a
+    run is logged in-process; restore them so no test inherits another's."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -214,7 +214,8 @@ def test_mlflow_run_entry_point_with_the_local_environment(tmp_path):
     make_panel(cards=3, days=10, seed=4).to_csv(data, index=False)
     uri = f"sqlite:///{tmp_path / 'project.db'}"
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{bin_dir}:{os.environ['PATH']}")
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [
