@@ -34,7 +34,15 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import SIGNALS
-from pokewatch_core.data import DATE, ID, PRICE, category_codes, day_numbers, same_buffers
+from pokewatch_core.data import (
+    DATE,
+    ID,
+    PRICE,
+    category_codes,
+    day_numbers,
+    same_buffers,
+    strictly_sorted,
+)
 
 BUY, SELL = 0, 1
 
@@ -103,11 +111,14 @@ def _signal_rows(frame: pd.DataFrame) -> SignalRows:
         card = category_codes(ids)
     else:
         card = pd.factorize(ids)[0]
-    card, day = card[keep].astype(np.int64), day_numbers(frame[DATE])[keep]
+    dates = frame[DATE].to_numpy()
+    if dates.dtype.kind != "M":  # a frame that did not come from evaluate()
+        dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
+    card, dates = card[keep].astype(np.int64), dates[keep]
     price, signal = market[keep], codes[keep]
-    key = (card << 32) | (day + (1 << 31))
-    if len(key) > 1 and not (key[1:] > key[:-1]).all():
-        order = np.argsort(key, kind="stable")
+    day = day_numbers(dates)
+    if not strictly_sorted(card, dates):
+        order = np.argsort((card << 32) | (day + (1 << 31)), kind="stable")
         card, day, price, signal = card[order], day[order], price[order], signal[order]
     return SignalRows(card, day, price, signal)
 
@@ -147,7 +158,20 @@ def _count(mask: np.ndarray[Any, Any]) -> int:
 
 def signal_quality(frame: pd.DataFrame, horizon: int = 1) -> SignalQuality:
     """The signal-quality figures of the module docstring."""
+    global _last_quality
     rows = signal_rows(frame)
+    if _last_quality is not None and _last_quality[0] is rows and _last_quality[1] == horizon:
+        return _last_quality[2]
+    quality = _signal_quality(rows, horizon)
+    _last_quality = (rows, horizon, quality)
+    return quality
+
+
+# The last figures, with the rows they came from (kept alive, so `is` stays meaningful).
+_last_quality: tuple[SignalRows, int, SignalQuality] | None = None
+
+
+def _signal_quality(rows: SignalRows, horizon: int) -> SignalQuality:
     ret = forward_returns(rows, horizon)
     has = ~np.isnan(ret)
     ret, sig = ret[has], rows.signal[has]
