@@ -27,8 +27,9 @@ Definitions (all over *signalled* rows: rows with a market price, a prediction a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -41,10 +42,12 @@ from pokewatch_core.data import (
     category_codes,
     day_numbers,
     same_buffers,
+    sort_keys,
     strictly_sorted,
 )
 
 BUY, SELL = 0, 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,15 @@ class SignalRows:
     day: np.ndarray[Any, Any]
     price: np.ndarray[Any, np.dtype[np.float64]]
     signal: np.ndarray[Any, Any]  # 0 BUY, 1 SELL, 2 HOLD
+    # Results derived from these rows (quality per horizon, backtest per fee): the dozen
+    # signal metrics of one evaluation compute each once.
+    derived: dict[tuple[str, float], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: tuple[str, float], compute: Callable[[], T]) -> T:
+        """``compute()``, once per key for these rows."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return cast(T, self.derived[key])
 
 
 def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
@@ -118,7 +130,7 @@ def _signal_rows(frame: pd.DataFrame) -> SignalRows:
     price, signal = market[keep], codes[keep]
     day = day_numbers(dates)
     if not strictly_sorted(card, dates):
-        order = np.argsort((card << 32) | (day + (1 << 31)), kind="stable")
+        order = np.argsort(sort_keys(card, day), kind="stable")
         card, day, price, signal = card[order], day[order], price[order], signal[order]
     return SignalRows(card, day, price, signal)
 
@@ -158,17 +170,8 @@ def _count(mask: np.ndarray[Any, Any]) -> int:
 
 def signal_quality(frame: pd.DataFrame, horizon: int = 1) -> SignalQuality:
     """The signal-quality figures of the module docstring."""
-    global _last_quality
     rows = signal_rows(frame)
-    if _last_quality is not None and _last_quality[0] is rows and _last_quality[1] == horizon:
-        return _last_quality[2]
-    quality = _signal_quality(rows, horizon)
-    _last_quality = (rows, horizon, quality)
-    return quality
-
-
-# The last figures, with the rows they came from (kept alive, so `is` stays meaningful).
-_last_quality: tuple[SignalRows, int, SignalQuality] | None = None
+    return rows.memo(("quality", horizon), lambda: _signal_quality(rows, horizon))
 
 
 def _signal_quality(rows: SignalRows, horizon: int) -> SignalQuality:
@@ -239,17 +242,8 @@ class Backtest:
 
 def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
     """Run the long-only strategy of the module docstring over ``frame``'s signals."""
-    global _last_backtest
     rows = signal_rows(frame)
-    if _last_backtest is not None and _last_backtest[0] is rows and _last_backtest[1] == fee_pct:
-        return _last_backtest[2]
-    result = _backtest(rows, fee_pct)
-    _last_backtest = (rows, fee_pct, result)
-    return result
-
-
-# The last backtest, with the rows it ran on (kept alive, so `is` stays meaningful).
-_last_backtest: tuple[SignalRows, float, Backtest] | None = None
+    return rows.memo(("backtest", fee_pct), lambda: _backtest(rows, fee_pct))
 
 
 def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:

@@ -267,6 +267,15 @@ def day_numbers(dates: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
     return days
 
 
+DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative in a key
+
+
+def sort_keys(codes: np.ndarray[Any, Any], days: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``card code << 32 | day``: one int64 per row that sorts by card, then date."""
+    keys: np.ndarray[Any, Any] = (codes.astype(np.int64) << 32) | (days + DAY_OFFSET)
+    return keys
+
+
 def same_buffers(a: tuple[np.ndarray[Any, Any], ...], b: tuple[np.ndarray[Any, Any], ...]) -> bool:
     """Whether two tuples of arrays view the very same memory (same address, shape, strides).
 
@@ -294,7 +303,7 @@ def _check_duplicates(frame: pd.DataFrame, source: str) -> None:
     codes = category_codes(frame[ID])
     if strictly_sorted(codes, frame[DATE].to_numpy()):
         return
-    key = (codes.astype(np.int64) << 32) | (day_numbers(frame[DATE]) + (1 << 31))
+    key = sort_keys(codes, day_numbers(frame[DATE]))
     if len(key) > 1:
         order = np.argsort(key, kind="stable")
         dup = np.flatnonzero(key[order][1:] == key[order][:-1])

@@ -14,24 +14,18 @@ import pandas as pd
 
 from pokewatch_core.data import (
     DATE,
+    DAY_OFFSET,
     ID,
     PRICE,
     category_codes,
     day_numbers,
     same_buffers,
+    sort_keys,
     strictly_sorted,
 )
 
-_DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative in the key
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-
-
-def _keys(codes: np.ndarray[Any, Any], days: np.ndarray[Any, Any]) -> IntArray:
-    keys: IntArray = (codes.astype(np.int64) << 32) | (days + _DAY_OFFSET)
-    return keys
-
-
 CHUNK_ROWS = 1 << 18  # rows per work unit: temporaries stay small and are reused
 THREADS = max(1, min(8, os.cpu_count() or 1))
 
@@ -49,6 +43,23 @@ def _card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
     return bounds
 
 
+def _observed_before(
+    card: np.ndarray[Any, Any], observed: np.ndarray[Any, Any]
+) -> tuple[IntArray, IntArray]:
+    """For rows sorted by card and date: ``pos``, the observed rows before each row (in the
+    whole block), and ``count``, those of the row's own card."""
+    pos = np.cumsum(observed, dtype=np.int64)
+    pos -= observed
+    first = np.empty(len(card), dtype=bool)
+    first[:1] = True
+    np.not_equal(card[1:], card[:-1], out=first[1:])
+    # pos never decreases, so the running maximum of "pos at a card's first row" is the start
+    # of the current card
+    start = np.where(first, pos, 0)
+    np.maximum.accumulate(start, out=start)
+    return pos, np.subtract(pos, start, out=start)
+
+
 def _sorted_window_mean(
     card: np.ndarray[Any, Any], prices: FloatArray, window: int, min_periods: int
 ) -> FloatArray:
@@ -60,14 +71,8 @@ def _sorted_window_mean(
     sums = obs_prices.copy()  # sums[j]: the card's last `window` observed prices up to j
     for k in range(1, min(window, len(sums))):
         sums[k:] += obs_prices[:-k] * (obs_card[k:] == obs_card[:-k])
-    pos = np.cumsum(observed, dtype=np.int64)
-    pos -= observed  # observed rows strictly before each row
-    first = np.empty(len(card), dtype=bool)
-    first[:1] = True
-    np.not_equal(card[1:], card[:-1], out=first[1:])
-    start = np.where(first, pos, 0)
-    np.maximum.accumulate(start, out=start)
-    used = np.minimum(pos - start, window)
+    pos, count = _observed_before(card, observed)
+    used = np.minimum(count, window, out=count)
     pos -= 1
     fair = sums.take(pos, mode="clip") if len(sums) else np.zeros(len(pos))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -130,7 +135,7 @@ class PriceIndex:
 
     @cached_property
     def _row_keys(self) -> IntArray:
-        return _keys(self._row_codes, day_numbers(self._row_dates))
+        return sort_keys(self._row_codes, day_numbers(self._row_dates))
 
     @cached_property
     def _rows_sorted(self) -> bool:
@@ -166,7 +171,7 @@ class PriceIndex:
     @property
     def days(self) -> IntArray:
         """Day number (days since 1970-01-01) of each observed price."""
-        days: IntArray = (self.keys & 0xFFFFFFFF) - _DAY_OFFSET
+        days: IntArray = (self.keys & 0xFFFFFFFF) - DAY_OFFSET
         return days
 
     def card_codes(self, card_ids: Any) -> IntArray:
@@ -234,7 +239,7 @@ class PriceIndex:
         codes = self.card_codes(at[ID])
         known = codes >= 0
         safe = np.where(known, codes, 0)
-        at_keys = _keys(safe, day_numbers(at[DATE]))
+        at_keys = sort_keys(safe, day_numbers(at[DATE]))
         if known.all() and np.array_equal(at_keys, self._row_keys):
             return self._locate_rows()
         pos = np.searchsorted(self.keys, at_keys, side="left")
@@ -250,17 +255,7 @@ class PriceIndex:
         if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             order = np.argsort(keys, kind="stable")
             keys, observed = keys[order], observed[order]
-        pos = np.cumsum(observed, dtype=np.int64)
-        pos -= observed  # observed rows strictly before each row
-        card = keys >> 32
-        first = np.empty(len(keys), dtype=bool)
-        first[:1] = True
-        np.not_equal(card[1:], card[:-1], out=first[1:])
-        # pos never decreases, so the running maximum of "pos at a card's first row" is the
-        # start of the current card
-        start = np.where(first, pos, 0)
-        np.maximum.accumulate(start, out=start)
-        count = np.subtract(pos, start, out=start)
+        pos, count = _observed_before(keys >> 32, observed)
         if order is not None:
             unsorted_pos, unsorted_count = np.empty_like(pos), np.empty_like(count)
             unsorted_pos[order], unsorted_count[order] = pos, count
