@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from pokewatch_core.cli import main
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
+# The real snapshots live in the workplace's shared/ folder beside the checkout (as in CI);
+# a checkout elsewhere points POKEWATCH_SHARED_DATA at that folder's data/raw.
+SHARED_DATA = Path(
+    os.environ.get("POKEWATCH_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
+)
 # Every artifact one `pokewatch train` logs (the model is a LoggedModel, not a run artifact).
 RUN_ARTIFACTS = {
     "plots/error_distribution.png",

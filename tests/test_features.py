@@ -14,9 +14,15 @@ from tests.conftest import SHARED_DATA, all_runs
 SNAPSHOTS = sorted(SHARED_DATA.glob("sv2a_pokemon_card_151_prices_*.parquet"))
 
 
+@pytest.fixture(autouse=True)
+def _real_snapshots_present() -> None:
+    assert len(SNAPSHOTS) == 3, (
+        f"expected the real snapshots in {SHARED_DATA} (set POKEWATCH_SHARED_DATA)"
+    )
+
+
 @pytest.fixture
 def processed(run_cli, tmp_path) -> pd.DataFrame:
-    assert len(SNAPSHOTS) == 3, f"expected the real snapshots in {SHARED_DATA}"
     out = tmp_path / "processed.parquet"
     result = run_cli("features", "--raw-dir", str(SHARED_DATA), "--output", str(out))
     assert result.exit_code == 0, result.stderr
