@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pokewatch_core.data import DATE, ID, PRICE
-from pokewatch_core.errors import TrackingError
+from pokewatch_core.errors import ConfigError, TrackingError
 from pokewatch_core.plugins import get_plugins
 from pokewatch_core.version import __version__
 
@@ -231,6 +231,33 @@ def _store_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _experiment_id(name: str) -> str:
+    """The id of the active experiment ``name``, created if missing.
+
+    Not ``mlflow.set_experiment``: when another process creates the experiment between its
+    lookup and its create, it returns without activating it, and the run lands in the
+    Default experiment."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return str(client.create_experiment(name))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise TrackingError(f"experiment {name!r} was created but cannot be found")
+    if experiment.lifecycle_stage != "active":
+        raise ConfigError(
+            f"experiment {name!r} is deleted; restore it or choose another --experiment-name"
+        )
+    return str(experiment.experiment_id)
+
+
 def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Path:
     """Save what was computed (metrics, params, predictions, summary) next to the user."""
     import json
@@ -275,15 +302,16 @@ def log_evaluation(
     # Inside `mlflow run` the run already exists (MLFLOW_RUN_ID): log into it; its experiment
     # is the one given to `mlflow run --experiment-name`.
     resumed = bool(os.environ.get("MLFLOW_RUN_ID"))
+    experiment_id = None
     with _store_init_lock(effective_uri):
         if not resumed:
-            _retry(mlflow.set_experiment, experiment_name)
+            experiment_id = _retry(_experiment_id, experiment_name)
 
     all_tags = {"pokewatch.version": __version__}
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
 
-    run = _retry(mlflow.start_run, run_name=run_name, tags=all_tags)
+    run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:

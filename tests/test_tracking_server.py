@@ -156,6 +156,8 @@ def _assert_eight_complete(uri: str, procs, experiment: str) -> None:
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"concurrent-{i}" for i in range(8)]
+    # none landed in another experiment (MLflow's own set_experiment races into Default)
+    assert client.search_runs(["0"]) == []
     for run in runs:
         assert run.info.status == "FINISHED"
         assert len(run.data.metrics) >= 19 and "rmse" in run.data.metrics

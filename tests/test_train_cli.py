@@ -134,6 +134,56 @@ def test_failure_after_the_run_started_ends_it_failed(run_cli, store, monkeypatc
     assert run.info.status == "FAILED"
 
 
+def test_experiment_created_by_another_process_meanwhile_still_gets_the_run(
+    run_cli, store, tmp_path, monkeypatch
+):
+    """The race of concurrent trainings: the name is free at lookup, taken at create."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=store).create_experiment("raced")
+    original = SqlAlchemyStore.get_experiment_by_name
+    lookups = []
+
+    def first_lookup_misses(self, name):
+        lookups.append(name)
+        return None if len(lookups) == 1 else original(self, name)
+
+    monkeypatch.setattr(SqlAlchemyStore, "get_experiment_by_name", first_lookup_misses)
+    result = run_cli(
+        "train",
+        "--tracking-uri",
+        store,
+        "--data-path",
+        str(_small(tmp_path)),
+        "--experiment-name",
+        "raced",
+    )
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert len(lookups) >= 2  # the race was taken
+    client = MlflowClient(tracking_uri=store)
+    (run,) = all_runs(store)
+    assert run.info.experiment_id == client.get_experiment_by_name("raced").experiment_id
+
+
+def test_deleted_experiment_is_a_usage_error_without_a_run(run_cli, store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    client.delete_experiment(client.create_experiment("gone"))
+    data = str(_small(tmp_path))
+    result = run_cli(
+        "train", "--tracking-uri", store, "--data-path", data, "--experiment-name", "gone"
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'gone' is deleted" in lines[0]
+    assert (
+        client.search_runs([e.experiment_id for e in client.search_experiments(view_type=3)]) == []
+    )
+
+
 def test_console_script_in_a_real_process(tmp_path):
     path = _small(tmp_path)
     uri = f"sqlite:///{tmp_path / 'proc.db'}"
