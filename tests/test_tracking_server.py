@@ -66,12 +66,14 @@ def server(tmp_path_factory):
 def train(
     uri: str, cwd: Path, *args: str, **kwargs
 ) -> subprocess.Popen | subprocess.CompletedProcess:
-    command = [str(EXE), "train", "--tracking-uri", uri, *args]
+    """``pokewatch train`` in ``cwd``; an empty ``uri`` means MLflow's default store there."""
+    command = [str(EXE), "train", *(["--tracking-uri", uri] if uri else []), *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     if kwargs.get("background"):
         return subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def small_panel(directory: Path, cards: int = 30, days: int = 60) -> Path:
@@ -170,11 +172,12 @@ def test_eight_concurrent_trainings_on_the_server(server, tmp_path):
     _assert_eight_complete(server.uri, procs, "concurrent")
 
 
-def test_eight_concurrent_trainings_on_a_fresh_sqlite_store(tmp_path):
+def test_eight_concurrent_trainings_on_the_default_sqlite_store(tmp_path):
+    """No --tracking-uri: all eight create and share MLflow's default ./mlflow.db."""
     data = small_panel(tmp_path, cards=20, days=40)
-    uri = f"sqlite:///{tmp_path / 'shared.db'}"
-    procs = _run_eight(uri, tmp_path, data, "concurrent")
-    _assert_eight_complete(uri, procs, "concurrent")
+    procs = _run_eight("", tmp_path, data, "concurrent")
+    assert (tmp_path / "mlflow.db").is_file()
+    _assert_eight_complete(f"sqlite:///{tmp_path / 'mlflow.db'}", procs, "concurrent")
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path):
