@@ -232,11 +232,12 @@ def _store_init_lock(uri: str) -> Iterator[None]:
 
 
 def _experiment_id(name: str) -> str:
-    """The id of the active experiment ``name``, created if missing.
+    """The id of the experiment ``name``, created if missing; a deleted one is refused.
 
     Not ``mlflow.set_experiment``: when another process creates the experiment between its
     lookup and its create, it returns without activating it, and the run lands in the
     Default experiment."""
+    from mlflow.entities import LifecycleStage
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -251,7 +252,7 @@ def _experiment_id(name: str) -> str:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise TrackingError(f"experiment {name!r} was created but cannot be found")
-    if experiment.lifecycle_stage != "active":
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
         raise ConfigError(
             f"experiment {name!r} is deleted; restore it or choose another --experiment-name"
         )

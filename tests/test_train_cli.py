@@ -168,6 +168,7 @@ def test_experiment_created_by_another_process_meanwhile_still_gets_the_run(
 
 
 def test_deleted_experiment_is_a_usage_error_without_a_run(run_cli, store, tmp_path):
+    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=store)
@@ -180,7 +181,10 @@ def test_deleted_experiment_is_a_usage_error_without_a_run(run_cli, store, tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "'gone' is deleted" in lines[0]
     assert (
-        client.search_runs([e.experiment_id for e in client.search_experiments(view_type=3)]) == []
+        client.search_runs(
+            [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+        )
+        == []
     )
 
 
