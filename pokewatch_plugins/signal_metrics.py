@@ -12,9 +12,8 @@ from pokewatch_core import Metric, backtest, signal_quality
 
 @dataclass
 class _SignalQualityMetric(Metric):
-    """A field of ``signal_quality(frame, horizon)``."""
+    """The field of ``signal_quality(frame, horizon)`` that the metric is named after."""
 
-    field: ClassVar[str] = ""
     horizon: int = 1
 
     def __post_init__(self) -> None:
@@ -22,7 +21,7 @@ class _SignalQualityMetric(Metric):
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
 
     def compute(self, frame: pd.DataFrame) -> float:
-        return float(getattr(signal_quality(frame, self.horizon), self.field))
+        return float(getattr(signal_quality(frame, self.horizon), self.name))
 
 
 @dataclass
@@ -31,7 +30,6 @@ class BuyPrecision(_SignalQualityMetric):
     description: ClassVar[str] = (
         "Share of BUY rows whose price `horizon` observations later is higher (NaN: no BUY)."
     )
-    field: ClassVar[str] = "buy_precision"
 
 
 @dataclass
@@ -40,14 +38,12 @@ class SellPrecision(_SignalQualityMetric):
     description: ClassVar[str] = (
         "Share of SELL rows whose price `horizon` observations later is lower (NaN: no SELL)."
     )
-    field: ClassVar[str] = "sell_precision"
 
 
 @dataclass
 class BuyRecall(_SignalQualityMetric):
     name: ClassVar[str] = "buy_recall"
     description: ClassVar[str] = "Share of the rises (`horizon` observations ahead) that got a BUY."
-    field: ClassVar[str] = "buy_recall"
 
 
 @dataclass
@@ -56,35 +52,30 @@ class SellRecall(_SignalQualityMetric):
     description: ClassVar[str] = (
         "Share of the falls (`horizon` observations ahead) that got a SELL."
     )
-    field: ClassVar[str] = "sell_recall"
 
 
 @dataclass
 class BuyLift(_SignalQualityMetric):
     name: ClassVar[str] = "buy_lift"
     description: ClassVar[str] = "buy_precision divided by the base rate of rises."
-    field: ClassVar[str] = "buy_lift"
 
 
 @dataclass
 class SellLift(_SignalQualityMetric):
     name: ClassVar[str] = "sell_lift"
     description: ClassVar[str] = "sell_precision divided by the base rate of falls."
-    field: ClassVar[str] = "sell_lift"
 
 
 @dataclass
 class MeanForwardReturnBuy(_SignalQualityMetric):
     name: ClassVar[str] = "mean_forward_return_buy"
     description: ClassVar[str] = "Mean return `horizon` observations after a BUY (fraction)."
-    field: ClassVar[str] = "mean_forward_return_buy"
 
 
 @dataclass
 class MeanForwardReturnSell(_SignalQualityMetric):
     name: ClassVar[str] = "mean_forward_return_sell"
     description: ClassVar[str] = "Mean return `horizon` observations after a SELL (fraction)."
-    field: ClassVar[str] = "mean_forward_return_sell"
 
 
 @dataclass
