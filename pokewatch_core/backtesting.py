@@ -17,8 +17,10 @@ Definitions (all over *signalled* rows: rows with a market price, a prediction a
   or exit multiplies that row's growth by ``1 - fee_pct``. The day's return is the mean growth
   of the card-rows that are *active* that day (held coming in, or entered) minus 1, and 0 when
   none are. ``strategy_total_return`` = product of (1 + daily return) - 1;
-  ``strategy_sharpe`` = mean / standard deviation of daily returns x sqrt(365) (NaN with fewer
-  than two days or no variation); ``strategy_max_drawdown`` = largest fall of the equity curve
+  ``strategy_sharpe`` = mean / standard deviation of the period returns x
+  sqrt(periods_per_year) (NaN with fewer than two periods or no variation); periods_per_year
+  is inferred from the median spacing of each card's observations (daily 365, weekly 52,
+  monthly 12, …) unless given; ``strategy_max_drawdown`` = largest fall of the equity curve
   from its running peak, as a positive fraction; ``turnover`` = entries and exits per
   position-day (active card-rows).
 * **Buy and hold** (for the plot): each day, the mean of ``price / previous price`` over the
@@ -34,6 +36,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.card_ids import codes_of
 from pokewatch_core.components import SIGNALS
 from pokewatch_core.data import (
     DATE,
@@ -79,11 +82,9 @@ def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
 
 def _sources(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
     """The arrays behind the columns used, or None if any is not a plain array."""
-    arrays = []
-    for column in (ID, "signal"):
-        if not isinstance(frame[column].dtype, pd.CategoricalDtype):
-            return None
-        arrays.append(category_codes(frame[column]))
+    if not isinstance(frame["signal"].dtype, pd.CategoricalDtype):
+        return None
+    arrays = [codes_of(frame[ID])[0], category_codes(frame["signal"])]
     for column in (DATE, PRICE, "predicted_price"):
         values = frame[column].to_numpy()
         if values.dtype == object:
@@ -118,11 +119,7 @@ def _signal_rows(frame: pd.DataFrame) -> SignalRows:
     predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
     codes = signal_codes(frame["signal"])
     keep = ~np.isnan(market) & ~np.isnan(predicted) & (codes >= 0)
-    ids = frame[ID]
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        card = category_codes(ids)
-    else:
-        card = pd.factorize(ids)[0]
+    card = codes_of(frame[ID])[0]
     dates = frame[DATE].to_numpy()
     if dates.dtype.kind != "M":  # a frame that did not come from evaluate()
         dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
@@ -204,6 +201,7 @@ class Backtest:
     buy_and_hold_returns: np.ndarray[Any, np.dtype[np.float64]]
     trades: int
     position_days: int
+    periods_per_year: float = 365.0  # inferred from the data's spacing (see periods_per_year)
 
     @property
     def equity(self) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -221,11 +219,16 @@ class Backtest:
 
     @property
     def sharpe(self) -> float:
+        """Sharpe ratio annualised by the periods per year inferred from the data."""
+        return self.sharpe_at(self.periods_per_year)
+
+    def sharpe_at(self, periods_per_year: float) -> float:
+        """Mean / standard deviation of the period returns x sqrt(periods_per_year)."""
         r = self.strategy_returns
         if len(r) < 2:
             return float("nan")
         sd = float(np.std(r, ddof=1))
-        return float(np.mean(r) / sd * np.sqrt(365.0)) if sd > 0 else float("nan")
+        return float(np.mean(r) / sd * np.sqrt(periods_per_year)) if sd > 0 else float("nan")
 
     @property
     def max_drawdown(self) -> float:
@@ -244,6 +247,32 @@ def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
     """Run the long-only strategy of the module docstring over ``frame``'s signals."""
     rows = signal_rows(frame)
     return rows.memo(("backtest", fee_pct), lambda: _backtest(rows, fee_pct))
+
+
+# Conventional periods per year by the typical spacing of observations, in days.
+_FREQUENCIES = ((1.5, 365.0), (9.0, 52.0), (16.0, 26.0), (35.0, 12.0), (95.0, 4.0), (190.0, 2.0))
+
+
+SPACING_ROWS = 1_000_000
+
+
+def periods_per_year(rows: SignalRows) -> float:
+    """Periods per year of the data, from the median spacing of each card's consecutive
+    observations: daily 365, weekly 52, fortnightly 26, monthly 12, quarterly 4, half-yearly 2,
+    yearly 1 (and 365 / spacing for anything coarser). 365 when no card has two rows."""
+    card, day = rows.card[:SPACING_ROWS], rows.day[:SPACING_ROWS]  # plenty for a median
+    same = card[1:] == card[:-1]
+    gaps = (day[1:] - day[:-1])[same]
+    if not len(gaps):
+        return 365.0
+    # gaps are whole days: the median from their histogram (np.median's partition is slow on
+    # millions of equal values)
+    counts = np.bincount(np.clip(gaps, 0, 1000))
+    spacing = float(np.searchsorted(np.cumsum(counts), (len(gaps) + 1) // 2))
+    for limit, periods in _FREQUENCIES:
+        if spacing <= limit:
+            return periods
+    return 1.0 if spacing <= 400 else 365.0 / spacing
 
 
 def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
@@ -289,35 +318,40 @@ def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
         buy_and_hold_returns=buy_and_hold,
         trades=int(np.count_nonzero(traded)),
         position_days=int(np.count_nonzero(active)),
+        periods_per_year=periods_per_year(rows),
     )
 
 
 def metrics_by_card(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per card: scored rows, rmse, mape (percent) and the count of each signal."""
-    error = frame["predicted_price"] - frame[PRICE]
-    scored = error.notna()
-    codes = signal_codes(frame["signal"])
-    table = pd.DataFrame(
-        {
-            ID: frame[ID].astype("str"),
-            "scored_rows": scored.astype(int),
-            "_sq": (error**2).where(scored, 0.0),
-            "_ape": (error.abs() / frame[PRICE]).where(scored, 0.0),
-            "buy": (codes == BUY).astype(int),
-            "sell": (codes == SELL).astype(int),
-            "hold": (codes == 2).astype(int),
-        }
-    )
-    sums = table.groupby(ID, sort=True).sum()
-    n = sums["scored_rows"].where(sums["scored_rows"] > 0)
+    """Per card (sorted by id): scored rows, rmse, mape (percent) and the count of each
+    signal."""
+    codes, cards = codes_of(frame[ID])
+    present = codes >= 0
+    card = codes[present]
+    n_cards = len(cards)
+    market = frame[PRICE].to_numpy(dtype=np.float64)[present]
+    error = frame["predicted_price"].to_numpy(dtype=np.float64)[present] - market
+    scored = ~np.isnan(error)
+    error = np.where(scored, error, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ape = np.where(scored, np.abs(error) / market, 0.0)
+    signal = signal_codes(frame["signal"])[present]
+
+    def per_card(weights: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        return np.bincount(card, weights=weights, minlength=n_cards)
+
+    count = per_card(scored.astype(np.float64))
+    n = np.where(count > 0, count, np.nan)
     out = pd.DataFrame(
         {
-            "scored_rows": sums["scored_rows"],
-            "rmse": np.sqrt(sums["_sq"] / n),
-            "mape": sums["_ape"] / n * 100.0,
-            "buy": sums["buy"],
-            "sell": sums["sell"],
-            "hold": sums["hold"],
+            ID: np.asarray(cards, dtype=object),
+            "scored_rows": count.astype(np.int64),
+            "rmse": np.sqrt(per_card(error * error) / n),
+            "mape": per_card(ape) / n * 100.0,
+            "buy": per_card((signal == BUY).astype(np.float64)).astype(np.int64),
+            "sell": per_card((signal == SELL).astype(np.float64)).astype(np.int64),
+            "hold": per_card((signal == 2).astype(np.float64)).astype(np.int64),
         }
     )
-    return out.reset_index()
+    used = per_card() > 0
+    return out.loc[used].sort_values(ID, kind="stable", ignore_index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pokewatch_core.components import Component
+from pokewatch_core.components import Component, Metric
 from pokewatch_core.plugins import Plugins, get_plugins
 
 CORE_DISTRIBUTION = "pokewatch"
@@ -14,7 +14,7 @@ KINDS = ("model", "metric", "policy")
 def component_info(cls: type[Component], plugin: str | None = None) -> dict[str, Any]:
     """Kind, name, description, parameters (name, type, default) and plugin of a component."""
     specs = cls.param_specs()
-    return {
+    info: dict[str, Any] = {
         "kind": cls.kind,
         "name": cls.name,
         "description": cls.description,
@@ -23,6 +23,10 @@ def component_info(cls: type[Component], plugin: str | None = None) -> dict[str,
         ],
         "plugin": plugin,
     }
+    if issubclass(cls, Metric):
+        info["unit"] = cls.unit
+        info["greater_is_better"] = cls.greater_is_better
+    return info
 
 
 def components(kind: str, plugins: Plugins | None = None) -> list[dict[str, Any]]:

@@ -144,7 +144,12 @@ def train(
     from pokewatch_core.evaluation import evaluate, resolve_components
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
+    from pokewatch_core.summary import (
+        data_overview,
+        metric_units,
+        metrics_table,
+        signal_quality_section,
+    )
     from pokewatch_core.tracking import check_reachable, log_evaluation, resolve_tracking_uri
 
     param_values = _pairs(params, "-p")
@@ -182,7 +187,7 @@ def train(
     for key, value in data_overview(result).items():
         click.echo(f"  {key}: {value}")
     click.echo("Metrics:")
-    click.echo(metrics_table(result.metrics))
+    click.echo(metrics_table(result.metrics, metric_units(result)))
     click.echo(signal_quality_section(result))
     click.echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "

@@ -226,11 +226,23 @@ class Model(Component):
         raise NotImplementedError(f"model '{self.name}' does not implement predict()")
 
 
+UNITS: tuple[str, ...] = ("percent", "fraction", "count", "ratio", "price")
+"""Units a metric may declare: percent (0-100), fraction (0-1 scale, e.g. a return of 0.05),
+count (rows), ratio (a dimensionless multiple such as a lift or a Sharpe ratio), price (the
+data's currency, e.g. an error in dollars)."""
+
+
 class Metric(Component):
     """A number computed over the evaluation frame (``card_id, date, market_price,
-    predicted_price, signal`` and carried columns)."""
+    predicted_price, signal`` and carried columns).
+
+    ``unit`` is one of ``UNITS``; ``greater_is_better`` is True, False, or None for a figure
+    with no better direction (a count, a rate of signals). Both drive display and ranking.
+    """
 
     kind: ClassVar[str] = "metric"
+    unit: ClassVar[str] = "ratio"
+    greater_is_better: ClassVar[bool | None] = None
 
     def compute(self, frame: pd.DataFrame) -> float:
         """The metric's value over ``frame``; NaN where it is undefined."""

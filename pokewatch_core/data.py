@@ -15,6 +15,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.card_ids import codes_of, is_plain, plain_ids, remember
 from pokewatch_core.errors import DataError
 
 ID, DATE, PRICE = "card_id", "date", "market_price"
@@ -36,8 +37,11 @@ def _exc_line(exc: BaseException) -> str:
     return _short(str(exc) or type(exc).__name__, 160)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a parquet or CSV file into a DataFrame, with one-line ``DataError`` on failure."""
+def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
+    """Read a parquet or CSV file into a DataFrame, with one-line ``DataError`` on failure.
+
+    In a CSV file the card-id column (``id_col``) is read as text: ``1``, ``01`` and ``007``
+    are three cards and ``2.5`` stays ``2.5``."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -50,7 +54,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if suffix in _PARQUET_SUFFIXES or (suffix not in _CSV_SUFFIXES and _is_parquet(path)):
         return _read_parquet(path)
     if suffix in _CSV_SUFFIXES:
-        return _read_csv(path, _CSV_SUFFIXES[suffix])
+        return _read_csv(path, _CSV_SUFFIXES[suffix], id_col)
     raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
 
 
@@ -66,9 +70,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read parquet file: {_exc_line(exc)}") from exc
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, sep=sep)
+def _read_csv(path: Path, sep: str, id_col: str) -> pd.DataFrame:
+    try:  # a dtype for a column the file lacks is ignored; the missing column is named later
+        frame = pd.read_csv(path, sep=sep, dtype={id_col: "str"})
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: empty table (the file has no header and no rows)") from exc
     except Exception as exc:
@@ -132,15 +136,10 @@ def _map_columns(frame: pd.DataFrame, source: str, mapping: dict[str, str | None
 
 
 def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
-    """Card ids as a categorical of strings: checks and conversions then touch only the
-    distinct ids, and models get integer codes for free."""
+    """Card ids as plain strings (see ``card_ids``); the checks and conversions touch only the
+    distinct ids, and the codes found here are remembered for the models and metrics."""
     ids = frame[ID]
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        codes = category_codes(ids)
-        categories = pd.Index(ids.cat.categories)
-    else:
-        codes, uniques = pd.factorize(ids)
-        categories = pd.Index(uniques)
+    codes, categories = codes_of(ids)
     if (codes < 0).any():
         pos = _first(codes < 0)
         raise DataError(f"{source}: column 'card_id': missing card id at {_row_hint(frame, pos)}")
@@ -152,8 +151,10 @@ def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
     if blank.any():
         pos = _first(np.isin(codes, np.flatnonzero(blank)))
         raise DataError(f"{source}: column 'card_id': empty or whitespace card id at row {pos + 1}")
-    values = pd.Categorical.from_codes(codes, categories=labels, validate=False)
-    return pd.Series(values, index=frame.index, name=ID)
+    if is_plain(ids) and labels.equals(categories):  # already plain strings: no copy
+        remember(ids, codes, labels)
+        return ids.rename(ID)
+    return plain_ids(codes, labels, index=frame.index)
 
 
 def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
@@ -300,7 +301,7 @@ def strictly_sorted(codes: np.ndarray[Any, Any], dates: np.ndarray[Any, Any]) ->
 
 
 def _check_duplicates(frame: pd.DataFrame, source: str) -> None:
-    codes = category_codes(frame[ID])
+    codes = codes_of(frame[ID])[0]
     if strictly_sorted(codes, frame[DATE].to_numpy()):
         return
     key = sort_keys(codes, day_numbers(frame[DATE]))
@@ -353,5 +354,5 @@ def load_prices(
     price_col: str | None = None,
 ) -> pd.DataFrame:
     """Read a parquet/CSV price table and validate it (see ``prepare_prices``)."""
-    frame = read_table(path)
+    frame = read_table(path, id_col or ID)
     return prepare_prices(frame, str(path), id_col=id_col, date_col=date_col, price_col=price_col)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data import DATE, ID, PRICE, load_prices, prepare_prices
 from pokewatch_core.errors import ConfigError, DataError, PluginError
-from pokewatch_core.plugins import get_plugins
+from pokewatch_core.plugins import describe, get_plugins
 
 PREDICTED, SIGNAL = "predicted_price", "signal"
+# A plugin failure is one stderr line of at most 300 characters, "pokewatch: error: " included.
+MESSAGE_LIMIT = 280
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,12 +72,13 @@ class EvaluationResult:
                 out[key] = value
         return out
 
-    @property
+    @cached_property
     def scored_frame(self) -> pd.DataFrame:
-        """The rows the metrics are computed over (all rows, or those on/after test_start)."""
+        """The rows the metrics are computed over (all rows, or those on/after test_start);
+        computed once."""
         if self.test_start is None:
             return self.frame
-        return self.frame.loc[self.frame[DATE] >= self.test_start]
+        return _rows(self.frame, (self.frame[DATE] >= self.test_start).to_numpy())
 
 
 def _route_params(
@@ -154,23 +160,39 @@ def resolve_components(
     return built["model"], built["policy"], {label: built[label] for label in metric_labels}
 
 
+def _guarded(kind: str, component: Component, phase: str, call: Callable[[], T]) -> T:
+    """Run one phase of a plugin component; any exception it raises becomes a one-line
+    ``PluginError`` naming the component, the distribution that provides it and the phase."""
+    try:
+        return call()
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        head = f"{describe(kind, component)} failed in {phase}: "
+        room = MESSAGE_LIMIT - len(head)
+        if len(cause) > room:
+            cause = cause[: room - 1] + "…"
+        raise PluginError(head + cause) from exc
+
+
 def _predictions(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
-    raw = model.predict(history, at)
+    raw = _guarded("model", model, "predict", lambda: model.predict(history, at))
+    who = describe("model", model)
     try:
         values = np.asarray(raw, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise PluginError(f"model '{model.name}' returned non-numeric predictions: {exc}") from exc
+        raise PluginError(f"{who} returned non-numeric predictions: {exc}"[:MESSAGE_LIMIT]) from exc
     if len(values) != len(at):
-        raise PluginError(
-            f"model '{model.name}' returned {len(values)} predictions for {len(at)} rows"
-        )
+        raise PluginError(f"{who} returned {len(values)} predictions for {len(at)} rows")
     if np.isinf(values).any():
-        raise PluginError(f"model '{model.name}' returned infinite predictions")
+        raise PluginError(f"{who} returned infinite predictions")
     return values
 
 
 def signals_from(raw: Any, n: int, policy_name: str) -> pd.Categorical:
-    """Normalise a policy's output to a categorical of BUY/SELL/HOLD (NaN where missing)."""
+    """Normalise a policy's output to a categorical of BUY/SELL/HOLD (NaN where missing).
+
+    ``policy_name`` names the policy in errors (e.g. ``policy 'x' (dist 1.0)``)."""
     if isinstance(raw, pd.Categorical) and tuple(raw.categories) == SIGNALS:
         signals = raw
     else:
@@ -181,11 +203,15 @@ def signals_from(raw: Any, n: int, policy_name: str) -> pd.Categorical:
         if unknown.any():
             bad = values[np.flatnonzero(unknown)[0]]
             raise PluginError(
-                f"policy '{policy_name}' returned {bad!r}; signals must be BUY, SELL or HOLD"
+                f"{_named(policy_name)} returned {bad!r}; signals must be BUY, SELL or HOLD"
             )
     if len(signals) != n:
-        raise PluginError(f"policy '{policy_name}' returned {len(signals)} signals for {n} rows")
+        raise PluginError(f"{_named(policy_name)} returned {len(signals)} signals for {n} rows")
     return signals
+
+
+def _named(policy: str) -> str:
+    return policy if policy.startswith("policy ") else f"policy '{policy}'"
 
 
 def _test_start(value: Any) -> pd.Timestamp | None:
@@ -232,23 +258,21 @@ def evaluate(
         table = prepare_prices(data, source or "data")
 
     dates = table[DATE]
+    history = table[[ID, DATE, PRICE]]
     if start is None:
-        train = table
-        at_mask = None
+        train, at, at_mask = history, history[[ID, DATE]], None
     else:
         before = (dates < start).to_numpy()
         if before.all():
             raise DataError(f"{source or 'data'}: no rows on or after test_start {start.date()}")
-        train = table.loc[before, [ID, DATE, PRICE]]
         at_mask = ~before
+        train, at = _rows(history, before), _rows(history[[ID, DATE]], at_mask)
 
-    history = table[[ID, DATE, PRICE]]
     report(f"fitting {model_obj.name}")
-    fitted = model_obj.fit(train if start is not None else history)
+    fitted = _guarded("model", model_obj, "fit", lambda: model_obj.fit(train))
     if isinstance(fitted, Model):
         model_obj = fitted
 
-    at = history[[ID, DATE]] if at_mask is None else history.loc[at_mask, [ID, DATE]]
     report(f"predicting with {model_obj.name}")
     predicted = _predictions(model_obj, history, at)
     market = table[PRICE].to_numpy()
@@ -258,7 +282,8 @@ def evaluate(
         fair = np.full(len(table), np.nan)
         fair[at_mask] = predicted
 
-    signals = signals_from(policy_obj.decide(market, fair), len(table), policy_obj.name)
+    decided = _guarded("policy", policy_obj, "decide", lambda: policy_obj.decide(market, fair))
+    signals = signals_from(decided, len(table), describe("policy", policy_obj))
     if at_mask is not None:
         signals[~at_mask] = np.nan
 
@@ -269,8 +294,18 @@ def evaluate(
     scored = result.scored_frame
     for name, metric in metric_objs.items():
         report(f"computing {name}")
+        value = _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
         try:
-            result.metrics[name] = float(metric.compute(scored))
+            result.metrics[name] = float(value)
         except (TypeError, ValueError) as exc:
-            raise PluginError(f"metric '{name}' failed: {exc}") from exc
+            who = describe("metric", metric)
+            raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
     return result
+
+
+def _rows(frame: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
+    """``frame.loc[mask]`` whose card ids keep their known codes (no factorising again)."""
+    subset = frame.loc[mask]
+    codes, cards = codes_of(frame[ID])
+    remember(subset[ID], codes[mask], cards)
+    return subset

@@ -229,6 +229,36 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
     return Plugins(models, metrics, policies, infos, pm)
 
 
+def _distribution_of(cls: type) -> str | None:
+    """``dist version`` of the installed distribution that holds ``cls``'s module, if any."""
+    top = cls.__module__.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top, [])
+    except Exception:  # a broken installed distribution must not hide the real error
+        return None
+    for dist in dists:
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def describe(kind: str, component: Component | type[Component]) -> str:
+    """``model 'x' (pokewatch-x 0.3.1)``: the component, and the distribution and version of
+    the plugin that provides it (its module when it comes from no distribution)."""
+    cls = component if isinstance(component, type) else type(component)
+    origin: str | None = None
+    plugins = _loaded
+    if plugins is not None and cls.name in plugins.registry(kind):
+        regs = [r for r in plugins.registry(kind).registrations(cls.name) if r.cls is cls]
+        info = plugins.plugins.get(regs[0].plugin) if regs else None
+        if info is not None and info.distribution:
+            origin = f"{info.distribution} {info.version}"
+    origin = origin or _distribution_of(cls) or f"module {cls.__module__}"
+    return f"{kind} '{cls.name}' ({origin})"
+
+
 _lock = threading.Lock()
 _loaded: Plugins | None = None
 _extra: list[tuple[str, object]] = []

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data import (
     DATE,
     DAY_OFFSET,
     ID,
     PRICE,
-    category_codes,
     day_numbers,
     same_buffers,
     sort_keys,
@@ -88,17 +88,10 @@ def _row_arrays(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
     view). The index keeps the history's arrays alive, so their memory cannot be reused by
     another frame while the comparison matters.
     """
-    ids, dates = frame[ID], frame[DATE]
-    if not isinstance(ids.dtype, pd.CategoricalDtype) or not isinstance(dates.dtype, np.dtype):
+    dates = frame[DATE]
+    if not isinstance(dates.dtype, np.dtype):
         return None
-    return (category_codes(ids), dates.to_numpy())
-
-
-def _codes(ids: pd.Series[Any]) -> tuple[np.ndarray[Any, Any], pd.Index[Any]]:
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        return category_codes(ids), ids.cat.categories
-    codes, uniques = pd.factorize(ids)
-    return codes, pd.Index(uniques)
+    return (codes_of(frame[ID])[0], dates.to_numpy())
 
 
 @dataclass(frozen=True)
@@ -126,12 +119,13 @@ class PriceIndex:
         Cheap: the work happens on first lookup, and sorting is skipped when the history is
         already sorted by card and date.
         """
-        codes, cards = _codes(history[ID])
+        codes, cards = codes_of(history[ID])
         prices = history[PRICE].to_numpy(dtype=np.float64)
         dates = history[DATE].to_numpy()
         if dates.dtype.kind != "M":  # not yet datetimes (an unvalidated frame)
             dates = np.asarray(history[DATE], dtype="datetime64[ns]")
-        return cls(cards, codes, dates, prices, _row_arrays(history))
+        arrays = (codes, dates) if isinstance(history[DATE].dtype, np.dtype) else None
+        return cls(cards, codes, dates, prices, arrays)
 
     @cached_property
     def _row_keys(self) -> IntArray:
@@ -177,19 +171,18 @@ class PriceIndex:
     def card_codes(self, card_ids: Any) -> IntArray:
         """Position of each card id among ``cards`` (-1 for cards with no price)."""
         ids = card_ids if isinstance(card_ids, pd.Series) else pd.Series(card_ids)
-        if isinstance(ids.dtype, pd.CategoricalDtype):
-            own = category_codes(ids)
-            categories = ids.cat.categories
-            if categories is self.cards or categories.equals(self.cards):
-                same: IntArray = own.astype(np.int64)
-                return same
-            mapping = np.append(self.cards.get_indexer(categories), -1)  # code -1 stays -1
-            mapped: IntArray = mapping[own].astype(np.int64)
-            return mapped
-        return self.cards.get_indexer(pd.Index(ids)).astype(np.int64)
+        own, categories = codes_of(ids)
+        if categories is self.cards or categories.equals(self.cards):
+            same: IntArray = own.astype(np.int64)
+            return same
+        mapping = np.append(self.cards.get_indexer(categories), -1)  # code -1 stays -1
+        mapped: IntArray = mapping[own].astype(np.int64)
+        return mapped
 
     def covers(self, at: pd.DataFrame) -> bool:
         """Whether ``at`` is the indexed history's own rows (a view of the same frame)."""
+        if len(at) != len(self._row_codes):
+            return False
         arrays = _row_arrays(at)
         return (
             arrays is not None

@@ -22,10 +22,30 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def metrics_table(metrics: dict[str, float]) -> str:
-    """Metrics as aligned ``name  value`` lines."""
+def format_metric(value: float, unit: str) -> str:
+    """A metric value as text in its unit: a percent is shown with ``%``, a fraction or a ratio
+    as a plain number (never multiplied by 100), a count as a whole number."""
+    text = format_value(value)
+    if unit == "percent" and text != "nan":
+        return f"{text} %"
+    return text
+
+
+def metric_units(result: EvaluationResult) -> dict[str, str]:
+    """The unit of each metric of ``result``."""
+    return {name: metric.unit for name, metric in result.metric_components.items()}
+
+
+def metrics_table(metrics: dict[str, float], units: dict[str, str] | None = None) -> str:
+    """Metrics as aligned ``name  value  unit`` lines (``units``: name -> unit)."""
+    units = units or {}
     width = max((len(n) for n in metrics), default=0)
-    return "\n".join(f"  {name:<{width}}  {format_value(v)}" for name, v in metrics.items())
+    cells = {name: format_metric(v, units.get(name, "")) for name, v in metrics.items()}
+    value_width = max((len(c) for c in cells.values()), default=0)
+    return "\n".join(
+        f"  {name:<{width}}  {cells[name]:>{value_width}}  {units.get(name, '')}".rstrip()
+        for name in metrics
+    )
 
 
 def data_overview(result: EvaluationResult) -> dict[str, str]:
@@ -63,13 +83,24 @@ def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
         f"data:   {source}",
     ]
     lines += [f"  {k}: {v}" for k, v in data_overview(result).items()]
-    lines += ["", "Metrics", metrics_table(result.metrics), "", f"Signals: {signal_line}"]
+    lines += ["", "Metrics", metrics_table(result.metrics, metric_units(result))]
+    lines += ["", f"Signals: {signal_line}"]
     lines += ["", signal_quality_section(result)]
     return "\n".join(lines) + "\n"
 
 
+def _annualisation(result: EvaluationResult, inferred: float) -> float:
+    """The periods per year the run's Sharpe metric used (the inferred value if none)."""
+    for metric in result.metric_components.values():
+        value = metric.get_params().get("periods_per_year")
+        if isinstance(value, int | float):
+            return float(value)
+    return inferred
+
+
 def signal_quality_section(result: EvaluationResult) -> str:
-    """Do the signals make money? Precision and forward returns, strategy vs buy and hold."""
+    """Do the signals make money? Precision and forward returns, strategy vs buy and hold.
+    Shares and returns are fractions (0.05 = 5 %)."""
     from pokewatch_core.backtesting import backtest, signal_quality
     from pokewatch_core.plots import strategy_fee
 
@@ -77,24 +108,26 @@ def signal_quality_section(result: EvaluationResult) -> str:
     fee = strategy_fee(result)
     run = backtest(result.scored_frame, fee)
     hold = float(run.buy_and_hold_equity[-1] - 1.0) if len(run.dates) else float("nan")
+    periods = _annualisation(result, run.periods_per_year)
 
-    def pct(value: float) -> str:
-        return "nan" if math.isnan(value) else f"{value * 100:+.2f}%"
+    def signed(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value:+.4f}"
 
     def share(value: float) -> str:
-        return "nan" if math.isnan(value) else f"{value * 100:.1f}%"
+        return "nan" if math.isnan(value) else f"{value:.3f}"
 
     return "\n".join(
         [
-            "Signal quality (1 observation ahead)",
+            "Signal quality (1 observation ahead; shares and returns are fractions)",
             f"  BUY:  precision {share(quality.buy_precision)}, recall "
             f"{share(quality.buy_recall)}, lift {format_value(quality.buy_lift)}, mean forward "
-            f"return {pct(quality.mean_forward_return_buy)}",
+            f"return {signed(quality.mean_forward_return_buy)}",
             f"  SELL: precision {share(quality.sell_precision)}, recall "
             f"{share(quality.sell_recall)}, lift {format_value(quality.sell_lift)}, mean forward "
-            f"return {pct(quality.mean_forward_return_sell)}",
+            f"return {signed(quality.mean_forward_return_sell)}",
             f"  strategy (long on BUY, flat on SELL, fee {fee:g}): total return "
-            f"{pct(run.total_return)}, Sharpe {format_value(run.sharpe)}, max drawdown "
-            f"{share(run.max_drawdown)}; buy and hold {pct(hold)}",
+            f"{signed(run.total_return)}, Sharpe {format_value(run.sharpe_at(periods))} "
+            f"({format_value(periods)} periods a year), max drawdown "
+            f"{share(run.max_drawdown)}; buy and hold {signed(hold)}",
         ]
     )

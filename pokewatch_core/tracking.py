@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, TrackingError
 from pokewatch_core.plugins import get_plugins
@@ -119,7 +120,8 @@ def _log_model(result: EvaluationResult, workdir: Path) -> str:
 
     pricer = FairPricer(result.model, result.policy, result.frame)
     files = pricer.save(workdir / "model_state")
-    example_cards = result.frame[ID].drop_duplicates().head(3).tolist()
+    codes, cards = codes_of(result.frame[ID])
+    example_cards = [str(cards[c]) for c in pd.unique(codes[:10_000])[:3]]
     info = _retry(
         mlflow.pyfunc.log_model,
         name=model_artifact_name(result.model.name),
@@ -144,17 +146,31 @@ def _dataset_digest(table: pd.DataFrame) -> str:
     return md5.hexdigest()[:8]
 
 
+SCHEMA_ROWS = 1_000  # the dataset's schema is read from its validated dtypes on this many rows
+
+
 def _log_dataset(result: EvaluationResult, data_source: str) -> None:
+    """Log the evaluated table as the run's dataset input, without a pass over all rows in
+    Python: the digest hashes a bounded head (see ``_dataset_digest``), and the schema is
+    inferred from the first rows of the validated (typed) table."""
     import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.models import infer_signature
+
+    class _Dataset(PandasDataset):  # type: ignore[misc]
+        @property
+        def schema(self) -> Any:
+            return infer_signature(self.df.head(SCHEMA_ROWS)).inputs
 
     table = result.frame.drop(columns=["predicted_price", "signal"])
     with warnings.catch_warnings():  # local paths match two MLflow sources; int-column hints
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
-            table,
-            source=data_source,
-            name=Path(data_source).name,
+        dataset = _Dataset(
+            df=table,
+            source=resolve_dataset_source(data_source),
             targets=PRICE,
+            name=Path(data_source).name,
             digest=_dataset_digest(table),
         )
         _retry(mlflow.log_input, dataset, context="evaluation")

@@ -44,8 +44,10 @@ def _scored_count(frame: pd.DataFrame) -> int:
 class Rmse(Metric):
     name: ClassVar[str] = "rmse"
     description: ClassVar[str] = (
-        "Root mean squared error of predicted vs market price over rows with a prediction."
+        "Root mean squared error of predicted vs market price over scored rows (price units)."
     )
+    unit: ClassVar[str] = "price"
+    greater_is_better: ClassVar[bool | None] = False
 
     def compute(self, frame: pd.DataFrame) -> float:
         error, _, n = _errors(frame)
@@ -58,8 +60,10 @@ class Rmse(Metric):
 class Mape(Metric):
     name: ClassVar[str] = "mape"
     description: ClassVar[str] = (
-        "Mean absolute percentage error |predicted - market| / market, in percent."
+        "Mean absolute percentage error |predicted - market| / market over scored rows (percent)."
     )
+    unit: ClassVar[str] = "percent"
+    greater_is_better: ClassVar[bool | None] = False
 
     def compute(self, frame: pd.DataFrame) -> float:
         error, unscored, n = _errors(frame)
@@ -75,7 +79,10 @@ class Mape(Metric):
 @dataclass
 class DatasetSize(Metric):
     name: ClassVar[str] = "dataset_size"
-    description: ClassVar[str] = "Number of rows with a prediction (and a market price)."
+    description: ClassVar[str] = (
+        "Number of rows scored: with a market price and a prediction (count)."
+    )
+    unit: ClassVar[str] = "count"
 
     def compute(self, frame: pd.DataFrame) -> float:
         return float(_scored_count(frame))
@@ -84,7 +91,9 @@ class DatasetSize(Metric):
 @dataclass
 class CoverageRate(Metric):
     name: ClassVar[str] = "coverage_rate"
-    description: ClassVar[str] = "Percent of rows with a market price that have a prediction."
+    description: ClassVar[str] = "Rows with a market price that have a prediction (percent)."
+    unit: ClassVar[str] = "percent"
+    greater_is_better: ClassVar[bool | None] = True
 
     def compute(self, frame: pd.DataFrame) -> float:
         market = _market(frame)
@@ -107,6 +116,7 @@ def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
 @dataclass
 class _SignalRate(Metric):
     signal: ClassVar[str] = ""
+    unit: ClassVar[str] = "percent"
 
     def compute(self, frame: pd.DataFrame) -> float:
         unscored = _unscored(frame)
@@ -121,21 +131,21 @@ class _SignalRate(Metric):
 @dataclass
 class BuyRate(_SignalRate):
     name: ClassVar[str] = "buy_rate"
-    description: ClassVar[str] = "Percent of rows with a prediction whose signal is BUY."
+    description: ClassVar[str] = "Scored rows whose signal is BUY (percent)."
     signal: ClassVar[str] = SIGNALS[0]
 
 
 @dataclass
 class SellRate(_SignalRate):
     name: ClassVar[str] = "sell_rate"
-    description: ClassVar[str] = "Percent of rows with a prediction whose signal is SELL."
+    description: ClassVar[str] = "Scored rows whose signal is SELL (percent)."
     signal: ClassVar[str] = SIGNALS[1]
 
 
 @dataclass
 class HoldRate(_SignalRate):
     name: ClassVar[str] = "hold_rate"
-    description: ClassVar[str] = "Percent of rows with a prediction whose signal is HOLD."
+    description: ClassVar[str] = "Scored rows whose signal is HOLD (percent)."
     signal: ClassVar[str] = SIGNALS[2]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -14,6 +15,8 @@ from pokewatch_core import Metric, backtest, signal_quality
 class _SignalQualityMetric(Metric):
     """The field of ``signal_quality(frame, horizon)`` that the metric is named after."""
 
+    unit: ClassVar[str] = "fraction"
+    greater_is_better: ClassVar[bool | None] = True
     horizon: int = 1
 
     def __post_init__(self) -> None:
@@ -28,7 +31,7 @@ class _SignalQualityMetric(Metric):
 class BuyPrecision(_SignalQualityMetric):
     name: ClassVar[str] = "buy_precision"
     description: ClassVar[str] = (
-        "Share of BUY rows whose price `horizon` observations later is higher (NaN: no BUY)."
+        "Share of BUY rows whose price `horizon` observations later is higher (fraction)."
     )
 
 
@@ -36,34 +39,38 @@ class BuyPrecision(_SignalQualityMetric):
 class SellPrecision(_SignalQualityMetric):
     name: ClassVar[str] = "sell_precision"
     description: ClassVar[str] = (
-        "Share of SELL rows whose price `horizon` observations later is lower (NaN: no SELL)."
+        "Share of SELL rows whose price `horizon` observations later is lower (fraction)."
     )
 
 
 @dataclass
 class BuyRecall(_SignalQualityMetric):
     name: ClassVar[str] = "buy_recall"
-    description: ClassVar[str] = "Share of the rises (`horizon` observations ahead) that got a BUY."
+    description: ClassVar[str] = (
+        "Share of the rises (`horizon` observations ahead) that got a BUY (fraction)."
+    )
 
 
 @dataclass
 class SellRecall(_SignalQualityMetric):
     name: ClassVar[str] = "sell_recall"
     description: ClassVar[str] = (
-        "Share of the falls (`horizon` observations ahead) that got a SELL."
+        "Share of the falls (`horizon` observations ahead) that got a SELL (fraction)."
     )
 
 
 @dataclass
 class BuyLift(_SignalQualityMetric):
     name: ClassVar[str] = "buy_lift"
-    description: ClassVar[str] = "buy_precision divided by the base rate of rises."
+    description: ClassVar[str] = "buy_precision divided by the base rate of rises (ratio)."
+    unit: ClassVar[str] = "ratio"
 
 
 @dataclass
 class SellLift(_SignalQualityMetric):
     name: ClassVar[str] = "sell_lift"
-    description: ClassVar[str] = "sell_precision divided by the base rate of falls."
+    description: ClassVar[str] = "sell_precision divided by the base rate of falls (ratio)."
+    unit: ClassVar[str] = "ratio"
 
 
 @dataclass
@@ -76,6 +83,7 @@ class MeanForwardReturnBuy(_SignalQualityMetric):
 class MeanForwardReturnSell(_SignalQualityMetric):
     name: ClassVar[str] = "mean_forward_return_sell"
     description: ClassVar[str] = "Mean return `horizon` observations after a SELL (fraction)."
+    greater_is_better: ClassVar[bool | None] = False
 
 
 @dataclass
@@ -83,6 +91,8 @@ class _StrategyMetric(Metric):
     """A figure of ``backtest(frame, fee_pct)``."""
 
     field: ClassVar[str] = ""
+    unit: ClassVar[str] = "fraction"
+    greater_is_better: ClassVar[bool | None] = True
     fee_pct: float = 0.0
 
     def __post_init__(self) -> None:
@@ -107,9 +117,33 @@ class StrategyTotalReturn(_StrategyMetric):
 class StrategySharpe(_StrategyMetric):
     name: ClassVar[str] = "strategy_sharpe"
     description: ClassVar[str] = (
-        "Sharpe ratio of the strategy's daily returns, annualised by sqrt(365)."
+        "Sharpe ratio of the strategy's period returns x sqrt(periods_per_year); "
+        "periods_per_year defaults to the data's spacing: daily 365, weekly 52, monthly 12 (ratio)."
     )
     field: ClassVar[str] = "sharpe"
+    unit: ClassVar[str] = "ratio"
+    periods_per_year: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        given = self.periods_per_year
+        if given is not None and not (math.isfinite(given) and 0 < given <= 366 * 24):
+            raise ValueError(f"periods_per_year must be in (0, 8784], got {given}")
+        self._used: float | None = None
+
+    def compute(self, frame: pd.DataFrame) -> float:
+        run = backtest(frame, self.fee_pct)
+        self._used = (
+            run.periods_per_year if self.periods_per_year is None else self.periods_per_year
+        )
+        return run.sharpe_at(self._used)
+
+    def get_params(self) -> dict[str, Any]:
+        """The parameters, with the periods per year actually used once computed."""
+        params = super().get_params()
+        if self.periods_per_year is None and self._used is not None:
+            params["periods_per_year"] = self._used
+        return params
 
 
 @dataclass
@@ -117,13 +151,16 @@ class StrategyMaxDrawdown(_StrategyMetric):
     name: ClassVar[str] = "strategy_max_drawdown"
     description: ClassVar[str] = "Largest fall of the strategy's equity from its peak (fraction)."
     field: ClassVar[str] = "max_drawdown"
+    greater_is_better: ClassVar[bool | None] = False
 
 
 @dataclass
 class Turnover(_StrategyMetric):
     name: ClassVar[str] = "turnover"
-    description: ClassVar[str] = "Strategy entries and exits per position-day."
+    description: ClassVar[str] = "Strategy entries and exits per position-day (ratio)."
     field: ClassVar[str] = "turnover"
+    unit: ClassVar[str] = "ratio"
+    greater_is_better: ClassVar[bool | None] = False
 
 
 SIGNAL_METRICS: tuple[type[Metric], ...] = (

@@ -10,15 +10,25 @@ import pandas as pd
 
 from pokewatch_core import SIGNALS, SignalPolicy
 
+# A deviation this close to a threshold counts as on it: prices in cents put deviations exactly
+# on a threshold (1.00 -> 0.90 is -10 %), and float rounding must not decide which side they fall.
+TIE_TOLERANCE = 1e-9
+
 
 @dataclass
 class ThresholdPolicy(SignalPolicy):
-    """BUY when the market is far enough below the fair price, SELL when far enough above."""
+    """BUY when the market is far enough below the fair price, SELL when far enough above.
+
+    deviation = (market - fair) / fair. BUY if deviation <= -buy_threshold_pct, SELL if
+    deviation >= sell_threshold_pct, else HOLD; a deviation within ``TIE_TOLERANCE`` (1e-9)
+    of a threshold counts as on it. When both hold (both thresholds 0 and no deviation), the
+    row is HOLD.
+    """
 
     name: ClassVar[str] = "threshold"
     description: ClassVar[str] = (
         "deviation = (market - fair) / fair; BUY if deviation <= -buy_threshold_pct, "
-        "SELL if >= sell_threshold_pct, else HOLD."
+        "SELL if >= sell_threshold_pct, else HOLD (ties within 1e-9 count as on the threshold)."
     )
 
     buy_threshold_pct: float = 0.10
@@ -34,8 +44,10 @@ class ThresholdPolicy(SignalPolicy):
         fair = np.asarray(fair_price, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             deviation = (market - fair) / fair
-        codes = np.full(len(market), 2, dtype=np.int8)  # HOLD
-        codes[deviation <= -self.buy_threshold_pct] = 0  # BUY
-        codes[deviation >= self.sell_threshold_pct] = 1  # SELL
+        buy = deviation <= -self.buy_threshold_pct + TIE_TOLERANCE
+        sell = deviation >= self.sell_threshold_pct - TIE_TOLERANCE
+        codes = np.full(len(market), 2, dtype=np.int8)  # HOLD, also where both hold
+        codes[buy & ~sell] = 0  # BUY
+        codes[sell & ~buy] = 1  # SELL
         codes[~np.isfinite(deviation)] = -1  # missing
         return pd.Categorical.from_codes(codes, categories=list(SIGNALS))

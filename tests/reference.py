@@ -3,6 +3,8 @@ library's vectorised code, for tests to compare against."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 
@@ -27,14 +29,19 @@ def moving_average(frame: pd.DataFrame, window: int = 3, min_periods: int = 1) -
     return merged.set_index("index").sort_index()["incl"].to_numpy(dtype=float)
 
 
-def threshold_signals(market, fair, buy=0.10, sell=0.15) -> list:
+def threshold_signals(market, fair, buy=0.10, sell=0.15, tolerance=1e-9) -> list:
+    """The documented threshold rule in exact rational arithmetic: a deviation within
+    ``tolerance`` of a threshold counts as on it; BUY and SELL both holding is HOLD."""
+    tol = Fraction(tolerance)
+    low, high = -Fraction(buy) + tol, Fraction(sell) - tol
     out = []
     for m, f in zip(market, fair, strict=True):
         if np.isnan(m) or np.isnan(f):
             out.append(None)
             continue
-        d = (m - f) / f
-        out.append("SELL" if d >= sell else "BUY" if d <= -buy else "HOLD")
+        d = (Fraction(m) - Fraction(f)) / Fraction(f)
+        is_buy, is_sell = d <= low, d >= high
+        out.append("HOLD" if is_buy == is_sell else "BUY" if is_buy else "SELL")
     return out
 
 

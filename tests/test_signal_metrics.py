@@ -175,3 +175,65 @@ def test_fees_only_lower_the_strategy_return(data, fee_a, fee_b):
         assert math.isnan(dear)
     else:
         assert dear <= cheap + 1e-12 * max(1.0, abs(cheap))
+
+
+def monthly_panel() -> pd.DataFrame:
+    """Two cards priced on the first of each month for a year, with BUY/SELL signals."""
+    rng = np.random.default_rng(7)
+    months = pd.date_range("2024-01-01", periods=12, freq="MS")
+    rows = []
+    for card in ("a", "b"):
+        price = 10.0
+        for i, month in enumerate(months):
+            price *= float(np.exp(rng.normal(0.01, 0.08)))
+            signal = CATS[(i + (card == "b")) % 3]
+            rows.append((card, month, round(price, 2), signal))
+    out = pd.DataFrame(rows, columns=["card_id", "date", "market_price", "signal"])
+    out["predicted_price"] = out["market_price"]
+    out["signal"] = pd.Categorical(out["signal"], categories=CATS)
+    return out
+
+
+def independent_strategy_returns(data: pd.DataFrame) -> np.ndarray:
+    """The long-only strategy, one loop over months: a card held coming into a month earns
+    its price change; an entry on BUY is active that month (growth 1)."""
+    data = data.sort_values(["card_id", "date"])
+    returns = []
+    for month, rows in data.groupby("date", sort=True):
+        growth = []
+        for card, price, signal in zip(rows.card_id, rows.market_price, rows.signal, strict=True):
+            before = data[(data.card_id == card) & (data.date < month)]
+            held = 0
+            for s in before["signal"]:
+                held = 1 if s == "BUY" else 0 if s == "SELL" else held
+            if held:
+                previous = before["market_price"].iloc[-1]
+                growth.append(price / previous)
+            elif signal == "BUY":
+                growth.append(1.0)
+        returns.append(np.mean(growth) - 1 if growth else 0.0)
+    return np.array(returns)
+
+
+def test_sharpe_of_a_monthly_panel_is_annualised_by_twelve():
+    data = monthly_panel()
+    r = independent_strategy_returns(data)
+    expected = r.mean() / r.std(ddof=1) * math.sqrt(12)
+    assert metric("strategy_sharpe", data) == pytest.approx(expected, rel=1e-9)
+    assert metric("strategy_sharpe", data, periods_per_year=365) == pytest.approx(
+        r.mean() / r.std(ddof=1) * math.sqrt(365), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(("freq", "periods"), [("D", 365), ("W-MON", 52), ("MS", 12), ("QS", 4)])
+def test_periods_per_year_follow_the_data_and_are_logged(freq, periods):
+    dates = pd.date_range("2023-01-01", periods=30, freq=freq)
+    data = pd.DataFrame(
+        {"card_id": "a", "date": dates, "market_price": np.linspace(10, 20, len(dates))}
+    )
+    result = evaluate("baseline_moving_average", data, metrics=["strategy_sharpe"])
+    assert result.params["periods_per_year"] == periods
+    given_ = evaluate(
+        "baseline_moving_average", data, metrics=["strategy_sharpe"], params={"periods_per_year": 6}
+    )
+    assert given_.params["periods_per_year"] == 6

@@ -49,3 +49,37 @@ finite = st.floats(0.01, 1e5, allow_nan=False)
 def test_matches_the_definition(pairs):
     market, fair = map(list, zip(*pairs, strict=False))
     assert decide(market, fair) == threshold_signals(market, fair)
+
+
+def test_cent_prices_exactly_on_a_threshold_are_not_flipped_by_rounding():
+    # (0.90 - 1.00) / 1.00 is -0.09999999999999998 in floats: still exactly -10 %
+    assert decide([0.90, 1.15], [1.00, 1.00]) == ["BUY", "SELL"]
+    # the moving average of 0.23, 0.20, 0.17 is 0.19999999999999998 in floats; 0.16 is -20 %
+    fair = (0.17 + 0.20 + 0.23) / 3
+    assert decide([0.16], [fair], buy_threshold_pct=0.2) == ["BUY"]
+
+
+def test_when_buy_and_sell_both_hold_the_row_is_hold():
+    assert decide(
+        [1.0, 0.99, 1.01], [1.0, 1.0, 1.0], buy_threshold_pct=0, sell_threshold_pct=0
+    ) == [
+        "HOLD",
+        "BUY",
+        "SELL",
+    ]
+
+
+@given(
+    fair_dollars=st.integers(1, 10**5),  # fair prices up to $100 000: a cent is > 1e-9 of them
+    pct=st.sampled_from([1, 2, 5, 10, 12, 15, 20, 25, 30, 50]),
+    side=st.sampled_from(["BUY", "SELL"]),
+)
+def test_whole_cent_prices_on_the_threshold_classify_as_documented(fair_dollars, pct, side):
+    # prices in cents: a whole-dollar fair price puts fair * (1 -/+ pct %) on a whole cent
+    fair = fair_dollars * 100  # cents
+    market = fair - fair * pct // 100 if side == "BUY" else fair + fair * pct // 100
+    params = {"buy_threshold_pct": pct / 100, "sell_threshold_pct": pct / 100}
+    assert decide([market / 100], [fair / 100], **params) == [side]
+    # one cent further inside the band is HOLD
+    inside = market + 1 if side == "BUY" else market - 1
+    assert decide([inside / 100], [fair / 100], **params) == ["HOLD"]

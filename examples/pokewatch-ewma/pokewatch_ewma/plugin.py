@@ -1,11 +1,15 @@
-"""An EWMA model, a mean-absolute-error metric and a symmetric band policy.
+"""An EWMA model, a last-price model that joins card metadata, a mean-absolute-error metric
+and a symmetric band policy.
 
-Written only against the public API of ``pokewatch_core``.
+Written only against the public API of ``pokewatch_core``, with ordinary pandas: the frames
+PokeWatch hands to plugins hold ``card_id`` as plain strings, so they merge, join and map
+against the plugin's own string-keyed tables with no cast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,12 +52,70 @@ class Ewma(Model):
         return np.where(count > 0, smoothed[np.maximum(pos - 1, 0)], np.nan)
 
 
+# Premium on the last price by rarity, for cards listed in the metadata table.
+RARITY_PREMIUM = {"Common": 0.0, "Uncommon": 0.0, "Rare": 0.01, "Double Rare": 0.02}
+
+
+@dataclass
+class LastPriceWithPremium(Model):
+    """The card's last observed price before the date, times ``1 + premium`` of its rarity
+    (from a card metadata table; 0 for cards it does not list)."""
+
+    name: ClassVar[str] = "last_price_premium"
+    description: ClassVar[str] = (
+        "Last observed price strictly before the date times (1 + rarity premium) from a "
+        "card metadata CSV (card_id, rarity)."
+    )
+
+    metadata_csv: str = ""  # empty: the table shipped with this plugin
+    use_premium: bool = True
+
+    def _metadata(self) -> pd.DataFrame:
+        if self.metadata_csv:
+            return pd.read_csv(self.metadata_csv)
+        with resources.files("pokewatch_ewma").joinpath("card_metadata.csv").open() as fh:
+            return pd.read_csv(fh)
+
+    def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray:
+        observed = history.dropna(subset=["market_price"]).sort_values("date")
+        # rebuilt from plain numpy arrays, as plugin code often does
+        requests = pd.DataFrame(
+            {
+                "card_id": np.asarray(at["card_id"]),
+                "date": np.asarray(at["date"]),
+                "row": np.arange(len(at)),
+            }
+        ).sort_values("date", kind="stable")
+        last = pd.merge_asof(
+            requests,
+            observed[["card_id", "date", "market_price"]],
+            on="date",
+            by="card_id",
+            allow_exact_matches=False,  # strictly before the date: no look-ahead
+        )
+        metadata = self._metadata()
+        last = last.merge(metadata[["card_id", "rarity"]], on="card_id", how="left")
+        premium_by_card = dict(
+            zip(metadata["card_id"], metadata["rarity"].map(RARITY_PREMIUM), strict=True)
+        )
+        premium = last["card_id"].map(premium_by_card).fillna(0.0)
+        factor = 1.0 + premium if self.use_premium else 1.0
+        fair = (last["market_price"] * factor).to_numpy(dtype=float)
+        out = np.empty(len(at))
+        out[last["row"].to_numpy()] = fair
+        return out
+
+
 @dataclass
 class MeanAbsoluteError(Metric):
     """Mean absolute error in dollars over rows with a market price and a prediction."""
 
     name: ClassVar[str] = "mae"
-    description: ClassVar[str] = "Mean absolute error |predicted - market| over scored rows ($)."
+    description: ClassVar[str] = (
+        "Mean absolute error |predicted - market| over scored rows (price)."
+    )
+    unit: ClassVar[str] = "price"
+    greater_is_better: ClassVar[bool | None] = False
 
     def compute(self, frame: pd.DataFrame) -> float:
         error = (frame["predicted_price"] - frame["market_price"]).abs().dropna()
@@ -84,6 +146,7 @@ class Band(SignalPolicy):
 @hookimpl
 def pokewatch_register_models(register):
     register(Ewma)
+    register(LastPriceWithPremium)
 
 
 @hookimpl
