@@ -7,6 +7,7 @@ import io
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ class Recorder(pw.Model):
 
     name = "recorder"
     description = "Test model: last price through merge_asof, with the frames recorded."
-    seen: list[pd.DataFrame] = []
+    seen: ClassVar[list[pd.DataFrame]] = []
 
     def fit(self, history):
         Recorder.seen.append(history)
@@ -141,7 +142,11 @@ def test_the_example_metadata_model_keeps_the_contract_and_trains(example_plugin
         # independently: the previous observed price of the card, times 1 + premium
         metadata = pd.read_csv(EXAMPLE / "pokewatch_ewma" / "card_metadata.csv")
         premium = dict(
-            zip(metadata["card_id"], metadata["rarity"].map(example_plugin.RARITY_PREMIUM))
+            zip(
+                metadata["card_id"],
+                metadata["rarity"].map(example_plugin.RARITY_PREMIUM),
+                strict=True,
+            )
         )
         ordered = sample.sort_values(["card_id", "date"])
         last = ordered.groupby("card_id")["market_price"].transform(lambda s: s.ffill().shift(1))
