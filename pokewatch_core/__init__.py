@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from pokewatch_core.components import SIGNALS, Metric, Model, ParamSpec, SignalPolicy
+from pokewatch_core.components import SIGNALS, UNITS, Metric, Model, ParamSpec, SignalPolicy
 from pokewatch_core.errors import (
     ConfigError,
     DataError,
@@ -45,6 +45,7 @@ _LAZY = {
 
 __all__ = [
     "SIGNALS",
+    "UNITS",
     "ConfigError",
     "DataError",
     "EvaluationResult",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
+from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data import DATE, ID, PRICE, prepare_prices
 from pokewatch_core.sample_data import generate_prices
 
@@ -162,9 +162,14 @@ def _evaluation_frame(seed: int = 0, n: int = 60) -> pd.DataFrame:
 
 
 def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = None) -> None:
-    """Check a metric: metadata, parameters, a float result, determinism, row-order
-    invariance, NaN predictions, and no error (NaN allowed) on a frame with no scored rows."""
+    """Check a metric: metadata (a unit from ``UNITS``, a direction), parameters, a float
+    result, determinism, row-order invariance, NaN predictions, and no error (NaN allowed) on
+    a frame with no scored rows. The frame's ``card_id`` holds plain strings, as in a run."""
     obj: Metric = _instance(metric, Metric)
+    assert obj.unit in UNITS, f"{obj.name}: unit {obj.unit!r} is not one of {', '.join(UNITS)}"
+    assert obj.greater_is_better in (True, False, None), (
+        f"{obj.name}: greater_is_better must be True, False or None"
+    )
     _check_params(obj)
     frame = _evaluation_frame() if frame is None else frame
     value = obj.compute(frame)

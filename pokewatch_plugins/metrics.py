@@ -44,7 +44,7 @@ def _scored_count(frame: pd.DataFrame) -> int:
 class Rmse(Metric):
     name: ClassVar[str] = "rmse"
     description: ClassVar[str] = (
-        "Root mean squared error of predicted vs market price over scored rows (price units)."
+        "Root mean squared error of predicted vs market price over scored rows (price)."
     )
     unit: ClassVar[str] = "price"
     greater_is_better: ClassVar[bool | None] = False
