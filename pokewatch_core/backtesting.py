@@ -29,7 +29,7 @@ Definitions (all over *signalled* rows: rows with a market price, a prediction a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -53,23 +53,78 @@ BUY, SELL = 0, 1
 T = TypeVar("T")
 
 
+CHUNK_ROWS = 1 << 20  # rows per pass: memory stays bounded on panels of any size
+
+
 @dataclass(frozen=True)
 class SignalRows:
-    """The signalled rows of a frame, sorted by card and date."""
+    """Signalled rows sorted by card and date: a whole frame's, or one card-aligned chunk."""
 
     card: np.ndarray[Any, Any]
     day: np.ndarray[Any, Any]
     price: np.ndarray[Any, np.dtype[np.float64]]
     signal: np.ndarray[Any, Any]  # 0 BUY, 1 SELL, 2 HOLD
-    # Results derived from these rows (quality per horizon, backtest per fee): the dozen
-    # signal metrics of one evaluation compute each once.
-    derived: dict[tuple[str, float], Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class SignalFrame:
+    """The signalled rows of a frame (market price, prediction and signal), visited in
+    card-aligned chunks sorted by card and date, so that no analysis holds more than a chunk.
+
+    Results derived from it (quality per horizon, backtest per fee) are kept, so the dozen
+    signal metrics of one evaluation compute each once."""
+
+    card: np.ndarray[Any, Any]  # in sorted order when ``order`` is None, else frame order
+    dates: np.ndarray[Any, Any]
+    price: np.ndarray[Any, np.dtype[np.float64]]
+    signal: np.ndarray[Any, Any]
+    keep: np.ndarray[Any, Any]
+    order: np.ndarray[Any, Any] | None  # argsort by (card, date) when the frame is not sorted
+    derived: dict[tuple[str, float], Any] = field(default_factory=dict, repr=False)
 
     def memo(self, key: tuple[str, float], compute: Callable[[], T]) -> T:
         """``compute()``, once per key for these rows."""
         if key not in self.derived:
             self.derived[key] = compute()
         return cast(T, self.derived[key])
+
+    def day_range(self) -> tuple[int, int]:
+        """First and last day number of the frame's dates (signalled or not)."""
+        if not len(self.dates):
+            return 0, -1
+        low, high = day_numbers(self.dates[[self.dates.argmin(), self.dates.argmax()]])
+        return int(low), int(high)
+
+    def chunks(self, size: int | None = None) -> Iterator[SignalRows]:
+        """The signalled rows in card-aligned chunks of about ``size`` (default
+        ``CHUNK_ROWS``) frame rows."""
+        size = size or CHUNK_ROWS
+        n = len(self.card)
+        start = 0
+        while start < n:
+            stop = min(start + size, n)
+            if stop < n:  # move the end to the next card boundary
+                sorted_card = self.card if self.order is None else None
+                if sorted_card is not None:
+                    last = sorted_card[stop - 1]
+                    stop = int(np.searchsorted(sorted_card, last, side="right"))
+                else:
+                    assert self.order is not None
+                    last = self.card[self.order[stop - 1]]
+                    while stop < n and self.card[self.order[stop]] == last:
+                        stop += 1
+            if self.order is None:
+                take = np.flatnonzero(self.keep[start:stop]) + start
+            else:
+                rows = self.order[start:stop]
+                take = rows[self.keep[rows]]
+            yield SignalRows(
+                self.card[take],
+                day_numbers(self.dates[take]),
+                self.price[take],
+                self.signal[take],
+            )
+            start = stop
 
 
 def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
@@ -95,11 +150,11 @@ def _sources(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
 
 # The last frame's arrays (kept alive, so their memory cannot be reused by another frame while
 # cached) and its signal rows.
-_last: tuple[tuple[np.ndarray[Any, Any], ...], SignalRows] | None = None
+_last: tuple[tuple[np.ndarray[Any, Any], ...], SignalFrame] | None = None
 
 
-def signal_rows(frame: pd.DataFrame) -> SignalRows:
-    """Rows with a market price, a prediction and a signal, sorted by (card, date).
+def signal_frame(frame: pd.DataFrame) -> SignalFrame:
+    """The signalled rows of ``frame`` (see ``SignalFrame``).
 
     The result is reused for the same frame (the same column arrays), so that the dozen
     signal metrics of one evaluation sort once; a frame edited in place in between is not
@@ -109,27 +164,26 @@ def signal_rows(frame: pd.DataFrame) -> SignalRows:
     sources = _sources(frame)
     if sources is not None and _last is not None and same_buffers(sources, _last[0]):
         return _last[1]
-    rows = _signal_rows(frame)
+    rows = _signal_frame(frame)
     _last = (sources, rows) if sources is not None else None
     return rows
 
 
-def _signal_rows(frame: pd.DataFrame) -> SignalRows:
+def _signal_frame(frame: pd.DataFrame) -> SignalFrame:
     market = frame[PRICE].to_numpy(dtype=np.float64)
     predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
     codes = signal_codes(frame["signal"])
-    keep = ~np.isnan(market) & ~np.isnan(predicted) & (codes >= 0)
+    keep = ~np.isnan(market)
+    keep &= ~np.isnan(predicted)
+    keep &= codes >= 0
     card = codes_of(frame[ID])[0]
     dates = frame[DATE].to_numpy()
     if dates.dtype.kind != "M":  # a frame that did not come from evaluate()
         dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
-    card, dates = card[keep].astype(np.int64), dates[keep]
-    price, signal = market[keep], codes[keep]
-    day = day_numbers(dates)
+    order = None
     if not strictly_sorted(card, dates):
-        order = np.argsort(sort_keys(card, day), kind="stable")
-        card, day, price, signal = card[order], day[order], price[order], signal[order]
-    return SignalRows(card, day, price, signal)
+        order = np.argsort(sort_keys(card, day_numbers(dates)), kind="stable")
+    return SignalFrame(card, dates, market, codes, keep, order)
 
 
 def forward_returns(rows: SignalRows, horizon: int = 1) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -167,28 +221,34 @@ def _count(mask: np.ndarray[Any, Any]) -> int:
 
 def signal_quality(frame: pd.DataFrame, horizon: int = 1) -> SignalQuality:
     """The signal-quality figures of the module docstring."""
-    rows = signal_rows(frame)
+    rows = signal_frame(frame)
     return rows.memo(("quality", horizon), lambda: _signal_quality(rows, horizon))
 
 
-def _signal_quality(rows: SignalRows, horizon: int) -> SignalQuality:
-    ret = forward_returns(rows, horizon)
-    has = ~np.isnan(ret)
-    ret, sig = ret[has], rows.signal[has]
-    rise, fall = ret > 0, ret < 0
-    buy, sell = sig == BUY, sig == SELL
-    n = len(ret)
-    buy_p = _ratio(_count(buy & rise), _count(buy))
-    sell_p = _ratio(_count(sell & fall), _count(sell))
+def _signal_quality(rows: SignalFrame, horizon: int) -> SignalQuality:
+    # counts (exact under chunking) and sums of forward returns, chunk by chunk
+    totals = np.zeros(7, dtype=np.int64)  # rows, rises, falls, buys, sells, buy&rise, sell&fall
+    buy_sum = sell_sum = 0.0
+    for chunk in rows.chunks():
+        ret = forward_returns(chunk, horizon)
+        has = ~np.isnan(ret)
+        ret, sig = ret[has], chunk.signal[has]
+        rise, fall = ret > 0, ret < 0
+        buy, sell = sig == BUY, sig == SELL
+        totals += [len(ret), *map(_count, (rise, fall, buy, sell, buy & rise, sell & fall))]
+        buy_sum += float(ret[buy].sum())
+        sell_sum += float(ret[sell].sum())
+    n, rises, falls, buys, sells, buy_rise, sell_fall = (int(v) for v in totals)
+    buy_p, sell_p = _ratio(buy_rise, buys), _ratio(sell_fall, sells)
     return SignalQuality(
         buy_precision=buy_p,
         sell_precision=sell_p,
-        buy_recall=_ratio(_count(buy & rise), _count(rise)),
-        sell_recall=_ratio(_count(sell & fall), _count(fall)),
-        buy_lift=_ratio(buy_p, _ratio(_count(rise), n)),
-        sell_lift=_ratio(sell_p, _ratio(_count(fall), n)),
-        mean_forward_return_buy=float(ret[buy].mean()) if buy.any() else float("nan"),
-        mean_forward_return_sell=float(ret[sell].mean()) if sell.any() else float("nan"),
+        buy_recall=_ratio(buy_rise, rises),
+        sell_recall=_ratio(sell_fall, falls),
+        buy_lift=_ratio(buy_p, _ratio(rises, n)),
+        sell_lift=_ratio(sell_p, _ratio(falls, n)),
+        mean_forward_return_buy=_ratio(buy_sum, buys),
+        mean_forward_return_sell=_ratio(sell_sum, sells),
     )
 
 
@@ -245,7 +305,7 @@ class Backtest:
 
 def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
     """Run the long-only strategy of the module docstring over ``frame``'s signals."""
-    rows = signal_rows(frame)
+    rows = signal_frame(frame)
     return rows.memo(("backtest", fee_pct), lambda: _backtest(rows, fee_pct))
 
 
@@ -253,33 +313,62 @@ def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
 _FREQUENCIES = ((1.5, 365.0), (9.0, 52.0), (16.0, 26.0), (35.0, 12.0), (95.0, 4.0), (190.0, 2.0))
 
 
-SPACING_ROWS = 1_000_000
-
-
-def periods_per_year(rows: SignalRows) -> float:
-    """Periods per year of the data, from the median spacing of each card's consecutive
-    observations: daily 365, weekly 52, fortnightly 26, monthly 12, quarterly 4, half-yearly 2,
-    yearly 1 (and 365 / spacing for anything coarser). 365 when no card has two rows."""
-    card, day = rows.card[:SPACING_ROWS], rows.day[:SPACING_ROWS]  # plenty for a median
-    same = card[1:] == card[:-1]
-    gaps = (day[1:] - day[:-1])[same]
-    if not len(gaps):
+def _periods_per_year(gap_counts: np.ndarray[Any, Any]) -> float:
+    """Periods per year from a histogram of the gaps (in days) between each card's consecutive
+    observations: by the median gap, daily 365, weekly 52, fortnightly 26, monthly 12,
+    quarterly 4, half-yearly 2, yearly 1 (365 / gap beyond). 365 when there is no gap."""
+    total = int(gap_counts.sum())
+    if not total:
         return 365.0
-    # gaps are whole days: the median from their histogram (np.median's partition is slow on
-    # millions of equal values)
-    counts = np.bincount(np.clip(gaps, 0, 1000))
-    spacing = float(np.searchsorted(np.cumsum(counts), (len(gaps) + 1) // 2))
+    spacing = float(np.searchsorted(np.cumsum(gap_counts), (total + 1) // 2))
     for limit, periods in _FREQUENCIES:
         if spacing <= limit:
             return periods
     return 1.0 if spacing <= 400 else 365.0 / spacing
 
 
-def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
+MAX_GAP = 1000  # days; longer gaps count as this in the spacing histogram
+
+
+def _backtest(rows: SignalFrame, fee_pct: float) -> Backtest:
+    first_day, last_day = rows.day_range()
+    n_days = last_day - first_day + 1
+    sums = np.zeros((5, max(n_days, 0)))  # rows, active, active growth, observed, growth
+    trades = position_days = 0
+    gap_counts = np.zeros(MAX_GAP + 1, dtype=np.int64)
+    for chunk in rows.chunks():
+        if not len(chunk.price):
+            continue
+        day_index = chunk.day - first_day
+        counts, n_trades, n_active = _strategy_chunk(chunk, fee_pct, day_index, n_days)
+        sums += counts
+        trades += n_trades
+        position_days += n_active
+        same = chunk.card[1:] == chunk.card[:-1]
+        gaps = np.clip((chunk.day[1:] - chunk.day[:-1])[same], 0, MAX_GAP)
+        gap_counts += np.bincount(gaps, minlength=MAX_GAP + 1)
+    rows_per_day, active_count, active_growth, bh_count, bh_sum = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        strategy = np.where(active_count > 0, active_growth / active_count - 1.0, 0.0)
+        buy_and_hold = np.where(bh_count > 0, bh_sum / bh_count - 1.0, 0.0)
+    present = rows_per_day > 0  # days with no signalled row are not trading days
+    days = np.flatnonzero(present) + first_day
+    return Backtest(
+        dates=pd.DatetimeIndex((days * 86_400 * 10**9).astype("datetime64[ns]")),
+        strategy_returns=strategy[present],
+        buy_and_hold_returns=buy_and_hold[present],
+        trades=trades,
+        position_days=position_days,
+        periods_per_year=_periods_per_year(gap_counts),
+    )
+
+
+def _strategy_chunk(
+    rows: SignalRows, fee_pct: float, day_index: np.ndarray[Any, Any], n_days: int
+) -> tuple[np.ndarray[Any, Any], int, int]:
+    """Per-day sums of one card-aligned chunk (rows, active rows, their growth, observed
+    rows, their price growth), its trades and its active rows."""
     n = len(rows.price)
-    if not n:
-        empty = np.empty(0)
-        return Backtest(pd.DatetimeIndex([]), empty, empty, 0, 0)
     first = np.ones(n, dtype=bool)
     first[1:] = rows.card[1:] != rows.card[:-1]
     # position after each row: 1 after BUY, 0 after SELL, else carried (per card, from 0)
@@ -293,33 +382,21 @@ def _backtest(rows: SignalRows, fee_pct: float) -> Backtest:
     traded = position != held_in
     active = (held_in > 0) | traded
     growth = np.where(held_in > 0, growth_price, 1.0) * np.where(traded, 1.0 - fee_pct, 1.0)
-
-    # days are small integers: index them directly instead of sorting for np.unique
-    first_day = int(rows.day.min())
-    day_index = rows.day - first_day
-    n_days = int(day_index.max()) + 1
-    rows_per_day = np.bincount(day_index, minlength=n_days)
-    active_count = np.bincount(day_index, weights=active, minlength=n_days)
-    active_growth = np.bincount(day_index, weights=np.where(active, growth, 0.0), minlength=n_days)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        strategy = np.where(active_count > 0, active_growth / active_count - 1.0, 0.0)
     observed = ~first
-    bh_count = np.bincount(day_index, weights=observed, minlength=n_days)
-    bh_sum = np.bincount(day_index, weights=np.where(observed, growth_price, 0.0), minlength=n_days)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        buy_and_hold = np.where(bh_count > 0, bh_sum / bh_count - 1.0, 0.0)
-    present = rows_per_day > 0  # days with no signalled row are not trading days
-    days = np.flatnonzero(present) + first_day
-    strategy, buy_and_hold = strategy[present], buy_and_hold[present]
-    dates = pd.DatetimeIndex((days * 86_400 * 10**9).astype("datetime64[ns]"))
-    return Backtest(
-        dates=dates,
-        strategy_returns=strategy,
-        buy_and_hold_returns=buy_and_hold,
-        trades=int(np.count_nonzero(traded)),
-        position_days=int(np.count_nonzero(active)),
-        periods_per_year=periods_per_year(rows),
+
+    def per_day(weights: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        return np.bincount(day_index, weights=weights, minlength=n_days)
+
+    counts = np.stack(
+        [
+            per_day().astype(np.float64),
+            per_day(active),
+            per_day(np.where(active, growth, 0.0)),
+            per_day(observed),
+            per_day(np.where(observed, growth_price, 0.0)),
+        ]
     )
+    return counts, int(np.count_nonzero(traded)), int(np.count_nonzero(active))
 
 
 def metrics_by_card(frame: pd.DataFrame) -> pd.DataFrame:
