@@ -259,7 +259,12 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
         "pokewatch-ewma",
         "0.1.0",
     )
-    assert {c["name"] for c in plugin["components"]} == {"ewma", "mae", "band"}
+    assert {c["name"] for c in plugin["components"]} == {
+        "ewma",
+        "last_price_premium",
+        "mae",
+        "band",
+    }
     uri = f"sqlite:///{tmp_path / 'ewma.db'}"
     proc = subprocess.run(
         [
@@ -305,4 +310,4 @@ def test_example_plugin_own_tests_pass(example_env):
         cwd=EXAMPLE,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout

@@ -71,10 +71,11 @@ class LastPriceWithPremium(Model):
     use_premium: bool = True
 
     def _metadata(self) -> pd.DataFrame:
+        # ids are text: "007" must not become the number 7
         if self.metadata_csv:
-            return pd.read_csv(self.metadata_csv)
+            return pd.read_csv(self.metadata_csv, dtype={"card_id": str})
         with resources.files("pokewatch_ewma").joinpath("card_metadata.csv").open() as fh:
-            return pd.read_csv(fh)
+            return pd.read_csv(fh, dtype={"card_id": str})
 
     def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray:
         observed = history.dropna(subset=["market_price"]).sort_values("date")

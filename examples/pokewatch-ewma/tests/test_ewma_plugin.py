@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pokewatch_ewma.plugin import Band, Ewma, MeanAbsoluteError
+from pokewatch_ewma.plugin import Band, Ewma, LastPriceWithPremium, MeanAbsoluteError
 
 from pokewatch_core import evaluate, get_plugins
 from pokewatch_core.testing import check_metric, check_model, check_policy
@@ -14,8 +14,27 @@ from pokewatch_core.testing import check_metric, check_model, check_policy
 def test_components_keep_the_contract():
     check_model(Ewma)
     check_model(Ewma(alpha=0.2))
+    check_model(LastPriceWithPremium)
     check_metric(MeanAbsoluteError)
     check_policy(Band)
+
+
+def test_last_price_with_premium_joins_its_metadata_by_card_id(tmp_path):
+    metadata = tmp_path / "cards.csv"
+    metadata.write_text("card_id,rarity\n007,Rare\n7,Common\n")
+    data = pd.DataFrame(
+        {
+            "card_id": ["007", "7", "007", "7", "x"],
+            "date": pd.to_datetime(["2025-01-01"] * 2 + ["2025-01-02"] * 3),
+            "market_price": [10.0, 20.0, 11.0, 21.0, 5.0],
+        }
+    )
+    model = LastPriceWithPremium(metadata_csv=str(metadata))
+    result = evaluate(model, data, metrics=["rmse"])
+    # "007" and "7" are two cards: Rare (+1 %) and Common (+0 %); "x" is not listed
+    np.testing.assert_allclose(
+        result.frame["predicted_price"], [np.nan, np.nan, 10.0 * 1.01, 20.0, np.nan]
+    )
 
 
 def test_ewma_by_hand():
