@@ -171,3 +171,19 @@ def test_conflict_message_names_both_files(run_cli, tmp_path):
 def test_missing_raw_dir(run_cli, tmp_path):
     result = run_cli("features", "--raw-dir", str(tmp_path / "nope"), "--output", "x.parquet")
     assert result.exit_code == 2 and "no such directory" in result.stderr
+
+
+def test_csv_snapshot_ids_stay_text(run_cli, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for day, prices in (("2025-01-01", (1.0, 2.0, 3.0)), ("2025-01-02", (1.5, 2.5, 3.5))):
+        rows = "".join(
+            f"{card},{day},{price}\n" for card, price in zip(("1", "01", "007"), prices, strict=True)
+        )
+        (raw / f"test_prices_{day}.csv").write_text("card_id,date,market_price\n" + rows)
+    out = tmp_path / "processed.csv"
+    result = run_cli("features", "--raw-dir", str(raw), "--output", str(out))
+    assert result.exit_code == 0, result.stderr
+    table = pd.read_csv(out, dtype={"card_id": str})
+    assert sorted(table["card_id"].unique()) == ["007", "01", "1"]
+    assert table.loc[table["date"] == "2025-01-02", "lag_1"].tolist() == [3.0, 2.0, 1.0]
