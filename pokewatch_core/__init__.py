@@ -24,13 +24,16 @@ from pokewatch_core.version import __version__
 if TYPE_CHECKING:
     from pokewatch_core.backtesting import backtest, signal_quality
     from pokewatch_core.data import load_prices, prepare_prices, read_table
-    from pokewatch_core.evaluation import EvaluationResult, evaluate
+    from pokewatch_core.evaluation import EvaluationResult, evaluate, score_predictions
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
     from pokewatch_core.tracking import log_evaluation
+    from pokewatch_core.tracking_evaluator import mlflow_metrics
 
 _LAZY = {
     "evaluate": "pokewatch_core.evaluation",
+    "score_predictions": "pokewatch_core.evaluation",
+    "mlflow_metrics": "pokewatch_core.tracking_evaluator",
     "EvaluationResult": "pokewatch_core.evaluation",
     "load_prices": "pokewatch_core.data",
     "prepare_prices": "pokewatch_core.data",
@@ -67,10 +70,12 @@ __all__ = [
     "hookspec",
     "load_prices",
     "log_evaluation",
+    "mlflow_metrics",
     "prepare_prices",
     "read_table",
     "register_plugin",
     "reload_plugins",
+    "score_predictions",
     "signal_quality",
     "unregister_plugin",
 ]

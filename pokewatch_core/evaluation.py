@@ -275,24 +275,38 @@ def evaluate(
 
     report(f"predicting with {model_obj.name}")
     predicted = _predictions(model_obj, history, at)
-    market = table[PRICE].to_numpy()
     if at_mask is None:
         fair = predicted
     else:
         fair = np.full(len(table), np.nan)
         fair[at_mask] = predicted
+    return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
 
-    decided = _guarded("policy", policy_obj, "decide", lambda: policy_obj.decide(market, fair))
-    signals = signals_from(decided, len(table), describe("policy", policy_obj))
+
+def _score(
+    table: pd.DataFrame,
+    fair: np.ndarray[Any, Any],
+    at_mask: np.ndarray[Any, Any] | None,
+    model: Model,
+    policy: SignalPolicy,
+    metrics: dict[str, Metric],
+    start: pd.Timestamp | None,
+    report: Callable[[str], None],
+) -> EvaluationResult:
+    """Decide, then score: the signals of ``policy`` and the ``metrics`` over a validated
+    ``table`` (changed in place) with fair prices ``fair`` (``at_mask``: the predicted rows)."""
+    market = table[PRICE].to_numpy()
+    decided = _guarded("policy", policy, "decide", lambda: policy.decide(market, fair))
+    signals = signals_from(decided, len(table), describe("policy", policy))
     if at_mask is not None:
         signals[~at_mask] = np.nan
 
     frame = table
     frame.insert(3, PREDICTED, fair)
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
-    result = EvaluationResult({}, frame, model_obj, policy_obj, metric_objs, start)
+    result = EvaluationResult({}, frame, model, policy, metrics, start)
     scored = result.scored_frame
-    for name, metric in metric_objs.items():
+    for name, metric in metrics.items():
         report(f"computing {name}")
         value = _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
         try:
@@ -301,6 +315,36 @@ def evaluate(
             who = describe("metric", metric)
             raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
     return result
+
+
+class GivenPredictions(Model):
+    """Stands for a model whose predictions were made elsewhere (``score_predictions``)."""
+
+    name = "given_predictions"
+    description = "Fair prices computed outside PokeWatch (e.g. by an MLflow pyfunc model)."
+
+
+def score_predictions(
+    data: pd.DataFrame,
+    fair_price: Any,
+    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
+    metrics: Sequence[str | Metric | type[Metric]] | None = None,
+    params: Mapping[str, Any] | None = None,
+    *,
+    source: str = "data",
+) -> EvaluationResult:
+    """Score fair prices made elsewhere: ``data`` is a price table (``card_id, date,
+    market_price``), ``fair_price`` one value per row in its order. The policy decides and the
+    metrics score exactly as in ``evaluate`` (every row is scored)."""
+    table = prepare_prices(data, source)
+    values = np.asarray(fair_price, dtype=np.float64).reshape(-1)
+    if len(values) != len(table):
+        raise ConfigError(f"{source}: {len(values)} fair prices for {len(table)} rows")
+    if np.isinf(values).any():
+        raise ConfigError(f"{source}: infinite fair prices")
+    stand_in = GivenPredictions()
+    _, policy_obj, metric_objs = resolve_components(stand_in, policy, metrics, params)
+    return _score(table, values, None, stand_in, policy_obj, metric_objs, None, lambda _: None)
 
 
 def _rows(frame: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:

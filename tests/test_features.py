@@ -178,7 +178,8 @@ def test_csv_snapshot_ids_stay_text(run_cli, tmp_path):
     raw.mkdir()
     for day, prices in (("2025-01-01", (1.0, 2.0, 3.0)), ("2025-01-02", (1.5, 2.5, 3.5))):
         rows = "".join(
-            f"{card},{day},{price}\n" for card, price in zip(("1", "01", "007"), prices, strict=True)
+            f"{card},{day},{price}\n"
+            for card, price in zip(("1", "01", "007"), prices, strict=True)
         )
         (raw / f"test_prices_{day}.csv").write_text("card_id,date,market_price\n" + rows)
     out = tmp_path / "processed.csv"
