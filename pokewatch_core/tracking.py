@@ -29,6 +29,18 @@ if TYPE_CHECKING:
     from pokewatch_core.evaluation import EvaluationResult
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for runs and experiments
+# Experiments PokeWatch creates are model-training ones: the MLflow UI opens them on the runs
+# table, not on the GenAI (traces) overview.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    NOTE_TAG: (
+        "Evaluations logged by PokeWatch (pokewatch train): one run per evaluation of a "
+        "card price model, with its parameters, the metrics (also linked to the logged model "
+        "and the evaluated dataset), plots, a summary, the evaluation tables and the model "
+        "as an MLflow pyfunc that serves fair prices and BUY/SELL/HOLD signals."
+    ),
+}
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
 T = TypeVar("T")
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
@@ -112,7 +124,7 @@ def _signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def _log_model(result: EvaluationResult, workdir: Path) -> str:
+def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     import mlflow
     import pandas as pd
 
@@ -131,7 +143,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> str:
         signature=_signature(),
         input_example=pd.DataFrame({ID: example_cards}),
     )
-    return str(info.model_uri)
+    return info
 
 
 def _dataset_digest(table: pd.DataFrame) -> str:
@@ -149,7 +161,7 @@ def _dataset_digest(table: pd.DataFrame) -> str:
 SCHEMA_ROWS = 1_000  # the dataset's schema is read from its validated dtypes on this many rows
 
 
-def _log_dataset(result: EvaluationResult, data_source: str) -> None:
+def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
     """Log the evaluated table as the run's dataset input, without a pass over all rows in
     Python: the digest hashes a bounded head (see ``_dataset_digest``), and the schema is
     inferred from the first rows of the validated (typed) table."""
@@ -174,6 +186,7 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> None:
             digest=_dataset_digest(table),
         )
         _retry(mlflow.log_input, dataset, context="evaluation")
+    return dataset
 
 
 def _log_tables(result: EvaluationResult, workdir: Path) -> None:
@@ -261,18 +274,35 @@ def _experiment_id(name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return str(client.create_experiment(name))
+            return str(client.create_experiment(name, tags=EXPERIMENT_TAGS))
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise TrackingError(f"experiment {name!r} was created but cannot be found")
+    if experiment.lifecycle_stage == LifecycleStage.ACTIVE:
+        for key, value in EXPERIMENT_TAGS.items():  # experiments of older versions
+            if key not in experiment.tags:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
     if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
         raise ConfigError(
             f"experiment {name!r} is deleted; restore it or choose another --experiment-name"
         )
     return str(experiment.experiment_id)
+
+
+def run_description(result: EvaluationResult, data_source: str) -> str:
+    """A run's short description: model, policy, data set and its first three metrics."""
+    from pokewatch_core.summary import format_metric
+
+    headline = ", ".join(
+        f"{name} {format_metric(value, result.metric_components[name].unit)}"
+        for name, value in list(result.metrics.items())[:3]
+    )
+    return f"{result.model.name} with policy {result.policy.name} on {Path(data_source).name}" + (
+        f": {headline}" if headline else ""
+    )
 
 
 def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Path:
@@ -375,14 +405,22 @@ def _log_run(
 
     if rename:
         _retry(mlflow.set_tag, "mlflow.runName", rename)
+    _retry(mlflow.set_tag, NOTE_TAG, run_description(result, data_source))
     _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
-    _retry(mlflow.log_metrics, {k: _clean_metric(v) for k, v in result.metrics.items()})
-    _log_dataset(result, data_source)
+    dataset = _log_dataset(result, data_source)
     for path, fig in plots.evaluation_figures(result).items():
         _retry(mlflow.log_figure, fig, path)
     _retry(mlflow.log_text, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     _log_tables(result, workdir)
-    model_uri = _log_model(result, workdir) if log_model else None
+    model = _log_model(result, workdir) if log_model else None
+    model_uri = str(model.model_uri) if model is not None else None
+    # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
+    _retry(
+        mlflow.log_metrics,
+        {k: _clean_metric(v) for k, v in result.metrics.items()},
+        model_id=model.model_id if model is not None else None,
+        dataset=dataset,
+    )
     version = None
     if register_model and model_uri:
         registered = _retry(mlflow.register_model, model_uri, register_model)
