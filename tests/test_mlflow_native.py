@@ -4,6 +4,8 @@ model-training ones with a description, runs with a short description."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pokewatch_core.tracking import EXPERIMENT_TAGS, NOTE_TAG
