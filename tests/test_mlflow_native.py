@@ -16,20 +16,15 @@ def two_trainings(tmp_path_factory):
     from pokewatch_core.cli import main
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('native') / 'store.db'}"
-    for window in ("2", "5"):
-        with pytest.raises(SystemExit) as done:
-            main(
-                [
-                    "train",
-                    "--tracking-uri",
-                    uri,
-                    "--run-name",
-                    f"w{window}",
-                    "-p",
-                    f"window_size={window}",
-                ]
-            )
-        assert done.value.code == 0
+    saved = dict(os.environ)  # MLflow sets MLFLOW_* variables in-process: keep none of them
+    try:
+        for window in ("2", "5"):
+            with pytest.raises(SystemExit) as done:
+                main(["train", "--tracking-uri", uri, "-p", f"window_size={window}"])
+            assert done.value.code == 0
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return uri
 
 
