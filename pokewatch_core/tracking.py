@@ -405,7 +405,8 @@ def _log_run(
 
     if rename:
         _retry(mlflow.set_tag, "mlflow.runName", rename)
-    _retry(mlflow.set_tag, NOTE_TAG, run_description(result, data_source))
+    description = run_description(result, data_source)
+    _retry(mlflow.set_tag, NOTE_TAG, description)
     _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
     dataset = _log_dataset(result, data_source)
     for path, fig in plots.evaluation_figures(result).items():
@@ -414,6 +415,8 @@ def _log_run(
     _log_tables(result, workdir)
     model = _log_model(result, workdir) if log_model else None
     model_uri = str(model.model_uri) if model is not None else None
+    if model is not None:  # the logged model's page shows the same description
+        _retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
     # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
     _retry(
         mlflow.log_metrics,

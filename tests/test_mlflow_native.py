@@ -39,7 +39,9 @@ def test_metrics_are_linked_to_the_logged_model_and_the_dataset(two_trainings):
         (model,) = client.search_logged_models(
             [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )
-        linked = {m.key: m for m in client.get_logged_model(model.model_id).metrics}
+        logged = client.get_logged_model(model.model_id)
+        assert logged.tags[NOTE_TAG] == run.data.tags[NOTE_TAG]
+        linked = {m.key: m for m in logged.metrics}
         assert set(linked) == set(run.data.metrics)  # every metric, also on the run
         (dataset_input,) = run.inputs.dataset_inputs
         for key, metric in linked.items():
