@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pokewatch_core.backtesting import backtest, signal_quality
     from pokewatch_core.data import load_prices, prepare_prices, read_table
     from pokewatch_core.evaluation import EvaluationResult, evaluate, score_predictions
+    from pokewatch_core.naive import NaiveBaseline, NaiveSums
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
     from pokewatch_core.tracking import log_evaluation
@@ -36,6 +37,8 @@ _LAZY = {
     "mlflow_metrics": "pokewatch_core.tracking_evaluator",
     "EvaluationResult": "pokewatch_core.evaluation",
     "load_prices": "pokewatch_core.data",
+    "NaiveBaseline": "pokewatch_core.naive",
+    "NaiveSums": "pokewatch_core.naive",
     "prepare_prices": "pokewatch_core.data",
     "read_table": "pokewatch_core.data",
     "PriceIndex": "pokewatch_core.price_index",
@@ -54,6 +57,8 @@ __all__ = [
     "EvaluationResult",
     "Metric",
     "Model",
+    "NaiveBaseline",
+    "NaiveSums",
     "ParamSpec",
     "PluginError",
     "PokeWatchError",

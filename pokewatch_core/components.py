@@ -244,6 +244,12 @@ class Metric(Component):
     unit: ClassVar[str] = "ratio"
     greater_is_better: ClassVar[bool | None] = None
 
+    def fit(self, history: pd.DataFrame) -> Self:
+        """Optional: learn from the price history before ``compute``. ``history`` has
+        ``card_id, date, market_price`` (every row of the evaluation) and a boolean ``fitting``
+        (the rows the model was fitted on: before ``test_start``, or all). Returns ``self``."""
+        return self
+
     def compute(self, frame: pd.DataFrame) -> float:
         """The metric's value over ``frame``; NaN where it is undefined."""
         raise NotImplementedError(f"metric '{self.name}' does not implement compute()")

@@ -15,6 +15,7 @@ from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data import DATE, ID, PRICE, load_prices, prepare_prices
 from pokewatch_core.errors import ConfigError, DataError, PluginError
+from pokewatch_core.naive import FITTING
 from pokewatch_core.plugins import describe, get_plugins
 
 PREDICTED, SIGNAL = "predicted_price", "signal"
@@ -259,6 +260,7 @@ def evaluate(
 
     dates = table[DATE]
     history = table[[ID, DATE, PRICE]]
+    before = None
     if start is None:
         train, at, at_mask = history, history[[ID, DATE]], None
     else:
@@ -280,7 +282,7 @@ def evaluate(
     else:
         fair = np.full(len(table), np.nan)
         fair[at_mask] = predicted
-    return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
+    return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report, before)
 
 
 def _score(
@@ -292,9 +294,11 @@ def _score(
     metrics: dict[str, Metric],
     start: pd.Timestamp | None,
     report: Callable[[str], None],
+    fitting: np.ndarray[Any, Any] | None = None,
 ) -> EvaluationResult:
     """Decide, then score: the signals of ``policy`` and the ``metrics`` over a validated
-    ``table`` (changed in place) with fair prices ``fair`` (``at_mask``: the predicted rows)."""
+    ``table`` (changed in place) with fair prices ``fair`` (``at_mask``: the predicted rows;
+    ``fitting``: the rows the model was fitted on, None for all)."""
     market = table[PRICE].to_numpy()
     decided = _guarded("policy", policy, "decide", lambda: policy.decide(market, fair))
     signals = signals_from(decided, len(table), describe("policy", policy))
@@ -306,6 +310,13 @@ def _score(
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     result = EvaluationResult({}, frame, model, policy, metrics, start)
     scored = result.scored_frame
+    learning = [m for m in metrics.values() if type(m).fit is not Metric.fit]
+    if learning:
+        history = frame[[ID, DATE, PRICE]].assign(
+            **{FITTING: np.ones(len(frame), dtype=bool) if fitting is None else fitting}
+        )
+        for metric in learning:
+            _guarded("metric", metric, "fit", lambda m=metric: m.fit(history))  # type: ignore[misc]
     for name, metric in metrics.items():
         report(f"computing {name}")
         value = _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]

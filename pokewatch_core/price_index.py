@@ -30,7 +30,7 @@ CHUNK_ROWS = 1 << 18  # rows per work unit: temporaries stay small and are reuse
 THREADS = max(1, min(8, os.cpu_count() or 1))
 
 
-def _card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
+def card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
     """Boundaries of row chunks of about ``size`` rows that never split a card."""
     bounds = [0]
     n = len(card)
@@ -43,7 +43,7 @@ def _card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
     return bounds
 
 
-def _observed_before(
+def observed_before(
     card: np.ndarray[Any, Any], observed: np.ndarray[Any, Any]
 ) -> tuple[IntArray, IntArray]:
     """For rows sorted by card and date: ``pos``, the observed rows before each row (in the
@@ -71,7 +71,7 @@ def _sorted_window_mean(
     sums = obs_prices.copy()  # sums[j]: the card's last `window` observed prices up to j
     for k in range(1, min(window, len(sums))):
         sums[k:] += obs_prices[:-k] * (obs_card[k:] == obs_card[:-k])
-    pos, count = _observed_before(card, observed)
+    pos, count = observed_before(card, observed)
     used = np.minimum(count, window, out=count)
     pos -= 1
     fair = sums.take(pos, mode="clip") if len(sums) else np.zeros(len(pos))
@@ -204,7 +204,7 @@ class PriceIndex:
             order = np.argsort(self._row_keys, kind="stable")
             card, prices = card[order], prices[order]
         out = np.empty(len(card))
-        bounds = _card_aligned_chunks(card, CHUNK_ROWS)
+        bounds = card_aligned_chunks(card, CHUNK_ROWS)
 
         def work(span: tuple[int, int]) -> None:
             a, b = span
@@ -248,7 +248,7 @@ class PriceIndex:
         if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             order = np.argsort(keys, kind="stable")
             keys, observed = keys[order], observed[order]
-        pos, count = _observed_before(keys >> 32, observed)
+        pos, count = observed_before(keys >> 32, observed)
         if order is not None:
             unsorted_pos, unsorted_count = np.empty_like(pos), np.empty_like(count)
             unsorted_pos[order], unsorted_count[order] = pos, count

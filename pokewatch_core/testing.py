@@ -172,6 +172,9 @@ def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = Non
     )
     _check_params(obj)
     frame = _evaluation_frame() if frame is None else frame
+    if type(obj).fit is not Metric.fit:  # a metric that learns from the history first
+        history = frame[[ID, DATE, PRICE]].assign(fitting=True)
+        obj = obj.fit(history) or obj
     value = obj.compute(frame)
     assert isinstance(value, float | int | np.floating | np.integer), (
         f"{obj.name}: compute() returned {type(value).__name__}, not a float"

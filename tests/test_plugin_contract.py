@@ -134,7 +134,7 @@ def test_the_example_metadata_model_keeps_the_contract_and_trains(example_plugin
     model = example_plugin.LastPriceWithPremium
     check_model(model)
     check_model(model(use_premium=False))
-    check_metric(example_plugin.MeanAbsoluteError)
+    check_metric(example_plugin.MedianAbsoluteError)
     pw.register_plugin(example_plugin, name="example")
     try:
         sample = pw.load_prices(pw.embedded_sample_path())

@@ -262,7 +262,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
     assert {c["name"] for c in plugin["components"]} == {
         "ewma",
         "last_price_premium",
-        "mae",
+        "median_ae",
         "band",
     }
     uri = f"sqlite:///{tmp_path / 'ewma.db'}"
@@ -290,7 +290,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
 
     (run_,) = all_runs(uri)
     assert run_.data.params["alpha"] == "0.3" and run_.data.params["policy"] == "band"
-    assert "mae" in run_.data.metrics
+    assert "median_ae" in run_.data.metrics
     assert run_.data.tags["pokewatch.plugin.pokewatch-ewma"] == "0.1.0"
 
 

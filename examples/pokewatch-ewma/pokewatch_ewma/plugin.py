@@ -1,4 +1,4 @@
-"""An EWMA model, a last-price model that joins card metadata, a mean-absolute-error metric
+"""An EWMA model, a last-price model that joins card metadata, a median-absolute-error metric
 and a symmetric band policy.
 
 Written only against the public API of ``pokewatch_core``, with ordinary pandas: the frames
@@ -108,19 +108,19 @@ class LastPriceWithPremium(Model):
 
 
 @dataclass
-class MeanAbsoluteError(Metric):
-    """Mean absolute error in dollars over rows with a market price and a prediction."""
+class MedianAbsoluteError(Metric):
+    """Median absolute error in dollars over rows with a market price and a prediction."""
 
-    name: ClassVar[str] = "mae"
+    name: ClassVar[str] = "median_ae"
     description: ClassVar[str] = (
-        "Mean absolute error |predicted - market| over scored rows (price)."
+        "Median absolute error |predicted - market| over scored rows (price)."
     )
     unit: ClassVar[str] = "price"
     greater_is_better: ClassVar[bool | None] = False
 
     def compute(self, frame: pd.DataFrame) -> float:
         error = (frame["predicted_price"] - frame["market_price"]).abs().dropna()
-        return float(error.mean()) if len(error) else float("nan")
+        return float(error.median()) if len(error) else float("nan")
 
 
 @dataclass
@@ -152,7 +152,7 @@ def pokewatch_register_models(register):
 
 @hookimpl
 def pokewatch_register_metrics(register):
-    register(MeanAbsoluteError)
+    register(MedianAbsoluteError)
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pokewatch_ewma.plugin import Band, Ewma, LastPriceWithPremium, MeanAbsoluteError
+from pokewatch_ewma.plugin import Band, Ewma, LastPriceWithPremium, MedianAbsoluteError
 
 from pokewatch_core import evaluate, get_plugins
 from pokewatch_core.testing import check_metric, check_model, check_policy
@@ -15,7 +15,7 @@ def test_components_keep_the_contract():
     check_model(Ewma)
     check_model(Ewma(alpha=0.2))
     check_model(LastPriceWithPremium)
-    check_metric(MeanAbsoluteError)
+    check_metric(MedianAbsoluteError)
     check_policy(Band)
 
 
@@ -50,17 +50,18 @@ def test_ewma_by_hand():
     np.testing.assert_allclose(result.frame["predicted_price"], [np.nan, 10.0, 15.0, 15.0])
 
 
-def test_mae_by_hand():
+def test_median_ae_by_hand():
     frame = pd.DataFrame(
-        {"market_price": [10.0, 20.0, 30.0], "predicted_price": [12.0, np.nan, 27.0]}
+        {"market_price": [10.0, 20.0, 30.0, 5.0], "predicted_price": [12.0, np.nan, 27.0, 15.0]}
     )
-    assert MeanAbsoluteError().compute(frame) == pytest.approx(2.5)
+    assert MedianAbsoluteError().compute(frame) == pytest.approx(3.0)  # of 2, 3, 10
 
 
 def test_found_through_the_entry_point(pokewatch_panel):
     plugins = get_plugins()
     assert plugins.models.get("ewma") is Ewma
-    assert plugins.metrics.get("mae") is MeanAbsoluteError
+    assert plugins.metrics.get("median_ae") is MedianAbsoluteError
     assert plugins.policies.get("band") is Band
-    result = evaluate("ewma", pokewatch_panel, policy="band", metrics=["mae", "rmse"])
+    result = evaluate("ewma", pokewatch_panel, policy="band", metrics=["median_ae", "mae", "rmse"])
     assert result.metrics["mae"] <= result.metrics["rmse"]
+    assert result.metrics["median_ae"] > 0

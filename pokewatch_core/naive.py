@@ -1,0 +1,191 @@
+"""The naive forecast, the yardstick of the relative metrics (``mae``, ``wape``, ``mase``,
+``skill_vs_naive``, ``directional_accuracy``).
+
+The naive forecast of a row is the card's last observed price strictly before the row's date.
+The MASE scale is the mean absolute one-step change of each card's observed prices over the
+fitting rows (the rows the model was fitted on), pooled across cards (Hyndman & Koehler,
+m = 1).
+
+The sums the five metrics need are computed once per evaluation frame, in card-aligned chunks
+when the frame holds the history's own rows (no ``test_start``), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pokewatch_core.card_ids import codes_of
+from pokewatch_core.data import DATE, ID, PRICE, day_numbers, sort_keys, strictly_sorted
+from pokewatch_core.price_index import PriceIndex, card_aligned_chunks, observed_before
+
+FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
+CHUNK_ROWS = 1 << 20
+
+_lock = threading.Lock()
+_known: dict[int, tuple[weakref.ref[Any], Any]] = {}
+
+
+def _cached(owner: Any, make: Any) -> Any:
+    """``make()``, once per live ``owner`` object (forgotten when the owner dies)."""
+    key = id(owner)
+    with _lock:
+        entry = _known.get(key)
+    if entry is not None and entry[0]() is owner:
+        return entry[1]
+    value = make()
+
+    def drop(_: object, known: dict[int, Any] = _known) -> None:
+        known.pop(key, None)  # atomic on a dict; may run while the interpreter shuts down
+
+    with _lock:
+        _known[key] = (weakref.ref(owner, drop), value)
+    return value
+
+
+@dataclass(frozen=True)
+class NaiveSums:
+    """Sums over an evaluation frame's scored rows (market price and prediction)."""
+
+    scored: int  # scored rows
+    abs_error: float  # sum |predicted - market|
+    market: float  # sum market
+    with_naive: int  # scored rows that have a naive forecast
+    abs_error_with_naive: float  # sum |predicted - market| over those
+    naive_abs_error: float  # sum |naive - market| over those
+    moved: int  # those whose market differs from the naive forecast
+    same_direction: int  # those where sign(predicted - naive) == sign(market - naive)
+    scale: float  # the MASE scale (NaN without one-step changes)
+
+
+@dataclass
+class _Totals:
+    values: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(8))
+
+    def add(
+        self,
+        market: np.ndarray[Any, Any],
+        predicted: np.ndarray[Any, Any],
+        naive: np.ndarray[Any, Any],
+    ) -> None:
+        error = predicted - market
+        scored = ~np.isnan(error)
+        np.abs(error, out=error)
+        has_naive = scored & ~np.isnan(naive)
+        naive_error = market - naive  # signed: the actual move
+        moved = has_naive & (naive_error != 0)
+        same = np.sign(predicted[moved] - naive[moved]) == np.sign(naive_error[moved])
+        self.values += [
+            np.count_nonzero(scored),
+            error[scored].sum(),
+            market[scored].sum(),
+            np.count_nonzero(has_naive),
+            error[has_naive].sum(),
+            np.abs(naive_error[has_naive]).sum(),
+            np.count_nonzero(moved),
+            np.count_nonzero(same),
+        ]
+
+    def sums(self, scale: float) -> NaiveSums:
+        v = self.values
+        return NaiveSums(int(v[0]), v[1], v[2], int(v[3]), v[4], v[5], int(v[6]), int(v[7]), scale)
+
+
+class NaiveBaseline:
+    """The naive forecast and the MASE scale of one price history."""
+
+    def __init__(self, history: pd.DataFrame) -> None:
+        self.history = history
+
+    @classmethod
+    def of(cls, history: pd.DataFrame) -> NaiveBaseline:
+        """The baseline of ``history`` (``card_id, date, market_price`` and an optional boolean
+        ``fitting``; without it every row is a fitting row), one per history frame however
+        many metrics ask."""
+        baseline: NaiveBaseline = _cached(history, lambda: cls(history))
+        return baseline
+
+    @cached_property
+    def _fitting(self) -> np.ndarray[Any, Any] | None:
+        if FITTING not in self.history.columns:
+            return None
+        mask = self.history[FITTING].to_numpy(dtype=bool)
+        return None if mask.all() else mask
+
+    @cached_property
+    def index(self) -> PriceIndex:
+        """The history's observed prices, for as-of lookups."""
+        return PriceIndex.build(self.history[[ID, DATE, PRICE]])
+
+    @cached_property
+    def scale(self) -> float:
+        """Mean absolute one-step change of each card's observed prices over the fitting
+        rows, pooled across cards."""
+        rows = self.history[[ID, DATE, PRICE]]
+        mask = self._fitting
+        index = self.index if mask is None else PriceIndex.build(rows.loc[mask])
+        same = index.codes[1:] == index.codes[:-1]
+        changes = np.abs(np.diff(index.prices))[same]
+        return float(changes.mean()) if len(changes) else float("nan")
+
+    def last_price(self, frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The naive forecast of each row of ``frame`` (``card_id, date``): the card's last
+        observed price strictly before the date (NaN where there is none)."""
+        pos, count = self.index.locate(frame[[ID, DATE]])
+        return self.index.lag(pos, count, 1)
+
+    def sums(self, frame: pd.DataFrame) -> NaiveSums:
+        """The sums of the relative metrics over ``frame`` (an evaluation frame), once per
+        frame."""
+        sums: NaiveSums = _cached(frame, lambda: self._sums(frame))
+        return sums
+
+    def _own_rows(self, frame: pd.DataFrame) -> bool:
+        if len(frame) != len(self.history) or self._fitting is not None:
+            return False
+        mine, theirs = self.history[DATE].to_numpy(), frame[DATE].to_numpy()
+        return (
+            codes_of(frame[ID])[0] is codes_of(self.history[ID])[0]
+            and mine.dtype == theirs.dtype
+            and mine.ctypes.data == theirs.ctypes.data
+        )
+
+    def _sums(self, frame: pd.DataFrame) -> NaiveSums:
+        market = frame[PRICE].to_numpy(dtype=np.float64)
+        predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
+        totals = _Totals()
+        if not self._own_rows(frame):
+            totals.add(market, predicted, self.last_price(frame))
+            return totals.sums(self.scale)
+        # the frame is the history itself: walk it sorted, a chunk of whole cards at a time
+        card = codes_of(frame[ID])[0]
+        dates = frame[DATE].to_numpy()
+        order = None
+        if not strictly_sorted(card, dates):
+            order = np.argsort(sort_keys(card, day_numbers(dates)), kind="stable")
+            card = card[order]
+        change_sum, changes = 0.0, 0
+        for a, b in pairwise(card_aligned_chunks(card, CHUNK_ROWS)):
+            rows = slice(a, b) if order is None else order[a:b]
+            block_card, block_market = card[a:b], market[rows]
+            observed = ~np.isnan(block_market)
+            pos, count = observed_before(block_card, observed)
+            seen = block_market[observed]
+            naive = (
+                np.where(count > 0, seen.take(pos - 1, mode="clip"), np.nan)
+                if len(seen)
+                else (np.full(b - a, np.nan))
+            )
+            totals.add(block_market, predicted[rows], naive)
+            seen_card = block_card[observed]
+            same = seen_card[1:] == seen_card[:-1]
+            change_sum += float(np.abs(np.diff(seen))[same].sum())
+            changes += int(np.count_nonzero(same))
+        return totals.sums(change_sum / changes if changes else float("nan"))
