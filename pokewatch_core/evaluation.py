@@ -258,6 +258,37 @@ def evaluate(
     else:
         table = prepare_prices(data, source or "data")
 
+    return _evaluate_table(table, model_obj, policy_obj, metric_objs, start, source, report)
+
+
+def evaluate_prepared(
+    table: pd.DataFrame,
+    model: Model,
+    policy: SignalPolicy,
+    metrics: dict[str, Metric],
+    test_start: str | pd.Timestamp | None = None,
+    *,
+    source: str = "data",
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """``evaluate`` for built components (``resolve_components``) and a table validated by
+    ``prepare_prices``: nothing is resolved or validated again, and ``table`` is not changed,
+    so one validated table serves many evaluations."""
+    report = progress or (lambda stage: None)
+    return _evaluate_table(
+        table.copy(deep=False), model, policy, metrics, _test_start(test_start), source, report
+    )
+
+
+def _evaluate_table(
+    table: pd.DataFrame,
+    model_obj: Model,
+    policy_obj: SignalPolicy,
+    metric_objs: dict[str, Metric],
+    start: pd.Timestamp | None,
+    source: str | None,
+    report: Callable[[str], None],
+) -> EvaluationResult:
     dates = table[DATE]
     history = table[[ID, DATE, PRICE]]
     before = None

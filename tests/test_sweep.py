@@ -1,0 +1,145 @@
+"""Parameter sweeps: grid expansion, one validation for all combinations, ranking by a metric's
+own direction, parallel = serial, every trial equal to its own evaluate()."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import pokewatch_core as pw
+from pokewatch_core import ConfigError
+from pokewatch_core.sweep import (
+    SweepPlan,
+    best_trial,
+    combinations,
+    expand_range,
+    parse_values,
+    ranking,
+    read_grid,
+)
+
+
+def test_lists_ranges_and_single_values():
+    assert parse_values("window_size", "3,5,7,14") == ["3", "5", "7", "14"]
+    assert parse_values("buy_threshold_pct", "0.05:0.20:0.05") == [0.05, 0.1, 0.15, 0.2]
+    assert parse_values("window_size", "2:10:4") == [2, 6, 10]
+    assert parse_values("window_size", "10:2:-4") == [10, 6, 2]
+    assert parse_values("window_size", "5") == ["5"]
+    assert expand_range(1, 2, 0.5) == [1.0, 1.5, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("1:2", "START:STOP:STEP"),
+        ("1:5:0", "step is 0"),
+        ("5:1:1", "away from the stop"),
+        ("a:5:1", "not a number"),
+        ("1:nan:1", "not a finite number"),
+        ("3,,5", "empty value"),
+        ("0:1e9:1", "at most"),
+    ],
+)
+def test_bad_specs_are_usage_errors(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_values("window_size", text)
+
+
+def test_grid_files_in_toml_and_yaml(tmp_path):
+    toml = tmp_path / "grid.toml"
+    toml.write_text(
+        "window_size = [3, 5]\nmin_periods = 1\n"
+        "[policy]\nbuy_threshold_pct = {start = 0.1, stop = 0.2, step = 0.05}\n"
+    )
+    expected = {
+        "window_size": [3, 5],
+        "min_periods": [1],
+        "policy.buy_threshold_pct": [0.1, 0.15, 0.2],
+    }
+    assert read_grid(toml) == expected
+    yaml = tmp_path / "grid.yaml"
+    yaml.write_text(
+        "window_size: [3, 5]\nmin_periods: 1\n"
+        "policy:\n  buy_threshold_pct: {start: 0.1, stop: 0.2, step: 0.05}\n"
+    )
+    assert read_grid(yaml) == expected
+    for bad, needle in [
+        ("window_size = []", "no values"),
+        ("window_size = {start = 1}", "exactly start, stop, step"),
+        ("window_size = [", "cannot parse"),
+    ]:
+        toml.write_text(bad)
+        with pytest.raises(ConfigError, match=needle):
+            read_grid(toml)
+    with pytest.raises(ConfigError, match="no such file"):
+        read_grid(tmp_path / "missing.toml")
+
+
+def test_combinations_in_grid_order_and_bounded():
+    grid = {"a": [1, 2], "b": ["x", "y", "z"]}
+    combos = combinations(grid)
+    assert len(combos) == 6 and combos[0] == {"a": 1, "b": "x"} and combos[-1] == {"a": 2, "b": "z"}
+    with pytest.raises(ConfigError, match="combinations"):
+        combinations({"a": list(range(200)), "b": list(range(200))})
+
+
+@pytest.fixture(scope="module")
+def plan():
+    table = pw.load_prices(pw.embedded_sample_path())
+    grid = {"window_size": ["2", "5"], "policy.buy_threshold_pct": [0.05, 0.2]}
+    return SweepPlan(
+        table,
+        "baseline_moving_average",
+        "threshold",
+        None,
+        {"fee_pct": "0.01"},
+        combinations(grid),
+        "2025-09-01",
+    )
+
+
+def test_each_trial_equals_its_own_evaluate(plan):
+    trials = plan.run(jobs=1)
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    for trial in trials:
+        alone = pw.evaluate(
+            "baseline_moving_average",
+            pw.embedded_sample_path(),
+            params=trial.params,
+            test_start="2025-09-01",
+        )
+        assert trial.metrics.keys() == alone.metrics.keys()
+        for name, value in alone.metrics.items():
+            got = trial.metrics[name]
+            assert got == value or (math.isnan(got) and math.isnan(value)), name
+
+
+def test_parallel_gives_the_serial_results(plan):
+    seen = []
+    assert plan.run(jobs=2, on_trial=seen.append) == plan.run(jobs=1)
+    assert sorted(t.number for t in seen) == [0, 1, 2, 3]
+
+
+def test_a_bad_value_anywhere_in_the_grid_fails_before_anything_runs(plan):
+    bad = SweepPlan(
+        plan.table,
+        plan.model,
+        plan.policy,
+        None,
+        {},
+        [{"window_size": "3"}, {"window_size": "0"}],
+        None,
+    )
+    with pytest.raises(ConfigError, match="window_size"):
+        bad.check()
+
+
+def test_ranking_follows_the_metric_direction(plan):
+    trials = plan.run()
+    rmse = ranking(trials, "rmse", False)
+    assert list(rmse["rmse"]) == sorted(rmse["rmse"])
+    assert rmse.loc[0, "trial"] == best_trial(trials, "rmse", False).number
+    skill = ranking(trials, "skill_vs_naive", True)
+    assert list(skill["skill_vs_naive"]) == sorted(skill["skill_vs_naive"], reverse=True)
+    assert list(rmse.columns[:4]) == ["rank", "trial", "window_size", "policy.buy_threshold_pct"]
