@@ -15,12 +15,9 @@ from hypothesis import strategies as st
 
 from pokewatch_core.cli import main
 
-# The real snapshots live in the workplace's shared/ folder beside the checkout (as in CI);
-# a checkout elsewhere points POKEWATCH_SHARED_DATA at that folder's data/raw.
-SHARED_DATA = Path(
-    os.environ.get("POKEWATCH_SHARED_DATA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
-)
+# The real price snapshots, vendored with the tests (provenance in tests/data/README.md): the
+# suite reads nothing outside the checkout.
+SHARED_DATA = Path(__file__).resolve().parent / "data" / "raw"
 # Every artifact one `pokewatch train` logs (the model is a LoggedModel, not a run artifact).
 RUN_ARTIFACTS = {
     "plots/error_distribution.png",
