@@ -70,6 +70,35 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+def third_party_plugins() -> list[str]:
+    """Entry-point names of the installed ``pokewatch`` plugins that this distribution does
+    not provide (say, after ``uv pip install -e examples/pokewatch-ewma``)."""
+    from importlib import metadata
+
+    return sorted(
+        ep.name
+        for ep in metadata.entry_points(group="pokewatch")
+        if getattr(ep.dist, "name", None) != "pokewatch"
+    )
+
+
+def environment_with_installed_plugins() -> dict[str, str]:
+    """``os.environ`` without the suite's block list, for a process that must see the plugins
+    installed in its own environment."""
+    env = dict(os.environ)
+    env.pop("POKEWATCH_DISABLE_PLUGINS", None)
+    return env
+
+
+# The suite runs against the default plugins only, whatever else is installed in the
+# environment, so that tests listing or counting components (``valid: threshold``) stay true
+# after the README's ``uv pip install -e examples/pokewatch-ewma``. Set at import, before
+# collection (some tests are parametrised by the registry); child processes inherit the block
+# list, and tests of third-party plugins install them in environments of their own.
+os.environ["POKEWATCH_DISABLE_PLUGINS"] = ",".join(third_party_plugins())
+os.environ.pop("POKEWATCH_STRICT_PLUGINS", None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow_environment() -> Iterator[None]:
     """MLflow writes MLFLOW_* variables (experiment id, tracking URI) into os.environ when a

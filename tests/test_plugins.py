@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import environment_with_installed_plugins, third_party_plugins
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pokewatch-ewma"
 
@@ -181,7 +183,8 @@ def test_strict_mode_turns_the_warning_into_an_error(site):
 
 def test_block_list_disables_plugins_by_name(site):
     fake_distribution(site, "broken-hook", "hook-raises", BROKEN["hook-raises"][0])
-    proc = run(site, "plugins", "--json", POKEWATCH_DISABLE_PLUGINS="hook-raises, good")
+    blocked = ", ".join(["hook-raises", "good", *third_party_plugins()])
+    proc = run(site, "plugins", "--json", POKEWATCH_DISABLE_PLUGINS=blocked)
     assert proc.returncode == 0 and proc.stderr == ""
     assert json.loads(proc.stdout) == {"plugins": [], "failed": [], "conflicts": []}
 
@@ -252,6 +255,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
         capture_output=True,
         text=True,
         check=True,
+        env=environment_with_installed_plugins(),
     )
     (plugin,) = json.loads(listing.stdout)["plugins"]
     assert (plugin["name"], plugin["distribution"], plugin["version"]) == (
@@ -279,6 +283,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=environment_with_installed_plugins(),
     )
     assert proc.returncode == 0, proc.stderr
     from tests.conftest import all_runs
@@ -303,6 +308,7 @@ def test_example_plugin_own_tests_pass(example_env):
         capture_output=True,
         text=True,
         cwd=EXAMPLE,
+        env=environment_with_installed_plugins(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout
