@@ -284,17 +284,38 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     "--seed", default=151, show_default=True, type=int, help="Random seed (same seed, same panel)."
 )
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
-def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None:
-    """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed)."""
+@click.option("--id-col", default="card_id", show_default=True, help="Name of the card-id column.")
+@click.option("--date-col", default="date", show_default=True, help="Name of the date column.")
+@click.option(
+    "--price-col", default="market_price", show_default=True, help="Name of the price column."
+)
+def sample_data(
+    output: str,
+    cards: int,
+    days: int,
+    seed: int,
+    end: str,
+    id_col: str,
+    date_col: str,
+    price_col: str,
+) -> None:
+    """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed),
+    optionally with other column names (e.g. Nixtla's unique_id, ds, y)."""
     from datetime import date
 
-    from pokewatch_core.sample_data import write_sample
+    from pokewatch_core.data import DATE, ID, PRICE
+    from pokewatch_core.files import atomic_write_table
+    from pokewatch_core.sample_data import generate_prices
 
     try:
         date.fromisoformat(end)
     except ValueError as exc:
         raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
-    frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
+    names = {ID: id_col, DATE: date_col, PRICE: price_col}
+    if len(set(names.values())) < 3:
+        raise click.BadParameter("the id, date and price columns need three different names")
+    frame = generate_prices(cards=cards, days=days, seed=seed, end=end).rename(columns=names)
+    atomic_write_table(frame, Path(output))
     click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 
 
