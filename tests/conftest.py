@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,8 @@ def _isolated_mlflow_environment() -> Iterator[None]:
     run is logged in-process; restore them so no test inherits another's."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     yield
+    if "mlflow" in sys.modules:  # and forget the process-wide URI mlflow.set_tracking_uri set
+        sys.modules["mlflow"].set_tracking_uri(None)
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         if key not in saved:
             del os.environ[key]
