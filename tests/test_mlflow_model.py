@@ -52,6 +52,16 @@ def logged(panel, project_dir):
     return result, run, store
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_of_logged(request):
+    """`models:/m-…` URIs resolve through the tracking URI: point MLflow at the store of the
+    module's logged model in the tests that use it (each test starts with none set)."""
+    if "logged" in request.fixturenames:
+        import mlflow
+
+        mlflow.set_tracking_uri(request.getfixturevalue("logged")[2])
+
+
 def _last_price_before(panel: pd.DataFrame, card: str, day: pd.Timestamp) -> float:
     rows = panel[(panel["card_id"] == card) & (panel["date"] < day)].dropna()
     return float(rows.sort_values("date")["market_price"].iloc[-1]) if len(rows) else np.nan
