@@ -40,14 +40,14 @@ def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
     return out
 
 
-def experiment_option(help_text: str) -> Callable[[F], F]:
+def experiment_option(help_text: str, default: str | None = DEFAULT_EXPERIMENT) -> Callable[[F], F]:
     """``--experiment-name`` (alias ``--experiment_name``), shared by train and compare."""
     return click.option(
         "--experiment-name",
         "--experiment_name",
         "experiment_name",
-        default=DEFAULT_EXPERIMENT,
-        show_default=True,
+        default=default,
+        show_default=default is not None,
         help=help_text,
     )
 
@@ -66,7 +66,14 @@ def cli(debug: bool) -> None:
     """PokeWatch: evaluate trading-card price models and log every run to MLflow."""
 
 
-@cli.command()
+def example(command: str) -> str:
+    """A help epilog showing one example command (kept verbatim by click)."""
+    return f"\b\nExample:\n  {command}"
+
+
+@cli.command(
+    epilog=example("pokewatch train --data-path prices.parquet -p window_size=5 --run-name ma5")
+)
 @click.option(
     "--model",
     "model",
@@ -81,7 +88,11 @@ def cli(debug: bool) -> None:
     default=None,
     help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
 )
-@experiment_option("MLflow experiment.")
+@experiment_option(
+    f"MLflow experiment, created if missing. Default: {DEFAULT_EXPERIMENT}; under `mlflow run`, "
+    "the experiment given to mlflow run.",
+    default=None,
+)
 @click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
 @click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
 @click.option(
@@ -125,7 +136,7 @@ def cli(debug: bool) -> None:
 def train(
     model: str,
     data_path: str | None,
-    experiment_name: str,
+    experiment_name: str | None,
     run_name: str | None,
     policy: str,
     params: tuple[str, ...],
@@ -175,7 +186,7 @@ def train(
         display("logging to MLflow")
         logged = log_evaluation(
             result,
-            experiment_name=experiment_name,
+            experiment_name=experiment_name or None,  # MLproject passes '' for "not given"
             run_name=run_name or None,
             tags=tag_values,
             data_source=path,
@@ -188,7 +199,8 @@ def train(
         click.echo(f"  {key}: {value}")
     click.echo("Metrics:")
     click.echo(metrics_table(result.metrics, metric_units(result)))
-    click.echo(signal_quality_section(result))
+    if _reports_signal_quality(result):
+        click.echo(signal_quality_section(result))
     click.echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
         f"{logged.tracking_uri}"
@@ -203,10 +215,25 @@ def train(
     if logged.tracking_uri.startswith(("http://", "https://")):
         click.echo(f"Open the MLflow UI: {logged.tracking_uri}")
     else:
-        click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
+        click.echo(
+            f"Open the MLflow UI: {_runner()}mlflow ui --backend-store-uri {logged.tracking_uri}"
+        )
 
 
-@cli.command()
+def _reports_signal_quality(result: Any) -> bool:
+    """Whether the run computed any figure of the signal-quality section (not with, say,
+    ``--metric rmse --metric mape``)."""
+    from dataclasses import fields
+
+    from pokewatch_core.backtesting import SignalQuality
+
+    names = {f.name for f in fields(SignalQuality)}
+    return any(m in names or m.startswith("strategy_") for m in result.metrics)
+
+
+@cli.command(
+    epilog=example("pokewatch features --raw-dir tests/data/raw --output data/processed.parquet")
+)
 @click.option(
     "--raw-dir",
     required=True,
@@ -235,28 +262,65 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     )
 
 
-@cli.command("sample-data")
+@cli.command(
+    "sample-data", epilog=example("pokewatch sample-data --output prices.parquet --cards 20")
+)
 @click.option(
     "--output",
     required=True,
     type=click.Path(path_type=str),
     help="File to write (.parquet or .csv).",
 )
-@click.option("--cards", default=210, show_default=True, type=click.IntRange(min=1))
-@click.option("--days", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=151, show_default=True, type=int)
+@click.option(
+    "--cards",
+    default=210,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of cards (the whole sv2a set has 210).",
+)
+@click.option(
+    "--days",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of consecutive days.",
+)
+@click.option(
+    "--seed", default=151, show_default=True, type=int, help="Random seed (same seed, same panel)."
+)
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
-def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None:
-    """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed)."""
+@click.option("--id-col", default="card_id", show_default=True, help="Name of the card-id column.")
+@click.option("--date-col", default="date", show_default=True, help="Name of the date column.")
+@click.option(
+    "--price-col", default="market_price", show_default=True, help="Name of the price column."
+)
+def sample_data(
+    output: str,
+    cards: int,
+    days: int,
+    seed: int,
+    end: str,
+    id_col: str,
+    date_col: str,
+    price_col: str,
+) -> None:
+    """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed),
+    optionally with other column names (e.g. Nixtla's unique_id, ds, y)."""
     from datetime import date
 
-    from pokewatch_core.sample_data import write_sample
+    from pokewatch_core.data import DATE, ID, PRICE
+    from pokewatch_core.files import atomic_write_table
+    from pokewatch_core.sample_data import generate_prices
 
     try:
         date.fromisoformat(end)
     except ValueError as exc:
         raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
-    frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
+    names = {ID: id_col, DATE: date_col, PRICE: price_col}
+    if len(set(names.values())) < 3:
+        raise click.BadParameter("the id, date and price columns need three different names")
+    frame = generate_prices(cards=cards, days=days, seed=seed, end=end).rename(columns=names)
+    atomic_write_table(frame, Path(output))
     click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 
 
@@ -264,17 +328,31 @@ def _format_default(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _echo_component(info: dict[str, Any], indent: str = "  ") -> None:
-    if "conflict" in info:
-        owners = " and ".join(info["conflict"])
-        click.echo(f"{indent}{info['kind']:<7}{info['name']}  CONFLICT: registered by {owners}")
-        return
-    click.echo(f"{indent}{info['kind']:<7}{info['name']}  {info['description']}")
-    for p in info["parameters"]:
-        click.echo(f"{indent}{'':<7}  {p['name']}: {p['type']} = {_format_default(p['default'])}")
+def _component_lines(infos: list[dict[str, Any]], with_kind: bool = False) -> list[str]:
+    """Components as aligned columns: [kind], name, parameters (one per line), description."""
+    rows: list[list[str]] = []
+    for info in infos:
+        if "conflict" in info:
+            params = [""]
+            description = f"CONFLICT: registered by {' and '.join(info['conflict'])}"
+        else:
+            params = [
+                f"{p['name']}: {p['type']} = {_format_default(p['default'])}"
+                for p in info["parameters"]
+            ] or [""]
+            description = info["description"]
+        first = [info["kind"]] if with_kind else []
+        rows.append([*first, info["name"], params[0], description])
+        rows += [[*([""] if with_kind else []), "", extra, ""] for extra in params[1:]]
+    header = [*(["kind"] if with_kind else []), "name", "parameters", "description"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
 
 
-@cli.command()
+@cli.command(epilog=example("pokewatch plugins --all"))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "show_all", is_flag=True, help="Include the default plugins.")
 def plugins(as_json: bool, show_all: bool) -> None:
@@ -290,8 +368,8 @@ def plugins(as_json: bool, show_all: bool) -> None:
     for entry in report["plugins"]:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "local"
         click.echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
-        for component in entry["components"]:
-            _echo_component(component)
+        for line in _component_lines(entry["components"], with_kind=True):
+            click.echo(f"  {line}")
     if report["failed"]:
         click.echo("Failed to load:")
         for entry in report["failed"]:
@@ -306,7 +384,11 @@ def plugins(as_json: bool, show_all: bool) -> None:
 
 
 def _component_command(kind: str, title: str) -> None:
-    @cli.command(name=title, help=f"List the {title} that can be used.")
+    @cli.command(
+        name=title,
+        help=f"List the {title} that can be used, with their parameters.",
+        epilog=example(f"pokewatch {title} --json"),
+    )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     def command(as_json: bool) -> None:
         from pokewatch_core.catalog import components
@@ -315,8 +397,8 @@ def _component_command(kind: str, title: str) -> None:
         if as_json:
             click.echo(json.dumps(listed, indent=2, default=str))
             return
-        for info in listed:
-            _echo_component(info, indent="")
+        for line in _component_lines(listed):
+            click.echo(line)
 
 
 _component_command("model", "models")
@@ -324,7 +406,7 @@ _component_command("metric", "metrics")
 _component_command("policy", "policies")
 
 
-@cli.command()
+@cli.command(epilog=example("pokewatch compare --metric rmse --metric mape"))
 @click.argument("run_ids", nargs=-1)
 @experiment_option("Experiment to rank.")
 @click.option(
@@ -341,7 +423,13 @@ _component_command("policy", "policies")
     help="Rank order. Default: ascending for errors (rmse, mape, drawdown, "
     "turnover), descending otherwise.",
 )
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of runs ranked.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tracking_uri_option
 def compare(
@@ -353,7 +441,8 @@ def compare(
     as_json: bool,
     tracking_uri: str | None,
 ) -> None:
-    """Rank an experiment's runs by a metric, or show RUN_IDs side by side."""
+    """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
+    of a run id, as the ranking prints it, is enough)."""
     from pokewatch_core import compare as cmp
     from pokewatch_core.tracking import get_runs, search_runs
 
@@ -367,6 +456,13 @@ def compare(
     chosen = list(metrics) or list(cmp.DEFAULT_METRICS)
     order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
     runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
+    present = sorted({m for r in runs for m in r.metrics})
+    absent = [m for m in metrics if runs and m not in present]
+    if absent:
+        raise ConfigError(
+            f"no finished run of experiment '{experiment_name}' has metric "
+            f"{', '.join(repr(m) for m in absent)} (metrics present: {', '.join(present)})"
+        )
     if as_json:
         click.echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
     elif not runs:
@@ -375,6 +471,12 @@ def compare(
         direction = "ascending" if order else "descending"
         click.echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
         click.echo(cmp.ranking_table(runs, chosen))
+
+
+def _runner() -> str:
+    """``uv run `` when this process was started by uv (which sets ``UV``), so that a printed
+    command works when pasted: the project's mlflow is then not on the shell's PATH."""
+    return "uv run " if os.environ.get("UV") else ""
 
 
 def _one_line(text: str) -> str:
@@ -394,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry otherwise
+    if not [a for a in args if a != "--debug"]:  # bare `pokewatch`: the normal help
+        args = [*args, "--help"]
     try:
         code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
     except click.exceptions.Exit as exc:

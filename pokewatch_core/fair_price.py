@@ -100,6 +100,18 @@ class FairPricer:
         return given.fillna(default_dates)
 
 
+def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with values every JSON parser accepts: dates as ISO ``YYYY-MM-DD`` strings and
+    ``None`` (JSON ``null``) wherever a value is missing. MLflow's scoring server writes NaN
+    and NaT as ``NaN`` and ``"NaT"``, which are not JSON."""
+    missing = frame.isna()
+    out = frame.astype(object)
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            out[column] = frame[column].dt.strftime("%Y-%m-%d").astype(object)
+    return out.where(~missing, None)
+
+
 def _last_days(index: PriceIndex) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Day number of each card's last observed price (cards in index order)."""
     last = np.zeros(len(index.cards), dtype=np.int64)

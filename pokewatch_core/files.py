@@ -12,13 +12,16 @@ from pokewatch_core.errors import DataError
 
 
 def atomic_write_table(frame: pd.DataFrame, output: Path) -> None:
-    """Write ``frame`` as parquet (or CSV for ``.csv``) via a temporary file and a rename."""
+    """Write ``frame`` as parquet (or CSV for ``.csv``) via a temporary file and a rename,
+    creating missing parent folders."""
     suffix = output.suffix.lower()
     if suffix not in {".parquet", ".pq", ".csv"}:
         raise DataError(f"{output}: unsupported output type '{suffix}' (use .parquet or .csv)")
     parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"{output}: directory {parent} does not exist")
+    try:  # `--output data/processed.parquet` on a fresh checkout: make data/
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{output}: cannot create directory {parent}: {exc.strerror}") from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     umask = os.umask(0)

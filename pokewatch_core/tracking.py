@@ -124,6 +124,27 @@ def _signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# MLflow 3 copies uv.lock/pyproject.toml of the working directory into every model it logs
+# (and `--env-manager uv` then tries to `uv sync` that project from the model folder). The
+# model's requirements.txt names what restores it; the uv files only add weight.
+NO_UV_FILES = {"MLFLOW_UV_AUTO_DETECT": "false", "MLFLOW_LOG_UV_FILES": "false"}
+
+
 def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     import mlflow
     import pandas as pd
@@ -134,15 +155,16 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     files = pricer.save(workdir / "model_state")
     codes, cards = codes_of(result.frame[ID])
     example_cards = [str(cards[c]) for c in pd.unique(codes[:10_000])[:3]]
-    info = _retry(
-        mlflow.pyfunc.log_model,
-        name=model_artifact_name(result.model.name),
-        python_model=str(MODEL_CODE),
-        artifacts={k: str(v) for k, v in files.items()},
-        pip_requirements=_pip_requirements(result),
-        signature=_signature(),
-        input_example=pd.DataFrame({ID: example_cards}),
-    )
+    with _environment(**NO_UV_FILES):
+        info = _retry(
+            mlflow.pyfunc.log_model,
+            name=model_artifact_name(result.model.name),
+            python_model=str(MODEL_CODE),
+            artifacts={k: str(v) for k, v in files.items()},
+            pip_requirements=_pip_requirements(result),
+            signature=_signature(),
+            input_example=pd.DataFrame({ID: example_cards}),
+        )
     return info
 
 
@@ -305,6 +327,66 @@ def run_description(result: EvaluationResult, data_source: str) -> str:
     )
 
 
+# Tags of an `mlflow run` run that say where the code came from, copied to the evaluation run
+# when that one is logged beside it.
+SOURCE_TAG_PREFIXES = ("mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL", "mlflow.user")
+PROJECTS_RUN_TAG = "pokewatch.projects_run_id"
+EVALUATION_RUN_TAG = "pokewatch.evaluation_run_id"
+
+
+def _target(experiment_name: str | None) -> tuple[str | None, Any]:
+    """``(experiment id, None)`` for a new run; ``(None, None)`` to log into the enclosing
+    ``mlflow run`` run (``MLFLOW_RUN_ID``); ``(experiment id, enclosing run)`` for a new run
+    beside an enclosing run that is in another experiment.
+
+    With no name, the enclosing run's experiment counts as requested unless it is MLflow's
+    Default experiment (``mlflow run`` given no experiment)."""
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking.default_experiment import DEFAULT_EXPERIMENT_ID
+
+    enclosing = None
+    if os.environ.get("MLFLOW_RUN_ID"):
+        client = MlflowClient()
+        enclosing = client.get_run(os.environ["MLFLOW_RUN_ID"])
+        experiment = client.get_experiment(enclosing.info.experiment_id)
+        if experiment_name == experiment.name or (
+            experiment_name is None and experiment.experiment_id != DEFAULT_EXPERIMENT_ID
+        ):
+            return None, None
+    return _experiment_id(experiment_name or DEFAULT_EXPERIMENT), enclosing
+
+
+def _source_tags(enclosing: Any) -> dict[str, str]:
+    tags = {k: v for k, v in enclosing.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
+    tags[PROJECTS_RUN_TAG] = enclosing.info.run_id
+    return tags
+
+
+def _point_to(enclosing: Any, run: Any) -> None:
+    """Leave a note on the enclosing ``mlflow run`` run naming the run with the evaluation."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment(run.info.experiment_id)
+    note = (
+        f"PokeWatch logged this evaluation in experiment '{experiment.name}', "
+        f"run {run.info.run_id}."
+    )
+    client.set_tag(enclosing.info.run_id, EVALUATION_RUN_TAG, run.info.run_id)
+    client.set_tag(enclosing.info.run_id, "mlflow.note.content", note)
+
+
+@contextmanager
+def _environment_without(key: str) -> Iterator[None]:
+    """Hide one environment variable for the duration of the block."""
+    saved = os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[key] = saved
+
+
 def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Path:
     """Save what was computed (metrics, params, predictions, summary) next to the user."""
     import json
@@ -323,7 +405,7 @@ def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Pa
 def log_evaluation(
     result: EvaluationResult,
     *,
-    experiment_name: str = DEFAULT_EXPERIMENT,
+    experiment_name: str | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     data_source: str = "data",
@@ -334,6 +416,12 @@ def log_evaluation(
 ) -> LoggedRun:
     """Log ``result`` as one MLflow run: params, metrics, plots, summary, tables, dataset,
     model.
+
+    The run goes to experiment ``experiment_name`` (None: ``pokewatch_baseline``). Inside
+    ``mlflow run`` (``MLFLOW_RUN_ID`` set) the evaluation is logged into the Projects run when
+    that run is in the requested experiment (or, with None, when ``mlflow run`` was given an
+    experiment); otherwise into a new run in the requested experiment that carries the
+    Projects run's source tags, and the Projects run gets a note pointing to it.
 
     If anything fails after the run started, the run is ended FAILED (when the store still
     answers), the evaluation results are kept in ``pokewatch-failed-runs/<run_id>/``, and a
@@ -346,20 +434,25 @@ def log_evaluation(
     if uri:
         mlflow.set_tracking_uri(uri)
     effective_uri = mlflow.get_tracking_uri()
-    # Inside `mlflow run` the run already exists (MLFLOW_RUN_ID): log into it; its experiment
-    # is the one given to `mlflow run --experiment-name`.
-    resumed = bool(os.environ.get("MLFLOW_RUN_ID"))
-    experiment_id = None
     with _store_init_lock(effective_uri):
-        if not resumed:
-            experiment_id = _retry(_experiment_id, experiment_name)
+        experiment_id, enclosing = _retry(_target, experiment_name)
+    resumed = experiment_id is None  # log into the enclosing `mlflow run` run
 
     all_tags = {"pokewatch.version": __version__}
+    if enclosing is not None:
+        all_tags.update(_source_tags(enclosing))
+        run_name = run_name or enclosing.info.run_name
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
 
-    run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
+    hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
+    with hide:
+        run = _retry(
+            mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags
+        )
     run_id = run.info.run_id
+    if enclosing is not None:
+        _retry(_point_to, enclosing, run)
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             logged = _log_run(
@@ -497,16 +590,41 @@ def search_runs(
 
 
 def get_runs(run_ids: list[str], tracking_uri: str | None = None) -> list[RunRecord]:
-    """The runs with these ids (any experiment)."""
-    from pokewatch_core.errors import ConfigError
-
+    """The runs with these ids (any experiment). A unique prefix of an id is enough (the
+    tables print 8 or 12 characters); an unknown or ambiguous one is a ``ConfigError``."""
     client = _client(tracking_uri)
-    records = []
-    for run_id in run_ids:
-        try:
-            records.append(_record(client.get_run(run_id)))
-        except Exception as exc:
-            if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
-                raise ConfigError(f"no run {run_id!r} in {client.tracking_uri}") from exc
-            raise
-    return records
+    return [_record(client.get_run(_full_run_id(client, run_id))) for run_id in run_ids]
+
+
+def _full_run_id(client: Any, prefix: str) -> str:
+    """The one run id that starts with ``prefix`` (deleted runs included, as ``get_run``)."""
+    from mlflow.entities import ViewType
+
+    wanted = prefix.strip().lower()
+    if not wanted or any(c not in "0123456789abcdef" for c in wanted):
+        raise ConfigError(f"no run {prefix!r} in {client.tracking_uri} (run ids are hex)")
+    experiments: list[str] = []
+    token = None
+    while True:  # every experiment, page by page
+        page = client.search_experiments(view_type=ViewType.ALL, page_token=token)
+        experiments += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            break
+    matches = sorted(
+        {
+            r.info.run_id
+            for chunk in range(0, len(experiments), 100)  # MLflow searches 100 at most
+            for r in client.search_runs(
+                experiments[chunk : chunk + 100],
+                filter_string=f"attributes.run_id LIKE '{wanted}%'",
+                run_view_type=ViewType.ALL,
+                max_results=10,
+            )
+        }
+    )
+    if not matches:
+        raise ConfigError(f"no run {prefix!r} in {client.tracking_uri}")
+    if len(matches) > 1:
+        raise ConfigError(f"run id prefix {prefix!r} is ambiguous: matches {', '.join(matches)}")
+    return str(matches[0])

@@ -10,13 +10,21 @@
 #
 # Settings (environment): POKEWATCH_SERVER_DIR (state: database, artifacts, logs; default
 # ./.tracking-server), POKEWATCH_PG_PORT (default 54329), POKEWATCH_MLFLOW_PORT (default 5001),
-# POKEWATCH_MLFLOW (the mlflow executable; default: the one on PATH).
+# POKEWATCH_MLFLOW (the mlflow executable; default: the project's .venv/bin/mlflow, made by
+# `uv sync`, else the one on PATH). No `uv run` needed in front.
 set -euo pipefail
 
 STATE=$(realpath -m "${POKEWATCH_SERVER_DIR:-.tracking-server}")
 PG_PORT=${POKEWATCH_PG_PORT:-54329}
 MLFLOW_PORT=${POKEWATCH_MLFLOW_PORT:-5001}
-MLFLOW=${POKEWATCH_MLFLOW:-mlflow}
+PROJECT_MLFLOW="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/mlflow"
+if [ -n "${POKEWATCH_MLFLOW:-}" ]; then
+  MLFLOW=$POKEWATCH_MLFLOW
+elif [ -x "$PROJECT_MLFLOW" ]; then
+  MLFLOW=$PROJECT_MLFLOW
+else
+  MLFLOW=mlflow
+fi
 URI=http://127.0.0.1:$MLFLOW_PORT
 # PostgreSQL runs as the 'postgres' user when we are root, and that user may not be able to
 # enter $STATE (a private temporary folder, say): its files then live in a folder of its own.
@@ -51,6 +59,10 @@ as_pg() {
 
 start() {
   local bin
+  if ! command -v "$MLFLOW" >/dev/null 2>&1; then
+    echo "tracking-server: mlflow not found: run 'uv sync' in the checkout first (or set POKEWATCH_MLFLOW)" >&2
+    exit 1
+  fi
   bin=$(pg_bin)
   mkdir -p "$STATE/artifacts" "$PG_DIR"
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; chmod 700 "$PG_DIR"; fi

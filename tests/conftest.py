@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,9 @@ from hypothesis import strategies as st
 
 from pokewatch_core.cli import main
 
-# The real snapshots live in the workplace's shared/ folder beside the checkout (as in CI);
-# a checkout elsewhere points POKEWATCH_SHARED_DATA at that folder's data/raw.
-SHARED_DATA = Path(
-    os.environ.get("POKEWATCH_SHARED_DATA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
-)
+# The real price snapshots, vendored with the tests (provenance in tests/data/README.md): the
+# suite reads nothing outside the checkout.
+SHARED_DATA = Path(__file__).resolve().parent / "data" / "raw"
 # Every artifact one `pokewatch train` logs (the model is a LoggedModel, not a run artifact).
 RUN_ARTIFACTS = {
     "plots/error_distribution.png",
@@ -31,6 +29,26 @@ RUN_ARTIFACTS = {
     "tables/metrics_by_card.csv",
     "tables/predictions.parquet",
 }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (CI does: `pytest -m slow` selects them too)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (whole documented walkthroughs that build environments or repeat
+    what quicker tests cover) run in CI and with ``--slow`` or ``-m slow``, not in the
+    README's quick command."""
+    if config.getoption("--slow") or "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 def free_port() -> int:
@@ -73,12 +91,43 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+def third_party_plugins() -> list[str]:
+    """Entry-point names of the installed ``pokewatch`` plugins that this distribution does
+    not provide (say, after ``uv pip install -e examples/pokewatch-ewma``)."""
+    from importlib import metadata
+
+    return sorted(
+        ep.name
+        for ep in metadata.entry_points(group="pokewatch")
+        if getattr(ep.dist, "name", None) != "pokewatch"
+    )
+
+
+def environment_with_installed_plugins() -> dict[str, str]:
+    """``os.environ`` without the suite's block list, for a process that must see the plugins
+    installed in its own environment."""
+    env = dict(os.environ)
+    env.pop("POKEWATCH_DISABLE_PLUGINS", None)
+    return env
+
+
+# The suite runs against the default plugins only, whatever else is installed in the
+# environment, so that tests listing or counting components (``valid: threshold``) stay true
+# after the README's ``uv pip install -e examples/pokewatch-ewma``. Set at import, before
+# collection (some tests are parametrised by the registry); child processes inherit the block
+# list, and tests of third-party plugins install them in environments of their own.
+os.environ["POKEWATCH_DISABLE_PLUGINS"] = ",".join(third_party_plugins())
+os.environ.pop("POKEWATCH_STRICT_PLUGINS", None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow_environment() -> Iterator[None]:
     """MLflow writes MLFLOW_* variables (experiment id, tracking URI) into os.environ when a
     run is logged in-process; restore them so no test inherits another's."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     yield
+    if "mlflow" in sys.modules:  # and forget the process-wide URI mlflow.set_tracking_uri set
+        sys.modules["mlflow"].set_tracking_uri(None)
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         if key not in saved:
             del os.environ[key]

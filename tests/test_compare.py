@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -9,23 +10,21 @@ import pytest
 from tests.conftest import all_runs, make_panel
 
 
-@pytest.fixture
-def three_runs(run_cli, store, tmp_path):
-    path = tmp_path / "panel.parquet"
-    make_panel(cards=6, days=40, seed=8, nan_rate=0.03).to_parquet(path)
-    for window in (1, 3, 8):
-        result = run_cli(
-            "train",
-            "--data-path",
-            str(path),
-            "--tracking-uri",
-            store,
-            "-p",
-            f"window_size={window}",
-            "--run-name",
-            f"ma{window}",
-        )
-        assert result.exit_code == 0, result.stderr
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """Three finished runs (window sizes 1, 3, 8) in one store, shared by the module's tests
+    (each only reads the store)."""
+    from pokewatch_core import evaluate
+    from pokewatch_core.tracking import log_evaluation
+
+    folder = tmp_path_factory.mktemp("compare")
+    store = f"sqlite:///{folder / 'store.db'}"
+    panel = make_panel(cards=6, days=40, seed=8, nan_rate=0.03)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # the store's artifacts go beside it
+        for window in (1, 3, 8):
+            result = evaluate("baseline_moving_average", panel, params={"window_size": window})
+            log_evaluation(result, tracking_uri=store, run_name=f"ma{window}", log_model=False)
     runs = {r.info.run_name: r for r in all_runs(store)}
     return store, runs
 
@@ -95,8 +94,57 @@ def test_side_by_side_marks_differences(run_cli, three_runs):
 
 
 def test_unknown_experiment_and_run_are_usage_errors(run_cli, three_runs):
-    store, _ = three_runs
+    store, runs = three_runs
     result = run_cli("compare", "--tracking-uri", store, "--experiment-name", "nope")
     assert result.exit_code == 2 and "no experiment named 'nope'" in result.stderr
-    result = run_cli("compare", "0123456789abcdef0123456789abcdef", "--tracking-uri", store)
-    assert result.exit_code == 2 and "no run" in result.stderr
+    missing = "0123456789abcdef0123456789abcdef"
+    assert missing not in {r.info.run_id for r in runs.values()}
+    for bad in (missing, "zz-not-hex"):
+        result = run_cli("compare", bad, "--tracking-uri", store)
+        assert result.exit_code == 2 and f"no run '{bad}'" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_short_run_ids_from_the_table_are_accepted(run_cli, three_runs):
+    store, runs = three_runs
+    table = run_cli("compare", "--tracking-uri", store).stdout
+    # the ranking prints 12 characters of each run id: those work as arguments
+    short = [line.split()[1] for line in table.splitlines()[3:]]
+    assert sorted(short) == sorted(r.info.run_id[:12] for r in runs.values())
+    full = json.loads(run_cli("compare", *short, "--tracking-uri", store, "--json").stdout)
+    by_short = {r.info.run_id[:12]: r.info.run_id for r in runs.values()}
+    assert [r["run_id"] for r in full["runs"]] == [by_short[s] for s in short]
+    # the shortest prefix that is still unique works too
+    ids = [r.info.run_id for r in runs.values()]
+    unique = next(
+        ids[0][:n] for n in range(1, 33) if sum(i.startswith(ids[0][:n]) for i in ids) == 1
+    )
+    result = run_cli("compare", unique, "--tracking-uri", store, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["runs"][0]["run_id"] == ids[0]
+
+
+def test_ambiguous_prefix_is_a_usage_error_listing_the_matches(run_cli, store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.create_experiment("many")
+    # 17 hex ids: two of them share their first character (pigeonhole)
+    ids = sorted(client.create_run(experiment).info.run_id for _ in range(17))
+    first = next(a[0] for a, b in itertools.pairwise(ids) if a[0] == b[0])
+    matching = [i for i in ids if i.startswith(first)]
+    result = run_cli("compare", first, "--tracking-uri", store)
+    assert result.exit_code == 2
+    assert "ambiguous" in result.stderr and all(i in result.stderr for i in matching)
+    assert len(result.stderr.strip().splitlines()) == 1
+    others = [i for i in ids if not i.startswith(first)]
+    assert not any(i in result.stderr for i in others)
+
+
+def test_unknown_metric_names_the_metrics_present(run_cli, three_runs):
+    store, runs = three_runs
+    result = run_cli("compare", "--tracking-uri", store, "--metric", "foo")
+    assert result.exit_code == 2 and "'foo'" in result.stderr
+    present = sorted(next(iter(runs.values())).data.metrics)
+    assert f"metrics present: {', '.join(present)}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

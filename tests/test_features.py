@@ -1,4 +1,4 @@
-"""`pokewatch features` on the real snapshots in ../shared/data/raw, and its errors."""
+"""`pokewatch features` on the real snapshots vendored in tests/data/raw, and its errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ SNAPSHOTS = sorted(SHARED_DATA.glob("sv2a_pokemon_card_151_prices_*.parquet"))
 
 @pytest.fixture(autouse=True)
 def _real_snapshots_present() -> None:
-    assert len(SNAPSHOTS) == 3, (
-        f"expected the real snapshots in {SHARED_DATA} (set POKEWATCH_SHARED_DATA)"
-    )
+    assert len(SNAPSHOTS) == 3, f"expected the three real snapshots in {SHARED_DATA}"
 
 
 @pytest.fixture

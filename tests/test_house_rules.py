@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pokewatch_core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ def test_every_public_name_resolves():
         assert getattr(pokewatch_core, name) is not None, name
 
 
+@pytest.mark.slow  # a whole script in its own process (three evaluations, one MLflow run)
 def test_library_example_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'example.db'}"
     proc = subprocess.run(

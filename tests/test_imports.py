@@ -8,12 +8,12 @@ import sys
 
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+        [sys.executable, "-c", code + "\nimport sys; print('-- modules --', *sys.modules)"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return set(out.split())
+    return set(out.rpartition("-- modules --")[2].split())  # not the words of printed help
 
 
 def test_import_pokewatch_core_does_not_import_mlflow_or_pandas():

@@ -49,10 +49,12 @@ def test_embedded_sample_is_a_realistic_whole_set_panel():
 
 def test_sample_data_bad_options_are_usage_errors(run_cli, tmp_path):
     out = tmp_path / "x.parquet"
+    (tmp_path / "a_file").write_text("")
     for args in (
         ["--end", "someday"],
         ["--cards", "0"],
-        ["--output", str(tmp_path / "no/dir.csv")],
+        ["--output", str(tmp_path / "a_file" / "dir.csv")],  # a folder that cannot be made
+        ["--id-col", "date"],  # two columns with one name
     ):
         result = run_cli("sample-data", "--output", str(out), *args)
         assert result.exit_code == 2, (args, result.stderr)
@@ -61,7 +63,7 @@ def test_sample_data_bad_options_are_usage_errors(run_cli, tmp_path):
 
 
 def test_sample_data_command(run_cli, tmp_path):
-    out = tmp_path / "panel.csv"
+    out = tmp_path / "new" / "folder" / "panel.csv"  # missing folders are created
     result = run_cli("sample-data", "--output", str(out), "--cards", "12", "--days", "9")
     assert result.exit_code == 0, result.stderr
     frame = load_prices(out)
@@ -69,3 +71,30 @@ def test_sample_data_command(run_cli, tmp_path):
     pd.testing.assert_series_equal(
         frame["market_price"], generate_prices(12, 9)["market_price"], check_names=False
     )
+
+
+def test_sample_data_with_other_column_names(run_cli, tmp_path):
+    out = tmp_path / "nixtla.csv"
+    result = run_cli(
+        "sample-data",
+        "--output",
+        str(out),
+        "--cards",
+        "4",
+        "--days",
+        "5",
+        "--id-col",
+        "unique_id",
+        "--date-col",
+        "ds",
+        "--price-col",
+        "y",
+    )
+    assert result.exit_code == 0, result.stderr
+    frame = load_prices(out, id_col="unique_id", date_col="ds", price_col="y")
+    expected = generate_prices(4, 5)
+    pd.testing.assert_series_equal(
+        frame["market_price"], expected["market_price"], check_names=False
+    )
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"unique_id", "ds", "y"} <= set(header) and "card_id" not in header

@@ -29,19 +29,25 @@ EXE = Path(sys.executable).with_name("pokewatch")
 
 class Server:
     def __init__(self, state: Path) -> None:
+        # as docs/tracking-server.md prints it: no `uv run`, no mlflow on PATH, no
+        # POKEWATCH_MLFLOW: the script finds the project's environment itself
+        venv_bin = str(Path(sys.executable).parent)
+        path = [p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin]
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in {"POKEWATCH_MLFLOW", "UV"}},
+            "PATH": os.pathsep.join(path),
             "POKEWATCH_SERVER_DIR": str(state),
             "POKEWATCH_PG_PORT": str(free_port()),
             "POKEWATCH_MLFLOW_PORT": str(free_port()),
-            "POKEWATCH_MLFLOW": str(Path(sys.executable).with_name("mlflow")),
         }
+        self.env.pop("VIRTUAL_ENV", None)
         self.state = state
         self.uri = f"http://127.0.0.1:{self.env['POKEWATCH_MLFLOW_PORT']}"
 
     def script(self, action: str) -> str:
         proc = subprocess.run(
-            ["bash", str(SCRIPT), action],
+            [str(SCRIPT.relative_to(ROOT)), action],
+            cwd=ROOT,
             env=self.env,
             capture_output=True,
             text=True,

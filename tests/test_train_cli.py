@@ -103,12 +103,14 @@ def test_logged_metrics_equal_the_library_result(run_cli, store, tmp_path):
     assert run.data.params["window_size"] == "4"
 
 
-def test_tracking_uri_from_dotenv(run_cli, store, tmp_path):
+def test_tracking_uri_from_dotenv(run_cli, store, tmp_path, monkeypatch):
+    monkeypatch.delenv("UV", raising=False)  # not started by uv: a plain mlflow command
     db = tmp_path / "from_dotenv.db"
     (tmp_path / ".env").write_text(f"MLFLOW_TRACKING_URI=sqlite:///{db}\n")
     result = run_cli("train", "--data-path", str(_small(tmp_path)))
     assert result.exit_code == 0, result.stderr
     assert len(all_runs(f"sqlite:///{db}")) == 1
+    assert f"Open the MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}" in result.stdout
 
 
 def test_environment_variable_beats_dotenv(run_cli, store, tmp_path, monkeypatch):
@@ -221,7 +223,8 @@ def _small(directory: Path) -> Path:
     return path
 
 
-def test_nixtla_style_columns(run_cli, store, tmp_path):
+def test_nixtla_style_columns(run_cli, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("UV", "/usr/bin/uv")  # as `uv run pokewatch train` sets it
     data = make_panel().rename(columns={"card_id": "unique_id", "date": "ds", "market_price": "y"})
     path = tmp_path / "nixtla.parquet"
     data.to_parquet(path)
@@ -237,6 +240,15 @@ def test_nixtla_style_columns(run_cli, store, tmp_path):
         "ds",
         "--price-col",
         "y",
+        "--metric",
+        "rmse",
+        "--metric",
+        "mape",
     )
     assert result.exit_code == 0, result.stderr
-    assert pd.notna(all_runs(store)[0].data.metrics["rmse"])
+    (run,) = all_runs(store)
+    assert set(run.data.metrics) == {"rmse", "mape"} and pd.notna(run.data.metrics["rmse"])
+    # no signal-quality section for a run that computed none of its figures
+    assert "Signal quality" not in result.stdout and "Sharpe" not in result.stdout
+    # under uv, the printed hint is a command that works when pasted
+    assert f"Open the MLflow UI: uv run mlflow ui --backend-store-uri {store}" in result.stdout

@@ -1,0 +1,75 @@
+"""The command line's own surface: help, examples, listings (no MLflow run needed)."""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+import pytest
+
+from pokewatch_core.cli import cli
+
+COMMANDS = sorted(cli.commands)
+
+
+def test_bare_pokewatch_prints_the_normal_help(run_cli):
+    bare = run_cli()
+    assert bare.exit_code == 0 and bare.stderr == ""
+    assert bare.stdout == run_cli("--help").stdout
+    assert bare.stdout.startswith("Usage: pokewatch")
+    assert all(name in bare.stdout for name in COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_has_help_text(name):
+    command = cli.commands[name]
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help and param.help.strip(), f"{name} {param.opts[0]} has no help"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_subcommand_help_ends_with_one_valid_example(run_cli, name):
+    result = run_cli(name, "--help")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.rstrip().splitlines()
+    assert lines[-2].strip() == "Example:", result.stdout
+    assert result.stdout.count("Example:") == 1
+    words = shlex.split(lines[-1])
+    assert words[:2] == ["pokewatch", name]
+    # the example parses: options and arguments the command really has
+    command = cli.commands[name]
+    with command.make_context(name, words[2:], resilient_parsing=False) as ctx:
+        assert ctx.command is command
+
+
+@pytest.mark.parametrize("kind", ["models", "metrics", "policies"])
+def test_component_listings_are_aligned_columns(run_cli, kind):
+    result = run_cli(kind)
+    assert result.exit_code == 0, result.stderr
+    header, *rows = result.stdout.rstrip("\n").splitlines()
+    assert header.split() == ["name", "parameters", "description"]
+    params_at, description_at = header.index("parameters"), header.index("description")
+    assert rows
+    for row in rows:
+        # every cell starts exactly at its column: the character before it is a space
+        for start in (params_at, description_at):
+            if len(row) > start and row[start] != " ":
+                assert row[start - 1] == " ", (row, start)
+        if row[:params_at].strip():  # a component's first line carries its description
+            assert row[description_at] != " " and row[description_at - 1] == " "
+        else:  # a further parameter of the component above, in the parameters column
+            assert row[params_at] != " " and len(row) <= description_at
+        assert row[params_at:description_at].strip() == "" or row[params_at] != " "
+
+
+def test_listing_shows_each_parameter_with_type_and_default(run_cli):
+    from pokewatch_core import get_plugins
+
+    lines = run_cli("models").stdout.splitlines()
+    cls = get_plugins().models.get("baseline_moving_average")
+    specs = cls.param_specs()
+    start = next(i for i, line in enumerate(lines) if line.startswith("baseline_moving_average "))
+    block = lines[start : start + len(specs)]
+    for line, spec in zip(block, specs.values(), strict=True):
+        assert f"{spec.name}: {spec.type_name} = {spec.default!r}" in line

@@ -1,0 +1,136 @@
+"""The commands README.md and docs/ print, run as printed (in a scratch folder)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SHARED_DATA, all_runs, environment_with_installed_plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_blocks(doc: str, language: str) -> list[str]:
+    """The fenced code blocks of ``language`` in a Markdown file of the checkout."""
+    text = (ROOT / doc).read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def commands(block: str, prefix: str) -> list[str]:
+    """The lines of a shell block that start with ``prefix`` (continuations joined, trailing
+    comments dropped)."""
+    joined = block.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line.startswith(prefix):
+            out.append(" ".join(shlex.split(line, comments=True)))
+    return out
+
+
+def pokewatch_args(command: str) -> list[str]:
+    words = shlex.split(command)
+    assert words[:3] == ["uv", "run", "pokewatch"], command
+    return words[3:]
+
+
+@pytest.fixture
+def scratch(store, tmp_path):
+    """The working directory of the commands: a scratch folder with MLflow's default store
+    (./mlflow.db) and the checkout's vendored snapshots at tests/data/raw."""
+    shutil.copytree(SHARED_DATA, tmp_path / "tests" / "data" / "raw")
+    return tmp_path
+
+
+def test_user_guide_features_example_as_printed(run_cli, scratch):
+    (block,) = [b for b in code_blocks("docs/user-guide.md", "bash") if "features" in b]
+    lines = commands(block, "uv run")
+    assert len(lines) == 3, lines
+    features, module, train = lines
+    assert not (scratch / "data").exists()  # a fresh checkout has no data/ folder
+    result = run_cli(*pokewatch_args(features))
+    assert result.exit_code == 0, result.stderr
+    processed = pd.read_parquet(scratch / "data" / "processed.parquet")
+    assert len(processed) == 30
+    words = shlex.split(module)
+    assert words[:5] == ["uv", "run", "python", "-m", "pokewatch_core.features"]
+    proc = subprocess.run(
+        [sys.executable, *words[3:]], cwd=scratch, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    as_csv = pd.read_csv(scratch / "data" / "processed.csv", dtype={"card_id": str})
+    assert as_csv["market_price"].tolist() == processed["market_price"].tolist()
+    result = run_cli(*pokewatch_args(train))
+    assert result.exit_code == 0, result.stderr
+    (run,) = all_runs(f"sqlite:///{scratch / 'mlflow.db'}")
+    assert run.data.metrics["dataset_size"] == 20
+
+
+@pytest.mark.slow
+def test_readme_train_examples_as_printed(run_cli, scratch):
+    block = next(b for b in code_blocks("README.md", "bash") if "sample-data" in b)
+    lines = commands(block, "uv run pokewatch")
+    assert len(lines) == 8, lines
+    ranking = None
+    for line in lines:
+        args = pokewatch_args(line)
+        if "RUN_ID" in args:  # the ids the ranking printed, as its comment says
+            assert ranking is not None
+            ids = [row.split()[1] for row in ranking.splitlines()[3:5]]
+            args = [ids.pop(0) if a == "RUN_ID" else a for a in args]
+        result = run_cli(*args)
+        assert result.exit_code == 0, f"{line}\n{result.stderr}"
+        if args[:1] == ["compare"] and "--metric" in args:
+            ranking = result.stdout
+    assert "param.window_size" in result.stdout  # the side-by-side view of two runs
+    runs = all_runs(f"sqlite:///{scratch / 'mlflow.db'}")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    names = {r.info.run_name for r in runs}
+    assert "ma5" in names
+
+
+@pytest.mark.slow
+def test_plugin_author_flow_in_a_new_folder(tmp_path):
+    """docs/plugins.md, "From an empty folder, with uv": a new project beside the checkout
+    (../pokewatch), its files as printed, then the printed commands."""
+    (block,) = [b for b in code_blocks("docs/plugins.md", "bash") if "mkdir my-plugin" in b]
+    (pyproject,) = [b for b in code_blocks("docs/plugins.md", "toml") if "[project]" in b]
+    plugin = next(
+        b for b in code_blocks("docs/plugins.md", "python") if "# my_plugin/plugin.py" in b
+    )
+    (tmp_path / "pokewatch").symlink_to(ROOT, target_is_directory=True)
+    assert block.splitlines()[0] == "mkdir my-plugin && cd my-plugin"
+    project = tmp_path / "my-plugin"
+    (project / "my_plugin").mkdir(parents=True)
+    (project / "my_plugin" / "__init__.py").write_text("")
+    (project / "my_plugin" / "plugin.py").write_text(plugin)
+    (project / "pyproject.toml").write_text(pyproject)
+    env = {
+        k: v
+        for k, v in environment_with_installed_plugins().items()
+        if not k.startswith(("MLFLOW_", "VIRTUAL_ENV", "UV_PROJECT"))
+    }
+    lines = commands(block, "uv run")
+    assert lines == [
+        "uv run pokewatch plugins",
+        "uv run pokewatch train --model last_price -p lag=2",
+    ]
+    outputs = []
+    for line in lines:
+        proc = subprocess.run(
+            shlex.split(line), cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        outputs.append(proc.stdout)
+    assert "last_price" in outputs[0] and "my-plugin 0.1.0" in outputs[0]
+    (run,) = all_runs(f"sqlite:///{project / 'mlflow.db'}")
+    assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
+    assert (project / ".venv").is_dir() and not os.path.exists(ROOT / "my-plugin")
