@@ -30,23 +30,24 @@ FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
 CHUNK_ROWS = 1 << 20
 
 _lock = threading.Lock()
-_known: dict[int, tuple[weakref.ref[Any], Any]] = {}
+# id(owner) -> (weak reference to the owner, value); one table per kind of value
+_baselines: dict[int, tuple[weakref.ref[Any], Any]] = {}
 
 
-def _cached(owner: Any, make: Any) -> Any:
+def _cached(known: dict[int, tuple[weakref.ref[Any], Any]], owner: Any, make: Any) -> Any:
     """``make()``, once per live ``owner`` object (forgotten when the owner dies)."""
     key = id(owner)
     with _lock:
-        entry = _known.get(key)
+        entry = known.get(key)
     if entry is not None and entry[0]() is owner:
         return entry[1]
     value = make()
 
-    def drop(_: object, known: dict[int, Any] = _known) -> None:
+    def drop(_: object) -> None:
         known.pop(key, None)  # atomic on a dict; may run while the interpreter shuts down
 
     with _lock:
-        _known[key] = (weakref.ref(owner, drop), value)
+        known[key] = (weakref.ref(owner, drop), value)
     return value
 
 
@@ -103,13 +104,14 @@ class NaiveBaseline:
 
     def __init__(self, history: pd.DataFrame) -> None:
         self.history = history
+        self._sums_by_frame: dict[int, tuple[weakref.ref[Any], Any]] = {}
 
     @classmethod
     def of(cls, history: pd.DataFrame) -> NaiveBaseline:
         """The baseline of ``history`` (``card_id, date, market_price`` and an optional boolean
         ``fitting``; without it every row is a fitting row), one per history frame however
         many metrics ask."""
-        baseline: NaiveBaseline = _cached(history, lambda: cls(history))
+        baseline: NaiveBaseline = _cached(_baselines, history, lambda: cls(history))
         return baseline
 
     @cached_property
@@ -144,7 +146,7 @@ class NaiveBaseline:
     def sums(self, frame: pd.DataFrame) -> NaiveSums:
         """The sums of the relative metrics over ``frame`` (an evaluation frame), once per
         frame."""
-        sums: NaiveSums = _cached(frame, lambda: self._sums(frame))
+        sums: NaiveSums = _cached(self._sums_by_frame, frame, lambda: self._sums(frame))
         return sums
 
     def _own_rows(self, frame: pd.DataFrame) -> bool:
