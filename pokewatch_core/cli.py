@@ -220,6 +220,155 @@ def train(
         )
 
 
+@cli.command(
+    epilog=example(
+        "pokewatch sweep -p window_size=3,5,7,14 -p buy_threshold_pct=0.05:0.20:0.05 --jobs 2"
+    )
+)
+@click.option(
+    "--model",
+    default="baseline_moving_average",
+    show_default=True,
+    help="Model to evaluate (see 'pokewatch plugins').",
+)
+@click.option(
+    "--data-path",
+    "--data_path",
+    "data_path",
+    default=None,
+    help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
+)
+@experiment_option("MLflow experiment of the parent and child runs, created if missing.")
+@click.option("--run-name", "--run_name", "run_name", default=None, help="Parent run name.")
+@click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUES",
+    help="A parameter and its values: V1,V2,... (a list), START:STOP:STEP (an inclusive "
+    "range) or one value.",
+)
+@click.option(
+    "--grid",
+    "grid_file",
+    default=None,
+    metavar="FILE",
+    help="TOML or YAML file of parameters: a value, a list, or {start, stop, step}.",
+)
+@click.option(
+    "--metric",
+    default="rmse",
+    show_default=True,
+    metavar="NAME",
+    help="Metric that picks the best combination, in its own direction (rmse: smallest).",
+)
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=256),
+    help="Combinations evaluated in parallel (processes).",
+)
+@click.option(
+    "--log-models",
+    type=click.Choice(["best", "all"]),
+    default="best",
+    show_default=True,
+    help="Which child runs get plots, tables and the model.",
+)
+@click.option(
+    "--test-start",
+    default=None,
+    metavar="DATE",
+    help="Fit on rows before DATE; score only rows on or after it.",
+)
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
+@tracking_uri_option
+@click.option("--id-col", default=None, help="Column holding the card id.")
+@click.option("--date-col", default=None, help="Column holding the date.")
+@click.option("--price-col", default=None, help="Column holding the market price.")
+def sweep(
+    model: str,
+    data_path: str | None,
+    experiment_name: str,
+    run_name: str | None,
+    policy: str,
+    params: tuple[str, ...],
+    grid_file: str | None,
+    metric: str,
+    jobs: int,
+    log_models: str,
+    test_start: str | None,
+    tags: tuple[str, ...],
+    tracking_uri: str | None,
+    id_col: str | None,
+    date_col: str | None,
+    price_col: str | None,
+) -> None:
+    """Evaluate every combination of parameter values: one parent run, a child run each."""
+    from pokewatch_core.data import load_prices
+    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.sample_data import embedded_sample_path
+    from pokewatch_core.sweep import SweepPlan, combinations, parse_values, read_grid
+    from pokewatch_core.tracking import check_reachable, resolve_tracking_uri
+    from pokewatch_core.tracking_sweep import log_sweep
+
+    grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
+    for key, text in _pairs(params, "-p").items():
+        grid[key] = parse_values(key, text)
+    if metric not in get_plugins().metrics:
+        valid = ", ".join(get_plugins().metrics.names())
+        raise ConfigError(f"--metric {metric!r}: no such metric (valid: {valid})")
+    fixed = {k: v[0] for k, v in grid.items() if len(v) == 1}
+    swept = {k: v for k, v in grid.items() if len(v) > 1}
+    check_reachable(resolve_tracking_uri(tracking_uri))
+    path = data_path or str(embedded_sample_path())
+    table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
+    plan = SweepPlan(table, model, policy, None, fixed, combinations(swept), test_start)
+    plan.check()  # every combination builds: a bad value stops here, before any run
+    if plan.test_start is not None:
+        plan.evaluate(0)  # a test start after the data fails here, not after the parent run
+    greater = get_plugins().metrics.get(metric).greater_is_better
+
+    live = sys.stderr.isatty()
+    step = max(1, -(-len(plan.combos) // 10))  # in a log: about ten lines
+
+    def progress(done: int, total: int) -> None:
+        if live:
+            click.echo(f"\r{done}/{total} combinations", nl=done == total, err=True)
+        elif done % step == 0 or done == total:
+            click.echo(f"{done}/{total} combinations", err=True)
+
+    outcome = log_sweep(
+        plan,
+        metric=metric,
+        greater_is_better=greater,
+        jobs=jobs,
+        experiment_name=experiment_name,
+        run_name=run_name or None,
+        tags=_pairs(tags, "--tag"),
+        data_source=path,
+        tracking_uri=tracking_uri,
+        log_models=log_models,
+        progress=progress,
+    )
+    assert outcome.table is not None
+    shown = outcome.table.head(10)
+    columns = ["rank", "trial", *[k for k in swept], metric]
+    click.echo(
+        f"Swept {len(plan.combos)} combinations of {model} with policy {policy}; best by "
+        f"{metric} ({'largest' if greater else 'smallest'} first):"
+    )
+    click.echo(shown[columns].to_string(index=False))
+    best_id = outcome.child_run_ids[outcome.best.number]
+    click.echo(
+        f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
+        f"'{outcome.experiment_name}' at {outcome.tracking_uri}"
+    )
+
+
 def _reports_signal_quality(result: Any) -> bool:
     """Whether the run computed any figure of the signal-quality section (not with, say,
     ``--metric rmse --metric mape``)."""

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ class Trial:
     number: int
     params: dict[str, Any]
     metrics: dict[str, float]
+    logged_params: dict[str, str] = field(default_factory=dict)  # as a run logs them
 
 
 @dataclass
@@ -198,7 +199,8 @@ class SweepPlan:
 
 def _trial(plan: SweepPlan, number: int) -> Trial:
     result = plan.evaluate(number)
-    return Trial(number, plan.params(number), dict(result.metrics))
+    logged = {k: str(v) for k, v in result.params.items()}
+    return Trial(number, plan.params(number), dict(result.metrics), logged)
 
 
 _PLAN: SweepPlan | None = None  # the plan a forked worker inherited
