@@ -199,7 +199,7 @@ def log_sweep(
 
 def _end_quietly(client: Any, run_id: str, status: str) -> None:
     try:
-        client.set_terminated(run_id, status)
+        _retry(client.set_terminated, run_id, status)
     except Exception as exc:  # the store may be what failed; the message says so
         print(f"pokewatch: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 import pokewatch_core as pw
@@ -143,3 +144,140 @@ def test_ranking_follows_the_metric_direction(plan):
     skill = ranking(trials, "skill_vs_naive", True)
     assert list(skill["skill_vs_naive"]) == sorted(skill["skill_vs_naive"], reverse=True)
     assert list(rmse.columns[:4]) == ["rank", "trial", "window_size", "policy.buy_threshold_pct"]
+
+
+# --- the command: runs read back from the store ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One `pokewatch sweep` over 2 x 2 combinations into a fresh store."""
+    import os
+
+    from pokewatch_core.cli import main
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'store.db'}"
+    saved = dict(os.environ)
+    try:
+        with pytest.raises(SystemExit) as done:
+            main(
+                [
+                    "sweep",
+                    "-p",
+                    "window_size=2,5",
+                    "-p",
+                    "buy_threshold_pct=0.05:0.10:0.05",
+                    "-p",
+                    "fee_pct=0.01",
+                    "--metric",
+                    "skill_vs_naive",
+                    "--tracking-uri",
+                    uri,
+                    "--experiment-name",
+                    "sweeps",
+                    "--run-name",
+                    "grid",
+                ]
+            )
+        assert done.value.code == 0
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return uri
+
+
+def test_parent_and_children_are_read_back(swept):
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import artifact_paths
+
+    client = MlflowClient(tracking_uri=swept)
+    experiment = client.get_experiment_by_name("sweeps")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("pokewatch.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4 and len(runs) == 5
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    combos = {(c.data.params["window_size"], c.data.params["buy_threshold_pct"]) for c in children}
+    assert combos == {("2", "0.05"), ("2", "0.1"), ("5", "0.05"), ("5", "0.1")}
+    assert all(c.data.params["fee_pct"] == "0.01" for c in children)
+    for child in children:  # every metric, equal to the combination's own evaluation
+        alone = pw.evaluate(
+            "baseline_moving_average",
+            pw.embedded_sample_path(),
+            params={k: child.data.params[k] for k in ("window_size", "buy_threshold_pct")}
+            | {"fee_pct": "0.01"},
+        )
+        for name, value in alone.metrics.items():
+            got = child.data.metrics.get(name, math.nan)
+            assert got == pytest.approx(value, nan_ok=True), name
+    best_id = parent.data.tags["pokewatch.best_run_id"]
+    # greater is better; a tie goes to the earlier combination
+    best = max(
+        children,
+        key=lambda c: (c.data.metrics["skill_vs_naive"], -int(c.data.tags["pokewatch.trial"])),
+    )
+    assert best.info.run_id == best_id
+    assert parent.data.metrics["skill_vs_naive"] == best.data.metrics["skill_vs_naive"]
+    assert json_grid(parent) == {"window_size": ["2", "5"], "buy_threshold_pct": ["0.05", "0.1"]}
+    parent_files = artifact_paths(client, parent.info.run_id)
+    assert parent_files == {
+        "tables/sweep.csv",
+        "plots/sweep_window_size.png",
+        "plots/sweep_buy_threshold_pct.png",
+    }
+    assert "plots/strategy_equity_curve.png" in artifact_paths(client, best_id)
+    others = [c for c in children if c.info.run_id != best_id]
+    assert all(not artifact_paths(client, c.info.run_id) for c in others)
+    models = client.search_logged_models([experiment.experiment_id])
+    assert [m.source_run_id for m in models] == [best_id]
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "tables/sweep.csv"))
+    assert table.loc[0, "run_id"] == best_id and list(table["rank"]) == [1, 2, 3, 4]
+
+
+def json_grid(run) -> dict:
+    import json
+
+    return json.loads(run.data.params["grid"])
+
+
+def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pokewatch_core",
+            "sweep",
+            "-p",
+            "window_size=1:80:1",
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_LOGGING_LEVEL": "ERROR"},
+    )
+    # progress lines say when children are done; the store is read only after the process ends
+    # (a second connection while it creates the store would race its migrations)
+    first = proc.stderr.readline()
+    assert "/80 combinations" in first, first + proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    client = MlflowClient(tracking_uri=uri)
+    assert proc.returncode != 0, err
+    runs = client.search_runs(["0", "1"])
+    statuses = {r.data.tags.get("pokewatch.sweep"): set() for r in runs}
+    for r in runs:
+        statuses[r.data.tags.get("pokewatch.sweep")].add(r.info.status)
+    assert statuses["parent"] == {"KILLED"}, err
+    assert statuses["child"] <= {"FINISHED", "KILLED"} and "FINISHED" in statuses["child"]
+    assert "RUNNING" not in {r.info.status for r in runs}
