@@ -1,0 +1,250 @@
+"""``pokewatch gate``: re-score the champion on the candidate's data, apply the rules, and move
+the alias only when every rule passes.
+
+The candidate is a ``pokewatch train`` run. The champion is a registered model version named
+by ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``); its model and parameters are rebuilt
+from the state it logged (``pokewatch_model.json``), and it is evaluated on the candidate run's
+data set with the candidate's policy, metrics and test start, so both sides are scored alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pokewatch_core.errors import ConfigError
+from pokewatch_core.gate import Rule, Verdict, check_rules
+from pokewatch_core.tracking import _full_run_id, _retry, check_reachable, resolve_tracking_uri
+
+GATE_TAG = "pokewatch.gate"
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+RUN_PARAMS = ("model_type", "policy", "test_start")
+
+
+@dataclass
+class GateReport:
+    """The outcome of a gate."""
+
+    candidate_run_id: str
+    model_name: str
+    alias: str | None
+    champion_version: str | None  # None: no champion yet
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    verdicts: list[Verdict]
+    promoted_version: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether every rule passed."""
+        return all(v.passed for v in self.verdicts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {
+            "candidate_run_id": self.candidate_run_id,
+            "model": self.model_name,
+            "alias": self.alias,
+            "champion_version": self.champion_version,
+            "passed": self.passed,
+            "promoted_version": self.promoted_version,
+            "rules": [
+                {
+                    "rule": v.rule.text,
+                    "metric": v.rule.metric,
+                    "candidate": _json_number(v.candidate),
+                    "champion": _json_number(v.champion),
+                    "threshold": _json_number(v.threshold),
+                    "passed": v.passed,
+                    "note": v.note,
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+def _json_number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``(name, alias, version)`` of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
+    match = _MODEL_URI.match(uri.strip())
+    if not match:
+        raise ConfigError(
+            f"--champion {uri!r}: expected models:/NAME@ALIAS (e.g. models:/cards@champion) "
+            "or models:/NAME/VERSION"
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+def _champion_version(client: Any, name: str, alias: str | None, version: str | None) -> Any:
+    """The registered version the URI names, or None when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise
+
+
+def _data_path(run: Any) -> str:
+    """The local file the candidate run evaluated (its dataset input's source)."""
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    if not inputs:
+        raise ConfigError(f"run {run.info.run_id} has no dataset input: is it a pokewatch run?")
+    source = inputs[0].dataset.source
+    try:
+        location = json.loads(source)
+        path = location.get("uri") or location.get("path") or ""
+    except (ValueError, AttributeError):
+        path = source
+    path = str(path).removeprefix("file://")
+    if not path or not Path(path).is_file():
+        raise ConfigError(
+            f"run {run.info.run_id} evaluated {path or source!r}, which is not a file here"
+        )
+    return path
+
+
+def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
+    """The candidate's logged values of ``cls``'s parameters (``prefix.key`` first)."""
+    specs = cls.param_specs()
+    out = {k: params[k] for k in specs if k in params}
+    out.update({k: params[f"{prefix}.{k}"] for k in specs if f"{prefix}.{k}" in params})
+    return out
+
+
+def _rescore_champion(
+    client: Any, version: Any, candidate: Any, data_path: str, metric_names: list[str]
+) -> dict[str, float]:
+    import mlflow
+
+    from pokewatch_core.data import load_prices
+    from pokewatch_core.evaluation import evaluate_prepared
+    from pokewatch_core.plugins import get_plugins
+
+    model_uri = f"models:/{version.name}/{version.version}"
+    folder = Path(_retry(mlflow.artifacts.download_artifacts, artifact_uri=model_uri))
+    state = folder / "artifacts" / "pokewatch_model.json"
+    if not state.is_file():
+        raise ConfigError(f"{model_uri} is not a model logged by pokewatch (no {state.name})")
+    config = json.loads(state.read_text())
+    plugins = get_plugins()
+    model = plugins.models.get(config["model"]["name"]).from_params(config["model"]["params"])
+    params = dict(candidate.data.params)
+    policy_cls = plugins.policies.get(params.get("policy", "threshold"))
+    policy = policy_cls.from_params(_filtered(policy_cls, params, "policy"))
+    metrics = {}
+    for name in metric_names:
+        cls = plugins.metrics.get(name)
+        given = _filtered(cls, params, name)
+        if cls.param_specs().get("periods_per_year") and "periods_per_year" in given:
+            given.pop("periods_per_year")  # logged as inferred: infer again on the same data
+        metrics[name] = cls.from_params(given)
+    table = load_prices(data_path)
+    result = evaluate_prepared(table, model, policy, metrics, params.get("test_start"))
+    return dict(result.metrics)
+
+
+def run_gate(
+    candidate: str,
+    champion_uri: str,
+    rules: list[Rule],
+    *,
+    promote: bool = False,
+    tracking_uri: str | None = None,
+) -> GateReport:
+    """Compare the candidate run with the champion (see the module docstring); with
+    ``promote``, point the champion's alias at the candidate's version when every rule
+    passes. The verdict is recorded as tags on the candidate run (and its model version)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.plugins import get_plugins
+
+    if not rules:
+        raise ConfigError("give at least one --rule, e.g. --rule 'rmse<=1.02*champion'")
+    name, alias, version_number = parse_model_uri(champion_uri)
+    if promote and alias is None:
+        raise ConfigError("--promote moves an alias: name the champion as models:/NAME@ALIAS")
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    run = _retry(client.get_run, _full_run_id(client, candidate))
+    run_id = run.info.run_id
+    installed = set(get_plugins().metrics.names())
+    metric_names = [m for m in run.data.metrics if m in installed]
+    candidate_metrics = {m: float(run.data.metrics[m]) for m in metric_names}
+    verdict_metrics = dict(candidate_metrics)
+    champion = _champion_version(client, name, alias, version_number)
+    champion_metrics = None
+    if champion is not None:
+        data_path = _data_path(run)
+        champion_metrics = _rescore_champion(client, champion, run, data_path, metric_names)
+    verdicts = check_rules(rules, verdict_metrics, champion_metrics)
+    report = GateReport(
+        run_id,
+        name,
+        alias,
+        None if champion is None else str(champion.version),
+        candidate_metrics,
+        champion_metrics,
+        verdicts,
+    )
+    candidate_version = _candidate_version(client, name, run_id)
+    if promote and report.passed:
+        if candidate_version is None:
+            candidate_version = _register(client, name, run)
+        assert alias is not None
+        _retry(client.set_registered_model_alias, name, alias, candidate_version.version)
+        report.promoted_version = str(candidate_version.version)
+    tags = {
+        GATE_TAG: "passed" if report.passed else "failed",
+        f"{GATE_TAG}.champion": f"{name}/{report.champion_version}"
+        if report.champion_version
+        else "none",
+        f"{GATE_TAG}.rules": "; ".join(r.text for r in rules)[:5000],
+    }
+    for key, value in tags.items():
+        _retry(client.set_tag, run_id, key, value)
+        if candidate_version is not None:
+            _retry(client.set_model_version_tag, name, candidate_version.version, key, value)
+    return report
+
+
+def _logged_model_id(client: Any, run: Any) -> str:
+    models = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    if not models:
+        raise ConfigError(f"run {run.info.run_id} logged no model to promote")
+    return str(models[0].model_id)
+
+
+def _candidate_version(client: Any, name: str, run_id: str) -> Any:
+    """The version of registered model ``name`` logged by run ``run_id``, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def _register(client: Any, name: str, run: Any) -> Any:
+    import mlflow
+
+    model_id = _logged_model_id(client, run)
+    return _retry(mlflow.register_model, f"models:/{model_id}", name)

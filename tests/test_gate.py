@@ -1,0 +1,117 @@
+"""`pokewatch gate` end to end against a temporary store: train -> gate -> promote, as the CI
+workflow of docs/ci.md runs it. A better candidate is promoted, a worse one refused with exit 3
+and the alias unchanged; the first candidate passes; bad rules are usage errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+def _train(run_cli, store, window):
+    out = run_cli(
+        "train",
+        "-p",
+        f"window_size={window}",
+        "--register-model",
+        "cards",
+        "--alias",
+        "candidate",
+        "--tracking-uri",
+        store,
+    )
+    assert out.exit_code == 0, out.stderr
+    return re.search(r"Run ([0-9a-f]{32})", out.stdout)[1]
+
+
+def _champion_version(store):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=store).get_model_version_by_alias("cards", "champion")
+
+
+def test_train_gate_promote_sequence(run_cli, store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    gate = ["gate", "--champion", "models:/cards@champion", "--tracking-uri", store]
+
+    first = _train(run_cli, store, 5)
+    out = run_cli(*gate, "--candidate", first[:10], "--rule", "rmse<=1.02*champion", "--promote")
+    assert out.exit_code == 0, out.stderr
+    assert "pass (no champion yet)" in out.stdout
+    assert _champion_version(store).run_id == first
+    assert client.get_run(first).data.tags["pokewatch.gate"] == "passed"
+
+    better = _train(run_cli, store, 3)  # the 3-day mean beats the 5-day one on the sample
+    out = run_cli(
+        *gate,
+        "--candidate",
+        better,
+        "--rule",
+        "rmse<=champion",
+        "--rule",
+        "skill_vs_naive>=-1",
+        "--promote",
+        "--json",
+    )
+    assert out.exit_code == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["passed"] and report["champion_version"] == "1"
+    rmse = report["rules"][0]
+    # the champion is re-scored on the candidate's data: its value is its own run's rmse
+    assert rmse["champion"] == pytest.approx(client.get_run(first).data.metrics["rmse"])
+    assert rmse["candidate"] == pytest.approx(client.get_run(better).data.metrics["rmse"])
+    promoted = _champion_version(store)
+    assert promoted.run_id == better and report["promoted_version"] == str(promoted.version)
+    assert client.get_model_version("cards", promoted.version).tags["pokewatch.gate"] == "passed"
+
+    worse = _train(run_cli, store, 14)
+    out = run_cli(*gate, "--candidate", worse, "--rule", "rmse<=1.02*champion", "--promote")
+    assert out.exit_code == 3, out.stderr
+    assert "FAIL" in out.stdout and "unchanged" in out.stdout
+    assert _champion_version(store).run_id == better  # the alias did not move
+    assert client.get_run(worse).data.tags["pokewatch.gate"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def one_candidate(tmp_path_factory):
+    """A store with one trained run (trained in-process; MLflow's variables restored)."""
+    import os
+
+    from pokewatch_core.cli import main
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('gate') / 'store.db'}"
+    saved = dict(os.environ)
+    try:
+        with pytest.raises(SystemExit) as done:
+            main(["train", "--tracking-uri", uri, "--metric", "rmse"])
+        assert done.value.code == 0
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    from mlflow.tracking import MlflowClient
+
+    (run,) = MlflowClient(tracking_uri=uri).search_runs(["1"])
+    return uri, run.info.run_id
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rule", "rmse<="], "rule 'rmse<='"),
+        (["--rule", "rmse~1"], "METRIC OP VALUE"),
+        ([], "at least one --rule"),
+        (["--rule", "nope<=1"], "no metric 'nope'"),
+        (["--rule", "rmse<=1", "--champion", "runs:/x/model"], "models:/NAME@ALIAS"),
+        (["--rule", "rmse<=1", "--champion", "models:/cards/3", "--promote"], "moves an alias"),
+    ],
+)
+def test_bad_usage_is_exit_2_in_one_line(args, needle, one_candidate, run_cli):
+    uri, candidate = one_candidate
+    champion = [] if "--champion" in args else ["--champion", "models:/cards@champion"]
+    out = run_cli("gate", "--candidate", candidate, "--tracking-uri", uri, *champion, *args)
+    assert out.exit_code == 2 and needle in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
