@@ -28,12 +28,15 @@ if TYPE_CHECKING:
     from pokewatch_core.naive import NaiveBaseline, NaiveSums
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
+    from pokewatch_core.sweep import SweepResult, run_sweep
     from pokewatch_core.tracking import log_evaluation
     from pokewatch_core.tracking_evaluator import mlflow_metrics
 
 _LAZY = {
     "evaluate": "pokewatch_core.evaluation",
     "score_predictions": "pokewatch_core.evaluation",
+    "run_sweep": "pokewatch_core.sweep",
+    "SweepResult": "pokewatch_core.sweep",
     "mlflow_metrics": "pokewatch_core.tracking_evaluator",
     "EvaluationResult": "pokewatch_core.evaluation",
     "load_prices": "pokewatch_core.data",
@@ -64,6 +67,7 @@ __all__ = [
     "PokeWatchError",
     "PriceIndex",
     "SignalPolicy",
+    "SweepResult",
     "TrackingError",
     "__version__",
     "backtest",
@@ -80,6 +84,7 @@ __all__ = [
     "read_table",
     "register_plugin",
     "reload_plugins",
+    "run_sweep",
     "score_predictions",
     "signal_quality",
     "unregister_plugin",

@@ -264,3 +264,65 @@ def ranking(trials: Sequence[Trial], metric: str, greater_is_better: bool | None
     )
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
+
+
+@dataclass
+class SweepResult:
+    """What ``run_sweep`` returns: every trial, the ranking table, the best trial, and the
+    parent run's id when the sweep was logged."""
+
+    trials: list[Trial]
+    table: pd.DataFrame
+    best: Trial
+    parent_run_id: str | None = None
+    child_run_ids: dict[int, str] = field(default_factory=dict)
+
+
+def run_sweep(
+    model: str,
+    data: pd.DataFrame | str | Path,
+    grid: Mapping[str, Sequence[Any]],
+    policy: str = "threshold",
+    metrics: Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    test_start: str | None = None,
+    *,
+    metric: str = "rmse",
+    jobs: int = 1,
+    log: bool = False,
+    **log_options: Any,
+) -> SweepResult:
+    """Evaluate every combination of ``grid`` (name -> values) on ``data``, validated once.
+
+    ``params`` are fixed for every combination; ``metric`` picks the best in its own direction.
+    With ``log=True`` the sweep is logged as ``pokewatch sweep`` logs it (``log_options``:
+    ``experiment_name``, ``run_name``, ``tags``, ``tracking_uri``, ``log_models``)."""
+    from pokewatch_core.data import load_prices, prepare_prices
+    from pokewatch_core.plugins import get_plugins
+
+    table = load_prices(data) if isinstance(data, str | Path) else prepare_prices(data)
+    names = list(metrics) if metrics is not None else None
+    if metric not in (names if names is not None else get_plugins().metrics.names()):
+        raise ConfigError(f"metric {metric!r} is not computed by this sweep")
+    greater = get_plugins().metrics.get(metric).greater_is_better
+    plan = SweepPlan(
+        table, model, policy, names, dict(params or {}), combinations(grid), test_start
+    )
+    plan.check()
+    if log:
+        from pokewatch_core.tracking_sweep import log_sweep
+
+        options = {"experiment_name": "pokewatch_baseline", **log_options}
+        outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **options)
+        assert outcome.table is not None
+        return SweepResult(
+            outcome.trials,
+            outcome.table,
+            outcome.best,
+            outcome.parent_run_id,
+            outcome.child_run_ids,
+        )
+    trials = plan.run(jobs)
+    return SweepResult(
+        trials, ranking(trials, metric, greater), best_trial(trials, metric, greater)
+    )

@@ -134,3 +134,22 @@ def test_plugin_author_flow_in_a_new_folder(tmp_path):
     (run,) = all_runs(f"sqlite:///{project / 'mlflow.db'}")
     assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
     assert (project / ".venv").is_dir() and not os.path.exists(ROOT / "my-plugin")
+
+
+@pytest.mark.slow
+def test_readme_sweep_and_gate_as_printed(run_cli, scratch):
+    block = next(b for b in code_blocks("README.md", "bash") if "pokewatch sweep" in b)
+    lines = commands(block, "uv run pokewatch")
+    assert [pokewatch_args(line)[0] for line in lines] == ["sweep", "train", "gate"]
+    run_id = None
+    for line in lines:
+        args = pokewatch_args(line)
+        if "RUN_ID" in args:  # the id `train` printed, as the README says
+            args = [run_id if a == "RUN_ID" else a for a in args]
+        result = run_cli(*args)
+        assert result.exit_code == 0, f"{line}\n{result.stderr}"
+        found = re.search(r"^Run ([0-9a-f]{32}) logged", result.stdout, re.M)
+        run_id = found[1] if found else run_id
+    assert "Promoted: models:/cards@champion" in result.stdout
+    runs = all_runs(f"sqlite:///{scratch / 'mlflow.db'}")
+    assert len(runs) == 1 + 16 + 1 and all(r.info.status == "FINISHED" for r in runs)

@@ -281,3 +281,34 @@ def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
     assert statuses["parent"] == {"KILLED"}, err
     assert statuses["child"] <= {"FINISHED", "KILLED"} and "FINISHED" in statuses["child"]
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_the_library_function(tmp_path):
+    result = pw.run_sweep(
+        "baseline_moving_average",
+        pw.embedded_sample_path(),
+        {"window_size": [2, 4]},
+        params={"min_periods": 1},
+        metric="mae",
+    )
+    assert [t.params for t in result.trials] == [
+        {"min_periods": 1, "window_size": 2},
+        {"min_periods": 1, "window_size": 4},
+    ]
+    assert result.best.metrics["mae"] == min(t.metrics["mae"] for t in result.trials)
+    assert result.parent_run_id is None
+    logged = pw.run_sweep(
+        "baseline_moving_average",
+        pw.embedded_sample_path(),
+        {"window_size": [2, 4]},
+        metrics=["mae", "rmse"],
+        metric="mae",
+        log=True,
+        tracking_uri=f"sqlite:///{tmp_path / 'lib.db'}",
+        experiment_name="lib",
+    )
+    assert logged.parent_run_id and len(logged.child_run_ids) == 2
+    with pytest.raises(ConfigError, match="not computed"):
+        pw.run_sweep(
+            "baseline_moving_average", pw.embedded_sample_path(), {}, metrics=["rmse"], metric="mae"
+        )
