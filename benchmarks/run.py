@@ -15,6 +15,9 @@
 4. The logged pyfunc model's ``predict`` on 10 000 cards.
 5. Training at scale: ``pokewatch train`` on the panel against reading it and ``evaluate()``
    with the same (default) components, each a fresh process; the time of each and peak RSS.
+6. Sweep: ``pokewatch sweep`` over 24 combinations (window size x buy threshold) on the
+   embedded sample against 24 ``pokewatch train`` processes, one per combination, each into its
+   own store; every combination's metrics must be identical.
 
 Not part of the test suite: it prints numbers, it asserts only that results agree.
 """
@@ -347,6 +350,92 @@ def train_at_scale(path: Path) -> tuple[tuple[float, float], tuple[float, float]
         return evaluate_only, _timed_peak(train, tmp)
 
 
+SWEEP_WINDOWS = ("3", "5", "7", "14")
+SWEEP_BUY = "0.05:0.30:0.05"  # six values
+
+
+def sweep_vs_trainings() -> tuple[float, float, int]:
+    """Seconds of one 24-combination sweep, of 24 trainings, and the combinations compared."""
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.sweep import parse_values
+
+    buys = parse_values("buy_threshold_pct", SWEEP_BUY)
+    env = {**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep_uri = f"sqlite:///{tmp}/sweep.db"
+        train_uri = f"sqlite:///{tmp}/train.db"
+        for uri in (sweep_uri, train_uri):  # create both stores first
+            subprocess.run(
+                [str(BIN / "pokewatch"), "train", "--metric", "rmse", "--tracking-uri", uri],
+                check=True,
+                capture_output=True,
+                cwd=tmp,
+                env=env,
+            )
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                str(BIN / "pokewatch"),
+                "sweep",
+                "-p",
+                f"window_size={','.join(SWEEP_WINDOWS)}",
+                "-p",
+                f"buy_threshold_pct={SWEEP_BUY}",
+                "--tracking-uri",
+                sweep_uri,
+                "--experiment-name",
+                "bench",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+            env=env,
+        )
+        t_sweep = time.perf_counter() - start
+        start = time.perf_counter()
+        for window in SWEEP_WINDOWS:
+            for buy in buys:
+                subprocess.run(
+                    [
+                        str(BIN / "pokewatch"),
+                        "train",
+                        "-p",
+                        f"window_size={window}",
+                        "-p",
+                        f"buy_threshold_pct={buy}",
+                        "--tracking-uri",
+                        train_uri,
+                        "--experiment-name",
+                        "bench",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    cwd=tmp,
+                    env=env,
+                )
+        t_train = time.perf_counter() - start
+
+        def by_combination(uri: str, child: bool) -> dict[tuple[str, str], dict[str, float]]:
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name("bench")
+            out = {}
+            for run in client.search_runs([experiment.experiment_id], max_results=1000):
+                if child != ("mlflow.parentRunId" in run.data.tags):
+                    continue
+                key = (run.data.params["window_size"], run.data.params["buy_threshold_pct"])
+                out[key] = dict(run.data.metrics)
+            return out
+
+        swept, trained = by_combination(sweep_uri, True), by_combination(train_uri, False)
+        assert swept.keys() == trained.keys() and len(swept) == 24, (swept.keys(), trained.keys())
+        for key, metrics in trained.items():
+            for name, value in metrics.items():
+                other = swept[key][name]
+                assert value == other or (math.isnan(value) and math.isnan(other)), (key, name)
+    return t_sweep, t_train, len(swept)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards", type=int, default=20_000)
@@ -407,6 +496,14 @@ def main() -> None:
     print(
         f"   train - evaluate = {t_train - t_eval:.1f} s (goal <= 25 s); "
         f"train peak RSS {rss_train / 1024:.2f} GB (goal <= 2.5 GB)"
+    )
+
+    print("\n6. A 24-combination sweep vs 24 pokewatch train processes (embedded sample)")
+    t_sweep, t_trainings, compared = sweep_vs_trainings()
+    print(
+        f"   sweep {t_sweep:.1f} s, 24 trainings {t_trainings:.1f} s: "
+        f"{t_trainings / t_sweep:.1f}x faster (goal >= 8x); metrics identical for all "
+        f"{compared} combinations"
     )
 
 
