@@ -213,12 +213,15 @@ def train(
             f"Registered: models:/{logged.registered_model}@{alias} "
             f"(version {logged.registered_version})"
         )
+    # MLflow 3's UI opens on its GenAI view unless told this is model training
+    runs_page = f"#/experiments/{logged.experiment_id}?workflowType=machine_learning"
     if logged.tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"Open the MLflow UI: {logged.tracking_uri}")
+        click.echo(f"Open the MLflow UI: {logged.tracking_uri.rstrip('/')}/{runs_page}")
     else:
         click.echo(
             f"Open the MLflow UI: {_runner()}mlflow ui --backend-store-uri {logged.tracking_uri}"
         )
+        click.echo(f"  then the runs: http://127.0.0.1:5000/{runs_page}")
 
 
 @cli.command(

@@ -72,6 +72,14 @@ def test_experiment_and_runs_carry_kind_and_descriptions(two_trainings):
         assert f"rmse {run.data.metrics['rmse']:.6g}" in note
 
 
+def test_train_prints_the_link_to_the_runs_table(run_cli, store):
+    out = run_cli("train", "--tracking-uri", store, "--metric", "rmse")
+    assert out.exit_code == 0, out.stderr
+    assert "then the runs: http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning" in (
+        out.stdout
+    )
+
+
 def test_an_existing_experiment_without_a_kind_gets_one(tmp_path, run_cli):
     from mlflow.tracking import MlflowClient
 

@@ -312,3 +312,21 @@ def test_the_library_function(tmp_path):
         pw.run_sweep(
             "baseline_moving_average", pw.embedded_sample_path(), {}, metrics=["rmse"], metric="mae"
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-p", "window_size=1:5:0"], "step is 0"),
+        (["-p", "window_size=3,0"], "window_size"),
+        (["-p", "window_size=2,3", "--metric", "nope"], "no such metric"),
+        (["--grid", "missing.toml"], "no such file"),
+    ],
+)
+def test_bad_sweeps_are_refused_before_any_run(args, needle, run_cli, store):
+    from tests.conftest import all_runs
+
+    out = run_cli("sweep", "--tracking-uri", store, *args)
+    assert out.exit_code == 2 and needle in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert all_runs(store) == []
