@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,11 +19,15 @@ from typing import Any, TypeVar
 
 import click
 
-from pokewatch_core.errors import ConfigError, PokeWatchError
+from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
+from pokewatch_core.interrupts import terminating_signals_raise
 from pokewatch_core.version import __version__
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
 F = TypeVar("F", bound=Callable[..., Any])
+# MLflow's telemetry calls an outside host from every process (and its thread once raced the
+# environment under concurrent trainings): off unless the user set one of these themselves.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -145,13 +150,19 @@ def train(
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
-    from pokewatch_core.tracking import check_reachable, log_evaluation, resolve_tracking_uri
+    from pokewatch_core.tracking import (
+        check_reachable,
+        heal_abandoned_runs,
+        log_evaluation,
+        resolve_tracking_uri,
+    )
 
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
     # Resolve components first: a typo in --model should not wait for the data to load.
     resolve_components(model, policy, list(metrics) or None, param_values)
     check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
+    _report_healed(heal_abandoned_runs(tracking_uri), err=False)
     path = data_path or str(embedded_sample_path())
     source = data_path or "embedded sample (sv2a)"
     with StageDisplay() as display:
@@ -350,8 +361,9 @@ def compare(
 ) -> None:
     """Rank an experiment's runs by a metric, or show RUN_IDs side by side."""
     from pokewatch_core import compare as cmp
-    from pokewatch_core.tracking import get_runs, search_runs
+    from pokewatch_core.tracking import get_runs, heal_abandoned_runs, search_runs
 
+    _report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
     if run_ids:
         runs = get_runs(list(run_ids), tracking_uri)
         if as_json:
@@ -372,13 +384,31 @@ def compare(
         click.echo(cmp.ranking_table(runs, chosen))
 
 
+def _report_healed(run_ids: list[str], err: bool) -> None:
+    """Say which RUNNING runs were found abandoned (their process gone) and marked FAILED."""
+    if run_ids:
+        click.echo(
+            f"Marked {len(run_ids)} abandoned run(s) FAILED (their process on this host is "
+            f"gone; tag pokewatch.abandoned=true): {', '.join(run_ids)}",
+            err=err,
+        )
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def disable_telemetry() -> None:
+    """Turn MLflow's telemetry off in this process and its children, unless the user set
+    ``MLFLOW_DISABLE_TELEMETRY`` or ``DO_NOT_TRACK`` themselves."""
+    if not any(name in os.environ for name in TELEMETRY_OFF):
+        os.environ.update(TELEMETRY_OFF)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
+    disable_telemetry()
     debug = "--debug" in args
     logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
     if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
@@ -390,12 +420,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry otherwise
     try:
-        code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
+        with terminating_signals_raise():
+            code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("pokewatch: aborted", err=True)
-        code = 1
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns KeyboardInterrupt (and so Terminated) into Abort
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        if isinstance(cause, Terminated):
+            name = signal.Signals(cause.signum).name
+            click.echo(f"pokewatch: terminated by {name}", err=True)
+            code = 128 + cause.signum
+        elif isinstance(cause, KeyboardInterrupt):
+            click.echo("pokewatch: interrupted", err=True)
+            code = 130
+        else:
+            click.echo("pokewatch: aborted", err=True)
+            code = 1
     except click.ClickException as exc:
         click.echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
@@ -404,9 +445,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("pokewatch: interrupted", err=True)
-        code = 130
     except Exception as exc:
         if debug:
             traceback.print_exc()
