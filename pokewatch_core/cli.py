@@ -152,6 +152,7 @@ def train(
     from pokewatch_core.summary import data_overview, metrics_table, signal_quality_section
     from pokewatch_core.tracking import (
         check_reachable,
+        check_run_options,
         heal_abandoned_runs,
         log_evaluation,
         resolve_tracking_uri,
@@ -159,8 +160,16 @@ def train(
 
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
-    # Resolve components first: a typo in --model should not wait for the data to load.
+    if data_path is not None and not data_path.strip():
+        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
+    context = click.get_current_context()
+    if register_model is None and (
+        context.get_parameter_source("alias") is not click.core.ParameterSource.DEFAULT
+    ):
+        raise click.BadParameter("--alias needs --register-model")
+    # Everything is checked before the data loads and long before a run starts.
     resolve_components(model, policy, list(metrics) or None, param_values)
+    check_run_options(experiment_name, tracking_uri, register_model, alias)
     check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
     _report_healed(heal_abandoned_runs(tracking_uri), err=False)
     path = data_path or str(embedded_sample_path())
@@ -250,18 +259,19 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
 )
 @click.option("--cards", default=210, show_default=True, type=click.IntRange(min=1))
 @click.option("--days", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=151, show_default=True, type=int)
+@click.option("--seed", default=151, show_default=True, type=click.IntRange(min=0))
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
 def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None:
     """Generate a realistic synthetic sv2a price panel of any size (deterministic per seed)."""
     from datetime import date
 
-    from pokewatch_core.sample_data import write_sample
+    from pokewatch_core.sample_data import check_size, write_sample
 
     try:
         date.fromisoformat(end)
     except ValueError as exc:
         raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
+    check_size(cards, days)
     frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
     click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 

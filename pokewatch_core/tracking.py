@@ -70,6 +70,61 @@ def resolve_tracking_uri(explicit: str | None = None) -> str | None:
     return None
 
 
+# MLflow's tracking stores (a "+driver" suffix, as in postgresql+psycopg, is allowed).
+TRACKING_SCHEMES = (
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+
+
+def check_run_options(
+    experiment_name: str,
+    tracking_uri: str | None,
+    register_model: str | None,
+    alias: str,
+) -> None:
+    """Refuse, with a ``ConfigError``, the run options MLflow would only reject after a whole
+    evaluation (or halfway through logging): an empty or invalid experiment name, a tracking
+    URI of no known store, an invalid registered-model or alias name."""
+    from urllib.parse import urlparse
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    if not experiment_name.strip():
+        raise ConfigError("--experiment-name must not be empty")
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri:
+        scheme = urlparse(uri).scheme
+        if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
+            raise ConfigError(
+                f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
+                f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
+            )
+    checks: list[tuple[str, str, Callable[[str], None]]] = [
+        ("--experiment-name", experiment_name, validation._validate_experiment_name)
+    ]
+    if register_model is not None:
+        checks += [
+            ("--register-model", register_model, validation._validate_model_name),
+            ("--alias", alias, validation._validate_model_alias_name),
+            ("--alias", alias, validation._validate_model_alias_name_reserved),
+        ]
+    for option, value, check in checks:
+        try:
+            check(value)
+        except MlflowException as exc:
+            raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
+
+
 def model_artifact_name(model_name: str) -> str:
     """``baseline_model`` for the baseline, ``<model>_model`` otherwise (DESIGN §5)."""
     return "baseline_model" if model_name == "baseline_moving_average" else f"{model_name}_model"
