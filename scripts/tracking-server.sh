@@ -12,6 +12,10 @@
 # ./.tracking-server), POKEWATCH_PG_PORT (default 54329), POKEWATCH_MLFLOW_PORT (default 5001),
 # POKEWATCH_MLFLOW (the mlflow executable; default: the one on PATH).
 set -euo pipefail
+# No MLflow telemetry from the server, unless the user set the variables themselves.
+if [ -z "${MLFLOW_DISABLE_TELEMETRY+x}${DO_NOT_TRACK+x}" ]; then
+  export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+fi
 
 STATE=$(realpath -m "${POKEWATCH_SERVER_DIR:-.tracking-server}")
 PG_PORT=${POKEWATCH_PG_PORT:-54329}

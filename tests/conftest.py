@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 from hypothesis import strategies as st
 
-from pokewatch_core.cli import main
+from pokewatch_core.cli import disable_telemetry, main
+
+# Every process the tests start inherits this: no MLflow telemetry (DESIGN §5)
+disable_telemetry()
 
 # The real snapshots live in the workplace's shared/ folder beside the checkout (as in CI);
 # a checkout elsewhere points POKEWATCH_SHARED_DATA at that folder's data/raw.
