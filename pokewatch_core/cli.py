@@ -21,6 +21,7 @@ import click
 
 from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
+from pokewatch_core.terminal import printable, printable_lines
 from pokewatch_core.version import __version__
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
@@ -33,6 +34,11 @@ HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+
+
+def _echo(text: object = "", err: bool = False) -> None:
+    """``click.echo`` with control characters escaped (names come from users and plugins)."""
+    click.echo(printable_lines(text), err=err)
 
 
 def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
@@ -198,27 +204,27 @@ def train(
             register_model=register_model,
             alias=alias,
         )
-    click.echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
+    _echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
     for key, value in data_overview(result).items():
-        click.echo(f"  {key}: {value}")
-    click.echo("Metrics:")
-    click.echo(metrics_table(result.metrics))
-    click.echo(signal_quality_section(result))
-    click.echo(
+        _echo(f"  {key}: {value}")
+    _echo("Metrics:")
+    _echo(metrics_table(result.metrics))
+    _echo(signal_quality_section(result))
+    _echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
         f"{logged.tracking_uri}"
     )
     if logged.model_uri:
-        click.echo(f"Model: {logged.model_uri}")
+        _echo(f"Model: {logged.model_uri}")
     if logged.registered_version:
-        click.echo(
+        _echo(
             f"Registered: models:/{logged.registered_model}@{alias} "
             f"(version {logged.registered_version})"
         )
     if logged.tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"Open the MLflow UI: {logged.tracking_uri}")
+        _echo(f"Open the MLflow UI: {logged.tracking_uri}")
     else:
-        click.echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
+        _echo(f"Open the MLflow UI: mlflow ui --backend-store-uri {logged.tracking_uri}")
 
 
 @cli.command()
@@ -244,7 +250,7 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     from pokewatch_core.features import write_features
 
     table = write_features(raw_dir, output, set_name)
-    click.echo(
+    _echo(
         f"Wrote {output}: {len(table):,} rows, {table['card_id'].nunique():,} cards, "
         f"{table['date'].nunique():,} days"
     )
@@ -273,7 +279,7 @@ def sample_data(output: str, cards: int, days: int, seed: int, end: str) -> None
         raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
     check_size(cards, days)
     frame = write_sample(output, cards=cards, days=days, seed=seed, end=end)
-    click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
+    _echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 
 
 def _format_default(value: Any) -> str:
@@ -283,11 +289,11 @@ def _format_default(value: Any) -> str:
 def _echo_component(info: dict[str, Any], indent: str = "  ") -> None:
     if "conflict" in info:
         owners = " and ".join(info["conflict"])
-        click.echo(f"{indent}{info['kind']:<7}{info['name']}  CONFLICT: registered by {owners}")
+        _echo(f"{indent}{info['kind']:<7}{info['name']}  CONFLICT: registered by {owners}")
         return
-    click.echo(f"{indent}{info['kind']:<7}{info['name']}  {info['description']}")
+    _echo(f"{indent}{info['kind']:<7}{info['name']}  {info['description']}")
     for p in info["parameters"]:
-        click.echo(f"{indent}{'':<7}  {p['name']}: {p['type']} = {_format_default(p['default'])}")
+        _echo(f"{indent}{'':<7}  {p['name']}: {p['type']} = {_format_default(p['default'])}")
 
 
 @cli.command()
@@ -299,26 +305,26 @@ def plugins(as_json: bool, show_all: bool) -> None:
 
     report = plugins_report(include_defaults=show_all)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        _echo(json.dumps(report, indent=2, default=str))
         return
     if not report["plugins"] and not report["failed"]:
-        click.echo("No third-party plugins installed (--all shows the defaults).")
+        _echo("No third-party plugins installed (--all shows the defaults).")
     for entry in report["plugins"]:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "local"
-        click.echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
+        _echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
         for component in entry["components"]:
             _echo_component(component)
     if report["failed"]:
-        click.echo("Failed to load:")
+        _echo("Failed to load:")
         for entry in report["failed"]:
             origin = (
                 f" ({entry['distribution']} {entry['version']})" if entry["distribution"] else ""
             )
-            click.echo(f"  {entry['name']}{origin}: {entry['error']}")
+            _echo(f"  {entry['name']}{origin}: {entry['error']}")
     if report["conflicts"]:
-        click.echo("Conflicts (a name registered by several plugins cannot be used):")
+        _echo("Conflicts (a name registered by several plugins cannot be used):")
         for c in report["conflicts"]:
-            click.echo(f"  {c['kind']} '{c['name']}': {', '.join(c['plugins'])}")
+            _echo(f"  {c['kind']} '{c['name']}': {', '.join(c['plugins'])}")
 
 
 def _component_command(kind: str, title: str) -> None:
@@ -329,7 +335,7 @@ def _component_command(kind: str, title: str) -> None:
 
         listed = components(kind)
         if as_json:
-            click.echo(json.dumps(listed, indent=2, default=str))
+            _echo(json.dumps(listed, indent=2, default=str))
             return
         for info in listed:
             _echo_component(info, indent="")
@@ -377,27 +383,27 @@ def compare(
     if run_ids:
         runs = get_runs(list(run_ids), tracking_uri)
         if as_json:
-            click.echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
+            _echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
         else:
-            click.echo(cmp.side_by_side_table(runs))
+            _echo(cmp.side_by_side_table(runs))
         return
     chosen = list(metrics) or list(cmp.DEFAULT_METRICS)
     order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
     runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
     if as_json:
-        click.echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
+        _echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
     elif not runs:
-        click.echo(f"No finished runs in experiment '{experiment_name}'.")
+        _echo(f"No finished runs in experiment '{experiment_name}'.")
     else:
         direction = "ascending" if order else "descending"
-        click.echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
-        click.echo(cmp.ranking_table(runs, chosen))
+        _echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
+        _echo(cmp.ranking_table(runs, chosen))
 
 
 def _report_healed(run_ids: list[str], err: bool) -> None:
     """Say which RUNNING runs were found abandoned (their process gone) and marked FAILED."""
     if run_ids:
-        click.echo(
+        _echo(
             f"Marked {len(run_ids)} abandoned run(s) FAILED (their process on this host is "
             f"gone; tag pokewatch.abandoned=true): {', '.join(run_ids)}",
             err=err,
@@ -405,7 +411,14 @@ def _report_healed(run_ids: list[str], err: bool) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return printable(" ".join(str(text).split()))
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (plugin warnings name plugins and files) with control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
 
 
 def disable_telemetry() -> None:
@@ -420,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     disable_telemetry()
     debug = "--debug" in args
-    logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("pokewatch: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # no-op if configured
     if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
@@ -439,26 +454,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
         if isinstance(cause, Terminated):
             name = signal.Signals(cause.signum).name
-            click.echo(f"pokewatch: terminated by {name}", err=True)
+            _echo(f"pokewatch: terminated by {name}", err=True)
             code = 128 + cause.signum
         elif isinstance(cause, KeyboardInterrupt):
-            click.echo("pokewatch: interrupted", err=True)
+            _echo("pokewatch: interrupted", err=True)
             code = 130
         else:
-            click.echo("pokewatch: aborted", err=True)
+            _echo("pokewatch: aborted", err=True)
             code = 1
     except click.ClickException as exc:
-        click.echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
+        _echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except PokeWatchError as exc:
         if debug and not isinstance(exc, ConfigError):
             traceback.print_exc()
-        click.echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
+        _echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
         hint = "" if debug else " (run with --debug for the traceback)"
-        click.echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
+        _echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
