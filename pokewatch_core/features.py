@@ -141,8 +141,12 @@ def write_features(
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
+    import os
     import sys
 
+    # as in __main__.py: plugins come from the installation, not the working directory
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     from pokewatch_core.cli import main
 
     main(["features", *(sys.argv[1:] if argv is None else argv)])
