@@ -219,3 +219,18 @@ def test_features_output_never_lands_on_its_input(where, run_cli, tmp_path):
     assert result.exit_code == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
+
+
+def test_served_model_refuses_request_dates_outside_the_range_clearly():
+    """Before: a request dated 3000-01-01 raised pandas' OutOfBoundsDatetime."""
+    from pokewatch_core import evaluate
+    from pokewatch_core.errors import DataError
+    from pokewatch_core.fair_price import FairPricer
+
+    result = evaluate("baseline_moving_average", make_panel(cards=2, days=5, seed=1))
+    pricer = FairPricer(result.model, result.policy, result.frame)
+    card = str(result.frame["card_id"].iloc[0])
+    with pytest.raises(DataError, match="outside the supported range 1677-09-22 to 2262-04-11"):
+        pricer.predict(pd.DataFrame({"card_id": [card], "date": ["3000-01-01"]}))
+    answer = pricer.predict(pd.DataFrame({"card_id": [card], "date": ["2025-01-04"]}))
+    assert answer["fair_price"].notna().all()
