@@ -432,31 +432,37 @@ def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
     catch ends its run itself. Returns the ids of the runs healed. Never raises: healing is a
     courtesy of the next command, not its purpose."""
     try:
-        from mlflow.entities import ViewType
+        import mlflow
 
-        uri = resolve_tracking_uri(tracking_uri)
-        if uri and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
+        uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
             return []  # no store yet: nothing to heal, and nothing to create
-        client = _client(tracking_uri)
-        host = socket.gethostname().replace("'", "")
-        experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-        healed = []
-        for start in range(0, len(experiments), 100):  # MLflow's limit per search
-            runs = client.search_runs(
-                experiments[start : start + 100],
-                filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
-                run_view_type=ViewType.ALL,
-                max_results=1000,
-            )
-            for run in runs:
-                if _owner_alive(dict(run.data.tags)):
-                    continue
-                client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
-                client.set_terminated(run.info.run_id, "FAILED")
-                healed.append(run.info.run_id)
-        return healed
+        with _store_init_lock(uri):  # opening a store may migrate it: not beside a training
+            return _heal(_client(uri))
     except Exception:
         return []
+
+
+def _heal(client: Any) -> list[str]:
+    from mlflow.entities import ViewType
+
+    host = socket.gethostname().replace("'", "")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    healed = []
+    for start in range(0, len(experiments), 100):  # MLflow's limit per search
+        runs = client.search_runs(
+            experiments[start : start + 100],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+            run_view_type=ViewType.ALL,
+            max_results=1000,
+        )
+        for run in runs:
+            if _owner_alive(dict(run.data.tags)):
+                continue
+            client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
+            client.set_terminated(run.info.run_id, "FAILED")
+            healed.append(run.info.run_id)
+    return healed
 
 
 def _stop_run(run_id: str, status: str, stage: str) -> None:
@@ -538,7 +544,8 @@ def log_evaluation(
         stage[0] = "end"
         check_interrupted()  # a signal whose exception Python dropped must not finish the run
         _retry(MlflowClient().set_terminated, run_id, "FINISHED")
-        mlflow.end_run()
+        with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
+            mlflow.end_run()
     except BaseException as exc:
         killed = isinstance(exc, KeyboardInterrupt)
         # end the run before anything else can fail: a run still active when the process
