@@ -234,3 +234,24 @@ def test_served_model_refuses_request_dates_outside_the_range_clearly():
         pricer.predict(pd.DataFrame({"card_id": [card], "date": ["3000-01-01"]}))
     answer = pricer.predict(pd.DataFrame({"card_id": [card], "date": ["2025-01-04"]}))
     assert answer["fair_price"].notna().all()
+
+
+def test_mlflow_run_without_data_path_still_uses_the_embedded_sample(tmp_path):
+    """MLproject's empty default data_path must not become the refused `--data-path ''`."""
+    uri = f"sqlite:///{tmp_path / 'project.db'}"
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [str(bin_dir / "mlflow"), "run", str(root), "-e", "train", "--env-manager", "local"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["dataset_size"] > 10_000  # the whole embedded sample

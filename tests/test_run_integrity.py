@@ -250,3 +250,17 @@ def test_running_run_of_a_live_process_is_left_alone(run_cli, store, tmp_path):
     assert heal_abandoned_runs(store) == []
     assert client.get_run(live.info.run_id).info.status == "RUNNING"
     assert client.get_run(other_host.info.run_id).info.status == "RUNNING"
+
+
+def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
+    from pokewatch_core.tracking import describe_failure
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    denied = PermissionError(errno.EACCES, "Permission denied", "./mlruns/1/abc/artifacts")
+    wrapped = RuntimeError("Failed to log artifact")
+    wrapped.__cause__ = denied
+    assert describe_failure(wrapped) == "./mlruns is not writable"
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/x")
+    assert describe_failure(full) == "No space left on device (/data/x)"
+    assert describe_failure(ValueError("bad\nthing")) == "ValueError: bad thing"
