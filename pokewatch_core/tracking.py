@@ -522,12 +522,12 @@ def log_evaluation(
     all_tags = {"pokewatch.version": __version__}
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
-
-    all_tags.update(run_owner_tags())
+    all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
 
     run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     stage = ["params"]
+    finished = False
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             logged = _log_run(
@@ -544,9 +544,14 @@ def log_evaluation(
         stage[0] = "end"
         check_interrupted()  # a signal whose exception Python dropped must not finish the run
         _retry(MlflowClient().set_terminated, run_id, "FINISHED")
+        finished = True
         with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
             mlflow.end_run()
     except BaseException as exc:
+        if finished:  # complete and recorded: a late signal does not undo that
+            with contextlib.suppress(Exception):
+                mlflow.end_run()
+            raise
         killed = isinstance(exc, KeyboardInterrupt)
         # end the run before anything else can fail: a run still active when the process
         # exits is ended FINISHED by MLflow's exit handler
