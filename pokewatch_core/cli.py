@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,17 +19,27 @@ from typing import Any, TypeVar
 
 import click
 
-from pokewatch_core.errors import ConfigError, PokeWatchError
+from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
+from pokewatch_core.interrupts import terminating_signals_raise
+from pokewatch_core.terminal import printable, printable_lines
 from pokewatch_core.version import __version__
 
 DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
 GATE_FAILED = 3  # exit code of a gate whose rules did not all pass
 F = TypeVar("F", bound=Callable[..., Any])
+# MLflow's telemetry calls an outside host from every process (and its thread once raced the
+# environment under concurrent trainings): off unless the user set one of these themselves.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+
+
+def _echo(text: object = "", err: bool = False) -> None:
+    """``click.echo`` with control characters escaped (names come from users and plugins)."""
+    click.echo(printable_lines(text), err=err)
 
 
 def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
@@ -162,13 +173,28 @@ def train(
         metrics_table,
         signal_quality_section,
     )
-    from pokewatch_core.tracking import check_reachable, log_evaluation, resolve_tracking_uri
+    from pokewatch_core.tracking import (
+        check_reachable,
+        check_run_options,
+        heal_abandoned_runs,
+        log_evaluation,
+        resolve_tracking_uri,
+    )
 
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
-    # Resolve components first: a typo in --model should not wait for the data to load.
+    if data_path is not None and not data_path.strip():
+        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
+    context = click.get_current_context()
+    if register_model is None and (
+        context.get_parameter_source("alias") is not click.core.ParameterSource.DEFAULT
+    ):
+        raise click.BadParameter("--alias needs --register-model")
+    # Everything is checked before the data loads and long before a run starts.
     resolve_components(model, policy, list(metrics) or None, param_values)
+    check_run_options(experiment_name, tracking_uri, register_model, alias)
     check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
+    _report_healed(heal_abandoned_runs(tracking_uri), err=False)
     path = data_path or str(embedded_sample_path())
     source = data_path or "embedded sample (sv2a)"
     with StageDisplay() as display:
@@ -195,33 +221,31 @@ def train(
             register_model=register_model,
             alias=alias,
         )
-    click.echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
+    _echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
     for key, value in data_overview(result).items():
-        click.echo(f"  {key}: {value}")
-    click.echo("Metrics:")
-    click.echo(metrics_table(result.metrics, metric_units(result)))
+        _echo(f"  {key}: {value}")
+    _echo("Metrics:")
+    _echo(metrics_table(result.metrics, metric_units(result)))
     if _reports_signal_quality(result):
-        click.echo(signal_quality_section(result))
-    click.echo(
+        _echo(signal_quality_section(result))
+    _echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
         f"{logged.tracking_uri}"
     )
     if logged.model_uri:
-        click.echo(f"Model: {logged.model_uri}")
+        _echo(f"Model: {logged.model_uri}")
     if logged.registered_version:
-        click.echo(
+        _echo(
             f"Registered: models:/{logged.registered_model}@{alias} "
             f"(version {logged.registered_version})"
         )
     # MLflow 3's UI opens on its GenAI view unless told this is model training
     runs_page = f"#/experiments/{logged.experiment_id}?workflowType=machine_learning"
     if logged.tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"Open the MLflow UI: {logged.tracking_uri.rstrip('/')}/{runs_page}")
+        _echo(f"Open the MLflow UI: {logged.tracking_uri.rstrip('/')}/{runs_page}")
     else:
-        click.echo(
-            f"Open the MLflow UI: {_runner()}mlflow ui --backend-store-uri {logged.tracking_uri}"
-        )
-        click.echo(f"  then the runs: http://127.0.0.1:5000/{runs_page}")
+        _echo(f"Open the MLflow UI: {_runner()}mlflow ui --backend-store-uri {logged.tracking_uri}")
+        _echo(f"  then the runs: http://127.0.0.1:5000/{runs_page}")
 
 
 @cli.command(
@@ -361,13 +385,13 @@ def sweep(
     assert outcome.table is not None
     shown = outcome.table.head(10)
     columns = ["rank", "trial", *[k for k in swept], metric]
-    click.echo(
+    _echo(
         f"Swept {len(plan.combos)} combinations of {model} with policy {policy}; best by "
         f"{metric} ({'largest' if greater else 'smallest'} first):"
     )
-    click.echo(shown[columns].to_string(index=False))
+    _echo(shown[columns].to_string(index=False))
     best_id = outcome.child_run_ids[outcome.best.number]
-    click.echo(
+    _echo(
         f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
         f"'{outcome.experiment_name}' at {outcome.tracking_uri}"
     )
@@ -418,7 +442,7 @@ def gate(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         champion = f"version {report.champion_version}" if report.champion_version else "none yet"
-        click.echo(f"Candidate run {report.candidate_run_id} vs {report.model_name} ({champion})")
+        _echo(f"Candidate run {report.candidate_run_id} vs {report.model_name} ({champion})")
         header = ("rule", "candidate", "champion", "threshold", "verdict")
         rows = [
             (
@@ -432,16 +456,14 @@ def gate(
         ]
         widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
-            click.echo(
-                "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            )
+            _echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if report.promoted_version:
-            click.echo(
+            _echo(
                 f"Promoted: models:/{report.model_name}@{report.alias} -> version "
                 f"{report.promoted_version}"
             )
         elif promote and not report.passed:
-            click.echo(f"Not promoted: models:/{report.model_name}@{report.alias} unchanged")
+            _echo(f"Not promoted: models:/{report.model_name}@{report.alias} unchanged")
     if not report.passed:
         raise click.exceptions.Exit(GATE_FAILED)
 
@@ -482,7 +504,7 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     from pokewatch_core.features import write_features
 
     table = write_features(raw_dir, output, set_name)
-    click.echo(
+    _echo(
         f"Wrote {output}: {len(table):,} rows, {table['card_id'].nunique():,} cards, "
         f"{table['date'].nunique():,} days"
     )
@@ -512,7 +534,11 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     help="Number of consecutive days.",
 )
 @click.option(
-    "--seed", default=151, show_default=True, type=int, help="Random seed (same seed, same panel)."
+    "--seed",
+    default=151,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Random seed, 0 or more (same seed, same panel).",
 )
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
 @click.option("--id-col", default="card_id", show_default=True, help="Name of the card-id column.")
@@ -536,7 +562,7 @@ def sample_data(
 
     from pokewatch_core.data import DATE, ID, PRICE
     from pokewatch_core.files import atomic_write_table
-    from pokewatch_core.sample_data import generate_prices
+    from pokewatch_core.sample_data import check_size, generate_prices
 
     try:
         date.fromisoformat(end)
@@ -545,9 +571,10 @@ def sample_data(
     names = {ID: id_col, DATE: date_col, PRICE: price_col}
     if len(set(names.values())) < 3:
         raise click.BadParameter("the id, date and price columns need three different names")
+    check_size(cards, days)
     frame = generate_prices(cards=cards, days=days, seed=seed, end=end).rename(columns=names)
     atomic_write_table(frame, Path(output))
-    click.echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
+    _echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")
 
 
 def _format_default(value: Any) -> str:
@@ -587,26 +614,26 @@ def plugins(as_json: bool, show_all: bool) -> None:
 
     report = plugins_report(include_defaults=show_all)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        _echo(json.dumps(report, indent=2, default=str))
         return
     if not report["plugins"] and not report["failed"]:
-        click.echo("No third-party plugins installed (--all shows the defaults).")
+        _echo("No third-party plugins installed (--all shows the defaults).")
     for entry in report["plugins"]:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "local"
-        click.echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
+        _echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")
         for line in _component_lines(entry["components"], with_kind=True):
-            click.echo(f"  {line}")
+            _echo(f"  {line}")
     if report["failed"]:
-        click.echo("Failed to load:")
+        _echo("Failed to load:")
         for entry in report["failed"]:
             origin = (
                 f" ({entry['distribution']} {entry['version']})" if entry["distribution"] else ""
             )
-            click.echo(f"  {entry['name']}{origin}: {entry['error']}")
+            _echo(f"  {entry['name']}{origin}: {entry['error']}")
     if report["conflicts"]:
-        click.echo("Conflicts (a name registered by several plugins cannot be used):")
+        _echo("Conflicts (a name registered by several plugins cannot be used):")
         for c in report["conflicts"]:
-            click.echo(f"  {c['kind']} '{c['name']}': {', '.join(c['plugins'])}")
+            _echo(f"  {c['kind']} '{c['name']}': {', '.join(c['plugins'])}")
 
 
 def _component_command(kind: str, title: str) -> None:
@@ -621,10 +648,10 @@ def _component_command(kind: str, title: str) -> None:
 
         listed = components(kind)
         if as_json:
-            click.echo(json.dumps(listed, indent=2, default=str))
+            _echo(json.dumps(listed, indent=2, default=str))
             return
         for line in _component_lines(listed):
-            click.echo(line)
+            _echo(line)
 
 
 _component_command("model", "models")
@@ -670,14 +697,15 @@ def compare(
     """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
     of a run id, as the ranking prints it, is enough)."""
     from pokewatch_core import compare as cmp
-    from pokewatch_core.tracking import get_runs, search_runs
+    from pokewatch_core.tracking import get_runs, heal_abandoned_runs, search_runs
 
+    _report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
     if run_ids:
         runs = get_runs(list(run_ids), tracking_uri)
         if as_json:
-            click.echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
+            _echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
         else:
-            click.echo(cmp.side_by_side_table(runs))
+            _echo(cmp.side_by_side_table(runs))
         return
     chosen = list(metrics) or list(cmp.DEFAULT_METRICS)
     order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
@@ -690,13 +718,23 @@ def compare(
             f"{', '.join(repr(m) for m in absent)} (metrics present: {', '.join(present)})"
         )
     if as_json:
-        click.echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
+        _echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
     elif not runs:
-        click.echo(f"No finished runs in experiment '{experiment_name}'.")
+        _echo(f"No finished runs in experiment '{experiment_name}'.")
     else:
         direction = "ascending" if order else "descending"
-        click.echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
-        click.echo(cmp.ranking_table(runs, chosen))
+        _echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
+        _echo(cmp.ranking_table(runs, chosen))
+
+
+def _report_healed(run_ids: list[str], err: bool) -> None:
+    """Say which RUNNING runs were found abandoned (their process gone) and marked FAILED."""
+    if run_ids:
+        _echo(
+            f"Marked {len(run_ids)} abandoned run(s) FAILED (their process on this host is "
+            f"gone; tag pokewatch.abandoned=true): {', '.join(run_ids)}",
+            err=err,
+        )
 
 
 def _runner() -> str:
@@ -706,14 +744,31 @@ def _runner() -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return printable(" ".join(str(text).split()))
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (plugin warnings name plugins and files) with control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
+
+def disable_telemetry() -> None:
+    """Turn MLflow's telemetry off in this process and its children, unless the user set
+    ``MLFLOW_DISABLE_TELEMETRY`` or ``DO_NOT_TRACK`` themselves."""
+    if not any(name in os.environ for name in TELEMETRY_OFF):
+        os.environ.update(TELEMETRY_OFF)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
+    disable_telemetry()
     debug = "--debug" in args
-    logging.basicConfig(format="pokewatch: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("pokewatch: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # no-op if configured
     if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
@@ -725,27 +780,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not [a for a in args if a != "--debug"]:  # bare `pokewatch`: the normal help
         args = [*args, "--help"]
     try:
-        code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
+        with terminating_signals_raise():
+            code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("pokewatch: aborted", err=True)
-        code = 1
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns KeyboardInterrupt (and so Terminated) into Abort
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        if isinstance(cause, Terminated):
+            name = signal.Signals(cause.signum).name
+            _echo(f"pokewatch: terminated by {name}", err=True)
+            code = 128 + cause.signum
+        elif isinstance(cause, KeyboardInterrupt):
+            _echo("pokewatch: interrupted", err=True)
+            code = 130
+        else:
+            _echo("pokewatch: aborted", err=True)
+            code = 1
     except click.ClickException as exc:
-        click.echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
+        _echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except PokeWatchError as exc:
         if debug and not isinstance(exc, ConfigError):
             traceback.print_exc()
-        click.echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
+        _echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("pokewatch: interrupted", err=True)
-        code = 130
     except Exception as exc:
         if debug:
             traceback.print_exc()
         hint = "" if debug else " (run with --debug for the traceback)"
-        click.echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
+        _echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from pokewatch_core.summary import format_value
+from pokewatch_core.terminal import printable
 from pokewatch_core.tracking import RunRecord
 
 DEFAULT_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
@@ -20,6 +21,9 @@ def default_ascending(metric: str) -> bool:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    # names and values come from the store: no escape sequence reaches the terminal
+    header = [printable(h) for h in header]
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))

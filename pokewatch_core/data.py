@@ -8,7 +8,10 @@ offending row. NaN prices are allowed: they are rows that cannot be scored.
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
+import stat
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,6 +46,7 @@ def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
     In a CSV file the card-id column (``id_col``) is read as text: ``1``, ``01`` and ``007``
     are three cards and ``2.5`` stays ``2.5``."""
     path = Path(path)
+    _check_file_type(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
@@ -56,6 +60,31 @@ def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
     if suffix in _CSV_SUFFIXES:
         return _read_csv(path, _CSV_SUFFIXES[suffix], id_col)
     raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
+
+
+def _check_file_type(path: Path) -> None:
+    """Refuse what would hang or mislead a reader: a FIFO (opening it blocks until a writer
+    comes), a device, a socket, a symlink loop."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # reported by the caller
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: symlink loop (too many levels of symbolic links)") from exc
+        raise DataError(f"{path}: cannot read: {_exc_line(exc)}") from exc
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or (stat.S_ISBLK(mode))
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "special"
+    )
+    raise DataError(f"{path}: not a regular file ({kind}); expected a parquet or CSV file")
 
 
 def _is_parquet(path: Path) -> bool:
@@ -135,6 +164,35 @@ def _map_columns(frame: pd.DataFrame, source: str, mapping: dict[str, str | None
     return frame
 
 
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
+def _drop_nested(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Refuse nested values (lists, structs, maps: parquet's nested types) in a required
+    column; drop a carried column holding them, with a warning, since nothing downstream
+    (hashing, the MLflow dataset, the model's history) can use them."""
+    drop = []
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) != "mixed":
+            continue  # only a "mixed" object column can hold containers: no per-row pass
+        nested = np.fromiter((isinstance(v, _NESTED) for v in series.array), bool, len(series))
+        if not nested.any():
+            continue
+        pos = _first(nested)
+        kind = type(series.iloc[pos]).__name__
+        if column in REQUIRED:
+            raise DataError(
+                f"{source}: column {column!r}: nested values ({kind}) are not supported, "
+                f"at row {pos + 1}"
+            )
+        drop.append(column)
+        logging.getLogger("pokewatch").warning(
+            "warning: %s: column %r holds nested values (%s); dropped", source, column, kind
+        )
+    return frame.drop(columns=drop) if drop else frame
+
+
 def _clean_ids(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
     """Card ids as plain strings (see ``card_ids``); the checks and conversions touch only the
     distinct ids, and the codes found here are remembered for the models and metrics."""
@@ -175,6 +233,7 @@ def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
     else:
         dates = _parse_dates(frame, raw.astype("str"), source)
     values = dates.to_numpy()
+    _check_date_range(values, frame, source)
     unit, _ = np.datetime_data(values.dtype)
     if unit not in _UNITS_PER_DAY:  # coarser or odd units: use nanoseconds
         values, unit = values.astype("datetime64[ns]"), "ns"
@@ -183,6 +242,38 @@ def _clean_dates(frame: pd.DataFrame, source: str) -> pd.Series[Any]:
     if remainder.any():  # times of day: keep the day (floor, also before 1970)
         values = (ticks - remainder).view(values.dtype)
     return pd.Series(values, index=frame.index, name=DATE)
+
+
+FIRST_DAY, LAST_DAY = np.datetime64("1677-09-22"), np.datetime64("2262-04-11")
+
+
+def _check_date_range(values: np.ndarray[Any, Any], frame: pd.DataFrame, source: str) -> None:
+    """Refuse days outside what nanosecond timestamps hold (pandas, the model's history and
+    its answers use them): they would wrap around silently, years 3000 becoming 1830."""
+    outside = (values < FIRST_DAY) | (values > LAST_DAY)
+    if outside.any():
+        pos = _first(outside)
+        day = np.datetime_as_string(values[pos], unit="D")
+        raise DataError(
+            f"{source}: column 'date': {day} at row {pos + 1} is outside the supported range "
+            f"{FIRST_DAY} to {LAST_DAY}"
+        )
+
+
+def _check_one_format(text: pd.Series[str], iso: pd.Series[Any], source: str) -> None:
+    """Refuse a column mixing ISO dates with another format (``2025-01-04`` next to
+    ``01/04/2025``): the other format's day/month order would only be guessed."""
+    bad = iso.isna()
+    if bad.any() and not bad.all():
+        other = pd.to_datetime(text[bad], errors="coerce", format="mixed")
+        if other.isna().any():
+            return  # not a second format: an unparsable value, reported as such
+        a, b = _first(~bad), _first(bad)
+        raise DataError(
+            f"{source}: column 'date': mixed date formats ({_short(text.iloc[a])} at row "
+            f"{a + 1}, {_short(text.iloc[b])} at row {b + 1}); use one format, ISO "
+            "(2025-01-04) preferably"
+        )
 
 
 def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:
@@ -200,6 +291,7 @@ def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.S
             )
     try:
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        _check_one_format(text, parsed, source)
         bad = parsed.isna()
         if bad.any():  # fall back to pandas' inference for the non-ISO values only
             parsed[bad] = pd.to_datetime(text[bad], errors="coerce", format="mixed")
@@ -336,7 +428,7 @@ def prepare_prices(
     if data.shape[1] == 0 or len(data) == 0:
         raise DataError(f"{source}: empty table (no rows)")
     frame = _map_columns(data, source, {ID: id_col, DATE: date_col, PRICE: price_col})
-    frame = frame.reset_index(drop=True)
+    frame = _drop_nested(frame.reset_index(drop=True), source)
     ids = _clean_ids(frame, source)
     dates = _clean_dates(frame, source)
     prices = _clean_prices(frame, source)

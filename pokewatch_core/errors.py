@@ -27,3 +27,12 @@ class PluginError(PokeWatchError):
 
 class TrackingError(PokeWatchError):
     """The MLflow tracking store could not be reached or written (CLI exit code 1)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread by the CLI's handler: handled like Ctrl-C
+    (the run ends KILLED, temporary folders are removed), exit code 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

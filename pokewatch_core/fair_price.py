@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import Model, SignalPolicy
-from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.data import DATE, FIRST_DAY, ID, LAST_DAY, PRICE
 from pokewatch_core.errors import DataError
 from pokewatch_core.evaluation import signals_from
 from pokewatch_core.plugins import get_plugins
@@ -96,7 +96,13 @@ class FairPricer:
             raise DataError(f"model input: column 'date': cannot parse dates: {exc}") from exc
         if isinstance(given.dtype, pd.DatetimeTZDtype):
             given = given.dt.tz_localize(None)
-        given = given.dt.floor("D").astype("datetime64[ns]")
+        try:
+            given = given.dt.floor("D").astype("datetime64[ns]")
+        except (ValueError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+            raise DataError(
+                f"model input: column 'date': a date outside the supported range "
+                f"{FIRST_DAY} to {LAST_DAY} ({exc})"
+            ) from exc
         return given.fillna(default_dates)
 
 

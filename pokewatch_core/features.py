@@ -118,18 +118,35 @@ def build_features(raw_dir: str | Path, set_name: str | None = None) -> pd.DataF
     return add_features(combined)
 
 
+def check_output(raw_dir: Path, output: Path) -> None:
+    """Refuse an output that is a directory, or the snapshot folder or inside it: the
+    processed table must never replace (or later be read as) an input snapshot."""
+    if output.is_dir():
+        raise DataError(f"{output}: is a directory; --output names the file to write")
+    raw, out = raw_dir.resolve(), output.resolve()
+    if out == raw or raw in out.parents:
+        raise DataError(
+            f"{output}: inside the snapshot folder {raw_dir}; write the processed table elsewhere"
+        )
+
+
 def write_features(
     raw_dir: str | Path, output: str | Path, set_name: str | None = None
 ) -> pd.DataFrame:
     """``build_features`` and write the result atomically to ``output``."""
+    check_output(Path(raw_dir), Path(output))
     table = build_features(raw_dir, set_name)
     atomic_write_table(table, Path(output))
     return table
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
+    import os
     import sys
 
+    # as in __main__.py: plugins come from the installation, not the working directory
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     from pokewatch_core.cli import main
 
     main(["features", *(sys.argv[1:] if argv is None else argv)])

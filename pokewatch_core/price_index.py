@@ -267,6 +267,8 @@ class PriceIndex:
     ) -> FloatArray:
         """Mean of the last ``window`` observed prices before each located row; NaN where
         fewer than ``min_periods`` exist. Sums shifted arrays: exact, O(rows x window)."""
+        # no card has more than max(count) prices before a row: a longer window adds nothing
+        window = min(window, int(count.max())) if len(count) else 0
         used = np.minimum(count, window)
         total = np.zeros(len(pos))
         if len(self.prices):

@@ -30,7 +30,9 @@ class StageDisplay:
         self._shown = False
 
     def __call__(self, stage: str) -> None:
-        self.stage = stage
+        from pokewatch_core.terminal import printable
+
+        self.stage = printable(stage)  # stages name files
 
     def __enter__(self) -> StageDisplay:
         if self.enabled:

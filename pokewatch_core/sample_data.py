@@ -16,6 +16,7 @@ defaults: all 210 cards of the set for 200 days ending 2025-11-22, seed 151. Reb
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -205,6 +206,38 @@ def generate_prices(
     frame["set_id"] = pd.Categorical.from_codes(constant, categories=pd.Index([SET_ID]))
     frame["source"] = pd.Categorical.from_codes(constant, categories=pd.Index(["synthetic"]))
     return frame
+
+
+# Peak bytes per card-day while generating: float32 steps, float64 log prices, prices and
+# random draws (several live at once), the observed mask, then the long frame's columns.
+BYTES_PER_CELL = 80
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_size(cards: int, days: int) -> None:
+    """Refuse (``ConfigError``) a panel whose estimated memory exceeds what is available."""
+    from pokewatch_core.errors import ConfigError
+
+    needed = cards * days * BYTES_PER_CELL
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{cards:,} cards x {days:,} days: estimated memory {needed / 2**30:,.1f} GiB, "
+            f"more than the {available / 2**30:,.1f} GiB available; ask for fewer cards or days"
+        )
 
 
 def write_sample(output: str | Path, **kwargs: int | str) -> pd.DataFrame:

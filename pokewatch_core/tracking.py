@@ -4,10 +4,12 @@ and only inside functions, so importing PokeWatch never pays for it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
 import os
 import random
+import socket
 import tempfile
 import time
 import warnings
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, TrackingError
+from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins import get_plugins
 from pokewatch_core.version import __version__
 
@@ -42,6 +45,9 @@ EXPERIMENT_TAGS = {
     ),
 }
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
+FAILED_STAGE_TAG = "pokewatch.failed_stage"
+HOST_TAG, PID_TAG, PID_START_TAG = "pokewatch.host", "pokewatch.pid", "pokewatch.pid_start"
+ABANDONED_TAG = "pokewatch.abandoned"
 T = TypeVar("T")
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
 MODEL_CODE = Path(__file__).with_name("tracking_model.py")
@@ -75,6 +81,61 @@ def resolve_tracking_uri(explicit: str | None = None) -> str | None:
         if value:
             return str(value)
     return None
+
+
+# MLflow's tracking stores (a "+driver" suffix, as in postgresql+psycopg, is allowed).
+TRACKING_SCHEMES = (
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+
+
+def check_run_options(
+    experiment_name: str,
+    tracking_uri: str | None,
+    register_model: str | None,
+    alias: str,
+) -> None:
+    """Refuse, with a ``ConfigError``, the run options MLflow would only reject after a whole
+    evaluation (or halfway through logging): an empty or invalid experiment name, a tracking
+    URI of no known store, an invalid registered-model or alias name."""
+    from urllib.parse import urlparse
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    if not experiment_name.strip():
+        raise ConfigError("--experiment-name must not be empty")
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri:
+        scheme = urlparse(uri).scheme
+        if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
+            raise ConfigError(
+                f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
+                f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
+            )
+    checks: list[tuple[str, str, Callable[[str], None]]] = [
+        ("--experiment-name", experiment_name, validation._validate_experiment_name)
+    ]
+    if register_model is not None:
+        checks += [
+            ("--register-model", register_model, validation._validate_model_name),
+            ("--alias", alias, validation._validate_model_alias_name),
+            ("--alias", alias, validation._validate_model_alias_name_reserved),
+        ]
+    for option, value, check in checks:
+        try:
+            check(value)
+        except MlflowException as exc:
+            raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
 
 
 def model_artifact_name(model_name: str) -> str:
@@ -248,11 +309,20 @@ def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
 _TRANSIENT = ("database is locked", "database table is locked", "already exists")
 
 
-def _retry(call: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+def _retry(
+    call: Callable[..., T],
+    *args: Any,
+    attempts: int = 8,
+    interruptible: bool = True,
+    **kwargs: Any,
+) -> T:
     """Run ``call``, retrying transient store errors (SQLite locks, creation races) with
-    bounded, jittered exponential backoff."""
+    bounded, jittered exponential backoff. An ``interruptible`` call first raises a pending
+    SIGTERM/SIGHUP (see ``interrupts``); the calls that end a failed run are not."""
     delay = 0.05
     for attempt in range(attempts):
+        if interruptible:
+            check_interrupted()
         try:
             return call(*args, **kwargs)
         except Exception as exc:
@@ -387,19 +457,157 @@ def _environment_without(key: str) -> Iterator[None]:
             os.environ[key] = saved
 
 
-def _keep_results(result: EvaluationResult, run_id: str, data_source: str) -> Path:
-    """Save what was computed (metrics, params, predictions, summary) next to the user."""
+def keep_results(
+    result: EvaluationResult, run_id: str, data_source: str
+) -> tuple[Path | None, str | None]:
+    """Save what was computed (metrics, params, predictions, summary) next to the user, in
+    ``pokewatch-failed-runs/<run_id>/``: written in a temporary folder and renamed, so the
+    folder is complete or absent. Returns ``(folder, None)``, or ``(None, why)`` when it could
+    not be written (read-only directory, full disk); never raises an ``Exception``."""
     import json
+    import shutil
 
     from pokewatch_core.summary import evaluation_summary
 
-    folder = Path(FAILED_RUNS_DIR) / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    (folder / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
-    result.frame.to_parquet(folder / "predictions.parquet", index=False)
-    (folder / "evaluation_summary.txt").write_text(evaluation_summary(result, data_source))
-    return folder
+    parent = Path(FAILED_RUNS_DIR)
+    folder = parent / run_id
+    tmp: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=parent))
+        (tmp / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+        (tmp / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
+        result.frame.to_parquet(tmp / "predictions.parquet", index=False)
+        (tmp / "evaluation_summary.txt").write_text(evaluation_summary(result, data_source))
+        os.replace(tmp, folder)
+    except Exception as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return None, describe_failure(exc)
+    return folder, None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming the real cause of ``exc``: a full disk or an unwritable folder when an
+    ``OSError`` in its chain says so, else the exception itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            where = f" ({current.filename})" if current.filename else ""
+            if current.errno in (errno.ENOSPC, errno.EDQUOT):
+                return f"No space left on device{where}"
+            if current.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and current.filename:
+                return f"{_unwritable(Path(os.fsdecode(current.filename)))} is not writable"
+        current = current.__cause__ or current.__context__
+    text = " ".join(str(exc).split())
+    if "No space left on device" in text:
+        return "No space left on device"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unwritable(path: Path) -> str:
+    """The folder to blame for a denied write to ``path``: the nearest existing one (the file
+    itself if it exists), shown relative to the working directory when inside it."""
+    target = path if path.is_absolute() else Path.cwd() / path
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    try:
+        return f"./{target.relative_to(Path.cwd())}" if target != Path.cwd() else str(target)
+    except ValueError:
+        return str(target)
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), or None where
+    unknown: with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def run_owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run: host, pid and the process's start time."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[PID_START_TAG] = start
+    return tags
+
+
+def _owner_alive(tags: dict[str, str]) -> bool:
+    try:
+        pid = int(tags[PID_TAG])
+    except (KeyError, ValueError):
+        return True  # not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    recorded = tags.get(PID_START_TAG)
+    current = _process_start(pid)
+    return recorded is None or current is None or recorded == current
+
+
+def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
+    """Mark FAILED (tag ``pokewatch.abandoned=true``) the RUNNING runs started by PokeWatch on
+    this host whose process is gone (killed with SIGKILL, power loss): a signal PokeWatch can
+    catch ends its run itself. Returns the ids of the runs healed. Never raises: healing is a
+    courtesy of the next command, not its purpose."""
+    try:
+        import mlflow
+
+        uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            return []  # no store yet: nothing to heal, and nothing to create
+        with _store_init_lock(uri):  # opening a store may migrate it: not beside a training
+            return _heal(_client(uri))
+    except Exception:
+        return []
+
+
+def _heal(client: Any) -> list[str]:
+    from mlflow.entities import ViewType
+
+    host = socket.gethostname().replace("'", "")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    healed = []
+    for start in range(0, len(experiments), 100):  # MLflow's limit per search
+        runs = client.search_runs(
+            experiments[start : start + 100],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+            run_view_type=ViewType.ALL,
+            max_results=1000,
+        )
+        for run in runs:
+            if _owner_alive(dict(run.data.tags)):
+                continue
+            client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
+            client.set_terminated(run.info.run_id, "FAILED")
+            healed.append(run.info.run_id)
+    return healed
+
+
+def _stop_run(run_id: str, status: str, stage: str) -> None:
+    """End the active run ``run_id`` with ``status`` and the stage tag, whatever fails.
+
+    The tag and the status go through the client with retries; ``mlflow.end_run`` then takes
+    the run off MLflow's active-run stack even if the store no longer answers, so that
+    MLflow's exit handler cannot end it FINISHED."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    with contextlib.suppress(Exception):
+        client = MlflowClient()
+        _retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
+        _retry(client.set_terminated, run_id, status, interruptible=False)
+    with contextlib.suppress(Exception):
+        mlflow.end_run(status=status)
 
 
 def log_evaluation(
@@ -423,11 +631,14 @@ def log_evaluation(
     experiment); otherwise into a new run in the requested experiment that carries the
     Projects run's source tags, and the Projects run gets a note pointing to it.
 
-    If anything fails after the run started, the run is ended FAILED (when the store still
-    answers), the evaluation results are kept in ``pokewatch-failed-runs/<run_id>/``, and a
-    ``TrackingError`` names the incomplete run.
+    The run ends FINISHED only when everything is logged. If anything fails after the run
+    started, the run is ended FAILED (KILLED on an interrupt or signal) with the tag
+    ``pokewatch.failed_stage`` (when the store still answers), the evaluation results are kept
+    in ``pokewatch-failed-runs/<run_id>/`` (when the working directory is writable), and a
+    ``TrackingError`` names the incomplete run and the cause.
     """
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -444,6 +655,7 @@ def log_evaluation(
         run_name = run_name or enclosing.info.run_name
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
     all_tags.update(tags or {})
+    all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
 
     hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
     with hide:
@@ -453,6 +665,8 @@ def log_evaluation(
     run_id = run.info.run_id
     if enclosing is not None:
         _retry(_point_to, enclosing, run)
+    stage = ["params"]
+    finished = False
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             logged = _log_run(
@@ -464,19 +678,35 @@ def log_evaluation(
                 alias,
                 log_model,
                 run_name if resumed else None,
+                stage,
             )
+        stage[0] = "end"
+        check_interrupted()  # a signal whose exception Python dropped must not finish the run
+        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
+        finished = True
+        with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
+            mlflow.end_run()
     except BaseException as exc:
-        kept = _keep_results(result, run_id, data_source)
-        with contextlib.suppress(Exception):  # the store may be the thing that failed
-            mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        if isinstance(exc, Exception):
-            cause = " ".join(f"{type(exc).__name__}: {exc}".split())
-            raise TrackingError(
-                f"run {run_id} at {effective_uri} is incomplete ({cause}); "
-                f"the evaluation results are kept in {kept}"
-            ) from exc
-        raise
-    _retry(mlflow.end_run)
+        if finished:  # complete and recorded: a late signal does not undo that
+            with contextlib.suppress(Exception):
+                mlflow.end_run()
+            raise
+        killed = isinstance(exc, KeyboardInterrupt)
+        # end the run before anything else can fail: a run still active when the process
+        # exits is ended FINISHED by MLflow's exit handler
+        _stop_run(run_id, "KILLED" if killed else "FAILED", stage[0])
+        if killed or not isinstance(exc, Exception):
+            raise
+        kept, not_kept = keep_results(result, run_id, data_source)
+        where = (
+            f"the evaluation results are kept in {kept}"
+            if kept
+            else f"the evaluation results could not be kept ({not_kept})"
+        )
+        raise TrackingError(
+            f"run {run_id} at {effective_uri} is incomplete and marked FAILED (stage "
+            f"{stage[0]}: {describe_failure(exc)}); {where}"
+        ) from exc
     return logged
 
 
@@ -489,7 +719,9 @@ def _log_run(
     alias: str,
     log_model: bool,
     rename: str | None,
+    stage: list[str],
 ) -> LoggedRun:
+    """Log everything; ``stage[0]`` names the stage under way, for the failure tag."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -501,15 +733,19 @@ def _log_run(
     description = run_description(result, data_source)
     _retry(mlflow.set_tag, NOTE_TAG, description)
     _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
+    stage[0] = "dataset"
     dataset = _log_dataset(result, data_source)
+    stage[0] = "artifacts"
     for path, fig in plots.evaluation_figures(result).items():
         _retry(mlflow.log_figure, fig, path)
     _retry(mlflow.log_text, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     _log_tables(result, workdir)
+    stage[0] = "model"
     model = _log_model(result, workdir) if log_model else None
     model_uri = str(model.model_uri) if model is not None else None
     if model is not None:  # the logged model's page shows the same description
         _retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
+    stage[0] = "metrics"
     # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
     _retry(
         mlflow.log_metrics,
@@ -519,6 +755,7 @@ def _log_run(
     )
     version = None
     if register_model and model_uri:
+        stage[0] = "registry"
         registered = _retry(mlflow.register_model, model_uri, register_model)
         version = str(registered.version)
         _retry(MlflowClient().set_registered_model_alias, register_model, alias, version)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking
 from pokewatch_core.tracking import (
     NOTE_TAG,
@@ -29,9 +30,11 @@ from pokewatch_core.tracking import (
     _experiment_id,
     _log_run,
     _retry,
+    _stop_run,
     _store_init_lock,
     check_reachable,
     resolve_tracking_uri,
+    run_owner_tags,
 )
 from pokewatch_core.version import __version__
 
@@ -105,7 +108,8 @@ def log_sweep(
     client = MlflowClient()
     total = len(plan.combos)
     swept = _swept(plan)
-    parent_tags = {"pokewatch.version": __version__, SWEEP_TAG: "parent", **(tags or {})}
+    owner = run_owner_tags()  # who owns the runs: see heal_abandoned_runs
+    parent_tags = {"pokewatch.version": __version__, SWEEP_TAG: "parent", **owner, **(tags or {})}
     parent = _retry(client.create_run, experiment_id, run_name=run_name, tags=parent_tags)
     parent_id = parent.info.run_id
     parent_name = parent.info.run_name
@@ -117,6 +121,7 @@ def log_sweep(
             "mlflow.parentRunId": parent_id,
             SWEEP_TAG: "child",
             "pokewatch.version": __version__,
+            **owner,
             **(tags or {}),
         }
         child = _retry(
@@ -136,6 +141,7 @@ def log_sweep(
             params=[Param(k, str(v)) for k, v in params.items()],
             tags=[RunTag("pokewatch.trial", str(trial.number))],
         )
+        check_interrupted()  # a signal Python dropped must not finish the child
         _retry(client.set_terminated, child_id, "FINISHED")
         open_children.discard(child_id)
         outcome.child_run_ids[trial.number] = child_id
@@ -187,6 +193,7 @@ def log_sweep(
                 ),
             ],
         )
+        check_interrupted()
         _retry(client.set_terminated, parent_id, "FINISHED")
     except BaseException as exc:
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
@@ -199,7 +206,7 @@ def log_sweep(
 
 def _end_quietly(client: Any, run_id: str, status: str) -> None:
     try:
-        _retry(client.set_terminated, run_id, status)
+        _retry(client.set_terminated, run_id, status, interruptible=False)
     except Exception as exc:  # the store may be what failed; the message says so
         print(f"pokewatch: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
 
@@ -210,10 +217,13 @@ def _log_full_child(plan: SweepPlan, trial: Trial, run_id: str, data_source: str
 
     result = plan.evaluate(trial.number)
     run = _retry(mlflow.start_run, run_id=run_id)
+    stage = ["params"]
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-            _log_run(result, run, Path(tmp), data_source, None, "champion", True, None)
-    except BaseException:
-        mlflow.end_run(status="FAILED")
+            _log_run(result, run, Path(tmp), data_source, None, "champion", True, None, stage)
+        check_interrupted()
+    except BaseException as exc:
+        killed = isinstance(exc, KeyboardInterrupt)
+        _stop_run(run_id, "KILLED" if killed else "FAILED", stage[0])
         raise
     _retry(mlflow.end_run)

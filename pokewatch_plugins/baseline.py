@@ -24,9 +24,15 @@ class BaselineMovingAverage(Model):
     window_size: int = 3
     min_periods: int = 1
 
+    # A million observations is thousands of years of daily prices: anything larger is a
+    # typo, and a window longer than every history means the same as the longest history.
+    MAX_WINDOW: ClassVar[int] = 1_000_000
+
     def __post_init__(self) -> None:
-        if self.window_size < 1:
-            raise ValueError(f"window_size must be at least 1, got {self.window_size}")
+        if not 1 <= self.window_size <= self.MAX_WINDOW:
+            raise ValueError(
+                f"window_size must be between 1 and {self.MAX_WINDOW}, got {self.window_size}"
+            )
         if not 1 <= self.min_periods <= self.window_size:
             raise ValueError(
                 f"min_periods must be between 1 and window_size ({self.window_size}), "

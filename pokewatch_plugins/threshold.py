@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,8 +37,15 @@ class ThresholdPolicy(SignalPolicy):
 
     def __post_init__(self) -> None:
         for key in ("buy_threshold_pct", "sell_threshold_pct"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key} must be a finite number, got {getattr(self, key)}")
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.buy_threshold_pct >= 1:  # market > 0 keeps the deviation above -1
+            raise ValueError(
+                f"buy_threshold_pct must be below 1 (a deviation of -100% or less is "
+                f"impossible, so BUY could never happen), got {self.buy_threshold_pct}"
+            )
 
     def decide(self, market_price: Any, fair_price: Any) -> pd.Categorical:
         market = np.asarray(market_price, dtype=np.float64)

@@ -13,6 +13,10 @@
 # POKEWATCH_MLFLOW (the mlflow executable; default: the project's .venv/bin/mlflow, made by
 # `uv sync`, else the one on PATH). No `uv run` needed in front.
 set -euo pipefail
+# No MLflow telemetry from the server, unless the user set the variables themselves.
+if [ -z "${MLFLOW_DISABLE_TELEMETRY+x}${DO_NOT_TRACK+x}" ]; then
+  export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+fi
 
 STATE=$(realpath -m "${POKEWATCH_SERVER_DIR:-.tracking-server}")
 PG_PORT=${POKEWATCH_PG_PORT:-54329}
@@ -33,6 +37,12 @@ if [ "$(id -u)" = 0 ]; then
   PG_DIR=/tmp/pokewatch-pg-$(printf '%s' "$STATE" | md5sum | cut -c1-12)
 fi
 PGDATA=$PG_DIR/data
+# PostgreSQL uses password authentication (never trust: any local user could read and write
+# the tracking data). The password is generated at the first start and lives only in 0600
+# files of the PostgreSQL folder: PASSWORD for initdb, PGPASSFILE (libpq's password file) for
+# psql, createdb and the mlflow server, so it is never on a command line or in an environment.
+PASSWORD_FILE=$PG_DIR/password
+export PGPASSFILE=$PG_DIR/pgpass
 
 fail() {
   echo "tracking-server: $1" >&2
@@ -52,6 +62,18 @@ pg_bin() {
   echo "$dir"
 }
 
+# A random password in PASSWORD_FILE and PGPASSFILE, both 0600 and owned by PostgreSQL's user.
+new_password() {
+  local password
+  password=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  (
+    umask 077
+    printf '%s\n' "$password" >"$PASSWORD_FILE"
+    printf '127.0.0.1:*:*:mlflow:%s\n' "$password" >"$PGPASSFILE"
+  )
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PASSWORD_FILE" "$PGPASSFILE"; fi
+}
+
 # PostgreSQL refuses to run as root: run its tools as the 'postgres' user then.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -67,8 +89,11 @@ start() {
   mkdir -p "$STATE/artifacts" "$PG_DIR"
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; chmod 700 "$PG_DIR"; fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
-    as_pg "$bin/initdb" -D "$PGDATA" -U mlflow --auth=trust >"$PG_DIR/initdb.log" 2>&1 ||
-      fail "initdb failed"
+    new_password
+    as_pg "$bin/initdb" -D "$PGDATA" -U mlflow --auth=scram-sha-256 --pwfile="$PASSWORD_FILE" \
+      >"$PG_DIR/initdb.log" 2>&1 || fail "initdb failed"
+  elif [ ! -f "$PGPASSFILE" ]; then
+    fail "$PGDATA has no password file (created with trust authentication?): run '$0 purge'"
   fi
   if ! as_pg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     as_pg "$bin/pg_ctl" -D "$PGDATA" -l "$PG_DIR/postgres.log" -w \

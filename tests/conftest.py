@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 from hypothesis import strategies as st
 
-from pokewatch_core.cli import main
+from pokewatch_core.cli import disable_telemetry, main
+
+# Every process the tests start inherits this: no MLflow telemetry (DESIGN §5)
+disable_telemetry()
 
 # The real price snapshots, vendored with the tests (provenance in tests/data/README.md): the
 # suite reads nothing outside the checkout.

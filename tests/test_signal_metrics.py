@@ -151,7 +151,9 @@ def test_precision_and_recall_are_shares(data, horizon):
 @settings(max_examples=30, deadline=None)
 @given(panels(max_cards=3, max_days=15))
 def test_a_policy_that_never_signals_gives_nan_precision(data):
-    huge = {"buy_threshold_pct": 2.0, "sell_threshold_pct": 1e12}  # always HOLD
+    # always HOLD: prices lie in [0.01, 1000], so market / fair > 1e-6 (a buy threshold of 1
+    # or more is refused: it can never be reached)
+    huge = {"buy_threshold_pct": 0.999999, "sell_threshold_pct": 1e12}
     result = evaluate("baseline_moving_average", data, params=huge)
     assert math.isnan(result.metrics["buy_precision"])
     assert math.isnan(result.metrics["sell_precision"])

@@ -197,6 +197,53 @@ def test_unreachable_server_fails_fast_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _pg_dir(server: Server) -> Path:
+    if os.geteuid() == 0:  # the script's folder for PostgreSQL when run as root
+        import hashlib
+
+        digest = hashlib.md5(str(server.state.resolve()).encode(), usedforsecurity=False)
+        return Path(f"/tmp/pokewatch-pg-{digest.hexdigest()[:12]}")
+    return server.state / "pg"
+
+
+def test_postgres_needs_the_generated_password_kept_off_the_process_list(server):
+    """Before: initdb --auth=trust let any local user read and write the tracking database."""
+    pg = _pg_dir(server)
+    hba = (pg / "data" / "pg_hba.conf").read_text()
+    rules = [line for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    assert rules and not any(line.split()[-1] == "trust" for line in rules), rules
+    password = (pg / "password").read_text().strip()
+    assert len(password) >= 32
+    for secret in (pg / "password", pg / "pgpass"):
+        assert secret.stat().st_mode & 0o777 == 0o600, secret
+    # no process shows the password in its command line or environment
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            for part in ("cmdline", "environ"):
+                try:
+                    assert password.encode() not in (proc / part).read_bytes(), proc
+                except OSError:
+                    continue
+    # without the password file, PostgreSQL refuses the connection
+    psql = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1]
+    port = server.env["POKEWATCH_PG_PORT"]
+    env = {**os.environ, "PGPASSFILE": "/dev/null", "PGCONNECT_TIMEOUT": "5"}
+    denied = subprocess.run(
+        [str(psql), "-h", "127.0.0.1", "-p", port, "-U", "mlflow", "-d", "mlflow", "-w", "-c", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert denied.returncode != 0 and "password" in denied.stderr, denied.stderr
+
+
+def test_server_runs_with_telemetry_off(server):
+    pid = (server.state / "mlflow.pid").read_text().strip()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ
+
+
 def _running_run(uri: str, experiment: str) -> str | None:
     request = urllib.request.Request(
         f"{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}"

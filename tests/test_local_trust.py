@@ -1,0 +1,28 @@
+"""`python -m pokewatch_core` never imports plugins from the working directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_python_m_ignores_a_plugins_folder_in_the_working_directory(tmp_path):
+    """Before: `python -m` put the working directory first on sys.path, so a
+    `pokewatch_plugins/` folder there replaced the installed default plugins."""
+    fake = tmp_path / "pokewatch_plugins"
+    fake.mkdir()
+    marker = tmp_path / "imported"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (fake / "defaults.py").write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokewatch_core", "models", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert "baseline_moving_average" in {m["name"] for m in json.loads(proc.stdout)}
+    assert proc.stderr == ""

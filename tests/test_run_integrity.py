@@ -1,0 +1,266 @@
+"""A run ends FINISHED only when complete: every failure after the run started ends it FAILED
+(KILLED on a signal) with a tag naming the stage, also when the failure handler itself fails;
+the local results dump is atomic; signals end the run KILLED and clean temporary folders; runs
+whose process is gone are healed by the next command."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import all_runs, make_panel
+
+EXE = Path(sys.executable).with_name("pokewatch")
+
+
+def _panel(directory: Path, cards: int = 3, days: int = 8) -> Path:
+    path = directory / "small.csv"
+    make_panel(cards=cards, days=days, seed=1).to_csv(path, index=False)
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(extra)
+    return env
+
+
+def _unprivileged(command: list[str]) -> list[str]:
+    """``command`` without the capabilities that let root write anywhere."""
+    if os.geteuid() != 0:
+        return command
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", *command]
+
+
+def test_read_only_working_directory_ends_the_run_failed_not_finished(tmp_path):
+    """Before: the artifact write failed, then the results dump failed too
+    (PermissionError: 'pokewatch-failed-runs'), and MLflow's exit handler closed the run
+    FINISHED with metrics, no artifacts and no model."""
+    if os.geteuid() == 0 and subprocess.run(["setpriv", "--version"]).returncode != 0:
+        pytest.skip("root without setpriv: cannot drop the capability to write anywhere")
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    uri = f"sqlite:///{store_dir / 'store.db'}"
+    data = _panel(store_dir)
+    cwd = tmp_path / "readonly"
+    cwd.mkdir()
+    cwd.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            _unprivileged([str(EXE), "train", "--tracking-uri", uri, "--data-path", str(data)]),
+            cwd=cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        cwd.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"{cwd} is not writable" in lines[0]
+    assert "Traceback" not in proc.stderr
+    (run,) = all_runs(uri)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["pokewatch.failed_stage"] == "artifacts"
+    assert list(cwd.iterdir()) == []  # no half-written dump
+
+
+def test_every_stage_that_fails_ends_the_run_failed_with_its_name(run_cli, store, monkeypatch):
+    import mlflow
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import mlflow.pyfunc
+
+    # the module itself: `mlflow.pyfunc` on the package is a lazy proxy
+    monkeypatch.setattr(sys.modules["mlflow.pyfunc"], "log_model", broken)
+    result = run_cli("train", "--tracking-uri", store, "--data-path", str(_panel(Path.cwd())))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0]
+    (run,) = all_runs(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["pokewatch.failed_stage"] == "model"
+    assert mlflow.active_run() is None  # nothing left for MLflow's exit handler to end
+
+
+def test_results_dump_is_atomic_or_absent(monkeypatch, tmp_path):
+    """Before: a write that fails half-way left a 0-byte metrics.json behind."""
+    import pandas as pd
+
+    from pokewatch_core import evaluate
+    from pokewatch_core.tracking import keep_results
+
+    result = evaluate("baseline_moving_average", make_panel())
+    monkeypatch.chdir(tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    kept, problem = keep_results(result, "abc123", "data")
+    assert kept is None and "No space left on device" in problem
+    folder = tmp_path / "pokewatch-failed-runs"
+    assert not folder.exists() or list(folder.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    kept, problem = keep_results(result, "abc123", "data")
+    assert kept is not None and problem is None
+    assert {p.name for p in kept.iterdir()} == {
+        "metrics.json",
+        "params.json",
+        "predictions.parquet",
+        "evaluation_summary.txt",
+    }
+
+
+def _mount_tmpfs(target: Path, size: str) -> bool:
+    target.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        capture_output=True,
+    )
+    return proc.returncode == 0
+
+
+def test_full_disk_fails_the_run_names_the_cause_and_leaves_no_empty_file(tmp_path):
+    """A real full disk: the working directory (artifacts and dump) on a 1 MB tmpfs."""
+    cwd = tmp_path / "small-disk"
+    if not _mount_tmpfs(cwd, "1m"):
+        pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); covered by the mock above")
+    try:
+        store_dir = tmp_path / "store"
+        store_dir.mkdir()
+        uri = f"sqlite:///{store_dir / 'store.db'}"
+        data = _panel(store_dir, cards=20, days=120)
+        (cwd / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave ~64 kB
+        proc = subprocess.run(
+            [str(EXE), "train", "--tracking-uri", uri, "--data-path", str(data)],
+            cwd=cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "No space left on device" in lines[0], proc.stderr
+        (run,) = all_runs(uri)
+        assert run.info.status == "FAILED"
+        assert "pokewatch.failed_stage" in run.data.tags
+        empty = [p for p in cwd.rglob("*") if p.is_file() and p.stat().st_size == 0]
+        assert empty == []
+    finally:
+        subprocess.run(["umount", "-l", str(cwd)], check=False)
+
+
+def _start_training(tmp_path: Path, uri: str) -> subprocess.Popen[str]:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).search_experiments()  # create the store before polling it
+    data = _panel(tmp_path, cards=300, days=300)  # logs for seconds
+    return subprocess.Popen(
+        [str(EXE), "train", "--tracking-uri", uri, "--data-path", str(data)],
+        cwd=tmp_path,
+        env=_env(TMPDIR=str(tmp_path / "tmp")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_running_run(uri: str, proc: subprocess.Popen[str]) -> object:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        runs = [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+        if runs:
+            return runs[0]
+        time.sleep(0.1)
+    raise AssertionError("no run started")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_signal_during_logging_ends_the_run_killed_and_cleans_up(tmp_path, signum, code):
+    """Before: SIGTERM left the run RUNNING forever and /tmp/pokewatch-* folders behind."""
+    (tmp_path / "tmp").mkdir()
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = _start_training(tmp_path, uri)
+    run = _wait_for_running_run(uri, proc)
+    assert run.data.tags["pokewatch.pid"] == str(proc.pid)
+    assert run.data.tags["pokewatch.host"] == socket.gethostname()
+    time.sleep(0.5)  # inside the logging stages
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    (after,) = all_runs(uri)
+    assert after.info.status == "KILLED"
+    assert "pokewatch.failed_stage" in after.data.tags
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_run_of_a_killed_process_is_healed_by_the_next_command(tmp_path):
+    """kill -9 cannot be caught: the next command on the store marks the run FAILED."""
+    (tmp_path / "tmp").mkdir()
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = _start_training(tmp_path, uri)
+    run = _wait_for_running_run(uri, proc)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert all_runs(uri)[0].info.status == "RUNNING"
+    compare = subprocess.run(
+        [str(EXE), "compare", "--tracking-uri", uri],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert compare.returncode == 0, compare.stderr
+    assert f"{run.info.run_id}" in compare.stdout + compare.stderr
+    assert "abandoned" in compare.stdout + compare.stderr
+    (after,) = all_runs(uri)
+    assert after.info.status == "FAILED"
+    assert after.data.tags["pokewatch.abandoned"] == "true"
+
+
+def test_running_run_of_a_live_process_is_left_alone(run_cli, store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.tracking import heal_abandoned_runs, run_owner_tags
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.create_experiment("live")
+    live = client.create_run(experiment, tags=run_owner_tags())  # this process: alive
+    other_host = client.create_run(
+        experiment, tags={**run_owner_tags(), "pokewatch.host": "elsewhere", "pokewatch.pid": "1"}
+    )
+    assert heal_abandoned_runs(store) == []
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    assert client.get_run(other_host.info.run_id).info.status == "RUNNING"
+
+
+def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
+    from pokewatch_core.tracking import describe_failure
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    denied = PermissionError(errno.EACCES, "Permission denied", "./mlruns/1/abc/artifacts")
+    wrapped = RuntimeError("Failed to log artifact")
+    wrapped.__cause__ = denied
+    assert describe_failure(wrapped) == "./mlruns is not writable"
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/x")
+    assert describe_failure(full) == "No space left on device (/data/x)"
+    assert describe_failure(ValueError("bad\nthing")) == "ValueError: bad thing"
