@@ -192,7 +192,9 @@ def train(
         raise click.BadParameter("--alias needs --register-model")
     # Everything is checked before the data loads and long before a run starts.
     resolve_components(model, policy, list(metrics) or None, param_values)
-    check_run_options(experiment_name, tracking_uri, register_model, alias)
+    if experiment_name is not None and not experiment_name.strip():
+        raise ConfigError("--experiment-name must not be empty")
+    check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
     check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
     _report_healed(heal_abandoned_runs(tracking_uri), err=False)
     path = data_path or str(embedded_sample_path())
@@ -213,7 +215,7 @@ def train(
         display("logging to MLflow")
         logged = log_evaluation(
             result,
-            experiment_name=experiment_name or None,  # MLproject passes '' for "not given"
+            experiment_name=experiment_name,  # None: pokewatch_baseline, or `mlflow run`'s
             run_name=run_name or None,
             tags=tag_values,
             data_source=path,
