@@ -342,7 +342,7 @@ def sweep(
     from pokewatch_core.plugins import get_plugins
     from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.sweep import SweepPlan, combinations, parse_values, read_grid
-    from pokewatch_core.tracking import check_reachable, resolve_tracking_uri
+    from pokewatch_core.tracking import check_reachable, check_run_options, resolve_tracking_uri
     from pokewatch_core.tracking_sweep import log_sweep
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
@@ -353,6 +353,9 @@ def sweep(
         raise ConfigError(f"--metric {metric!r}: no such metric (valid: {valid})")
     fixed = {k: v[0] for k, v in grid.items() if len(v) == 1}
     swept = {k: v for k, v in grid.items() if len(v) > 1}
+    if data_path is not None and not data_path.strip():
+        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
+    check_run_options(experiment_name, tracking_uri, None, "champion")
     check_reachable(resolve_tracking_uri(tracking_uri))
     path = data_path or str(embedded_sample_path())
     table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)

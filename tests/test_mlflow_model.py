@@ -377,20 +377,11 @@ def projects_run(store, monkeypatch):
 
 
 def _entry_point(run_cli, tmp_path, experiment_parameter: str):
-    """The MLproject command, with the empty defaults mlflow run fills in."""
+    """The MLproject command as mlflow run expands it: an empty parameter passes no option."""
     path = tmp_path / "panel.csv"
     make_panel(cards=3, days=8, seed=1).to_csv(path, index=False)
-    return run_cli(
-        "train",
-        "--data-path",
-        str(path),
-        "--experiment-name",
-        experiment_parameter,
-        "--run-name",
-        "",
-        "--metric",
-        "rmse",
-    )
+    experiment = ["--experiment-name", experiment_parameter] if experiment_parameter else []
+    return run_cli("train", "--data-path", str(path), *experiment, "--metric", "rmse")
 
 
 @pytest.mark.parametrize(
