@@ -43,10 +43,11 @@ def pokewatch_args(command: str) -> list[str]:
 
 
 @pytest.fixture
-def scratch(store, tmp_path):
+def scratch(store, tmp_path, empty_store_file):
     """The working directory of the commands: a scratch folder with MLflow's default store
-    (./mlflow.db) and the checkout's vendored snapshots at tests/data/raw."""
+    (./mlflow.db, empty) and the checkout's vendored snapshots at tests/data/raw."""
     shutil.copytree(SHARED_DATA, tmp_path / "tests" / "data" / "raw")
+    shutil.copyfile(empty_store_file, tmp_path / "mlflow.db")
     return tmp_path
 
 

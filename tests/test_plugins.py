@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -185,7 +186,9 @@ def test_block_list_disables_plugins_by_name(site):
     assert json.loads(proc.stdout) == {"plugins": [], "failed": [], "conflicts": []}
 
 
-def test_duplicate_names_are_an_error_naming_both_plugins_when_used(site, tmp_path):
+def test_duplicate_names_are_an_error_naming_both_plugins_when_used(
+    site, tmp_path, empty_store_file
+):
     fake_distribution(site, "other-plugin", "other", DUPLICATE.format(module="good_mod"))
     listing = run(site, "plugins", "--json")
     assert listing.returncode == 0
@@ -208,6 +211,7 @@ def test_duplicate_names_are_an_error_naming_both_plugins_when_used(site, tmp_pa
     # everything else keeps working next to the conflict and a broken plugin: a full
     # training with the other components, one warning line for the broken plugin
     fake_distribution(site, "broken-import", "import-fails", BROKEN["import-fails"][0])
+    shutil.copyfile(empty_store_file, tmp_path / "ok.db")
     proc = run(site, "train", "--tracking-uri", f"sqlite:///{tmp_path / 'ok.db'}")
     assert proc.returncode == 0, proc.stderr
     assert "plugin 'import-fails'" in proc.stderr and "Traceback" not in proc.stderr
@@ -247,7 +251,9 @@ def example_env(tmp_path_factory) -> Path:
     return env
 
 
-def test_example_plugin_is_discovered_from_its_installed_distribution(example_env, tmp_path):
+def test_example_plugin_is_discovered_from_its_installed_distribution(
+    example_env, tmp_path, empty_store_file
+):
     python = str(example_env / "bin" / "python")
     listing = subprocess.run(
         [python, "-m", "pokewatch_core", "plugins", "--json"],
@@ -264,6 +270,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(example_en
     )
     assert {c["name"] for c in plugin["components"]} == {"ewma", "mae", "band"}
     uri = f"sqlite:///{tmp_path / 'ewma.db'}"
+    shutil.copyfile(empty_store_file, tmp_path / "ewma.db")
     proc = subprocess.run(
         [
             python,
