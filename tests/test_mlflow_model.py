@@ -308,6 +308,9 @@ def test_mlflow_run_lands_in_the_experiment_named_by_the_parameter(
     make_panel(cards=3, days=10, seed=4).to_csv(data, index=False)
     uri = f"sqlite:///{tmp_path / 'project.db'}"
     shutil.copyfile(empty_store_file, tmp_path / "project.db")
+    # the entry point runs in the project directory (the checkout): give X an artifact
+    # location here, so that the test writes nothing into the checkout's ./mlruns
+    MlflowClient(tracking_uri=uri).create_experiment("X", str(tmp_path / "artifacts"))
     bin_dir = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{bin_dir}:{os.environ['PATH']}")
