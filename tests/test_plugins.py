@@ -137,6 +137,7 @@ def run(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=environment,
+        cwd=site.parent,  # a run's artifacts go to ./mlruns: not into the checkout
         timeout=300,
     )
 
