@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from pokewatch_core.cli import disable_telemetry, main
@@ -114,6 +116,11 @@ def environment_with_installed_plugins() -> dict[str, str]:
     return env
 
 
+# Hypothesis' per-example deadline measures the machine, not the code: on a busy shared
+# machine it fails correct tests. The suite's own timings are watched with --durations.
+settings.register_profile("pokewatch", deadline=None)
+settings.load_profile("pokewatch")
+
 # The suite runs against the default plugins only, whatever else is installed in the
 # environment, so that tests listing or counting components (``valid: threshold``) stay true
 # after the README's ``uv pip install -e examples/pokewatch-ewma``. Set at import, before
@@ -137,14 +144,30 @@ def _isolated_mlflow_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
+@pytest.fixture(scope="session")
+def empty_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite tracking store with MLflow's schema, made once per session: creating
+    the schema (dozens of migrations) costs seconds, copying the file milliseconds."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("empty-store")
+    db = folder / "store.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh SQLite tracking store; the working directory is a temporary folder."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_file: Path) -> Iterator[str]:
+    """A fresh, empty SQLite tracking store (a copy of the session's migrated one); the
+    working directory is a temporary folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    shutil.copyfile(empty_store_file, tmp_path / "store.db")
     yield f"sqlite:///{tmp_path / 'store.db'}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.conftest import all_runs, make_panel
 
 
 @pytest.fixture(scope="module")
-def three_runs(tmp_path_factory):
+def three_runs(tmp_path_factory, empty_store_file):
     """Three finished runs (window sizes 1, 3, 8) in one store, shared by the module's tests
     (each only reads the store)."""
     from pokewatch_core import evaluate
@@ -19,6 +20,7 @@ def three_runs(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("compare")
     store = f"sqlite:///{folder / 'store.db'}"
+    shutil.copyfile(empty_store_file, folder / "store.db")
     panel = make_panel(cards=6, days=40, seed=8, nan_rate=0.03)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)  # the store's artifacts go beside it

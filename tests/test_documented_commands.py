@@ -43,10 +43,11 @@ def pokewatch_args(command: str) -> list[str]:
 
 
 @pytest.fixture
-def scratch(store, tmp_path):
+def scratch(store, tmp_path, empty_store_file):
     """The working directory of the commands: a scratch folder with MLflow's default store
-    (./mlflow.db) and the checkout's vendored snapshots at tests/data/raw."""
+    (./mlflow.db, empty) and the checkout's vendored snapshots at tests/data/raw."""
     shutil.copytree(SHARED_DATA, tmp_path / "tests" / "data" / "raw")
+    shutil.copyfile(empty_store_file, tmp_path / "mlflow.db")
     return tmp_path
 
 
@@ -96,6 +97,28 @@ def test_readme_train_examples_as_printed(run_cli, scratch):
     names = {r.info.run_name for r in runs}
     assert "ma5" in names
 
+    # then the user guide's compare examples, on those runs (its ids are examples: ours)
+    (block,) = [b for b in code_blocks("docs/user-guide.md", "bash") if "compare" in b]
+    lines = commands(block, "uv run pokewatch compare")
+    assert len(lines) == 4, lines
+    for line in lines:
+        args = pokewatch_args(line)
+        if "87cb1e7f37b7" in args:
+            assert ranking is not None
+            ids = [row.split()[1] for row in ranking.splitlines()[3:5]]
+            args = [ids.pop(0) if re.fullmatch("[0-9a-f]{12}", a) else a for a in args]
+        result = run_cli(*args)
+        assert result.exit_code == 0, f"{line}\n{result.stderr}"
+
+    # and docs/mlflow.md's registry examples
+    (block,) = [b for b in code_blocks("docs/mlflow.md", "bash") if "--register-model" in b]
+    lines = commands(block, "uv run pokewatch")
+    assert len(lines) == 2, lines
+    for line in lines:
+        result = run_cli(*pokewatch_args(line))
+        assert result.exit_code == 0, f"{line}\n{result.stderr}"
+    assert "Registered: models:/pokewatch_ma@challenger (version 2)" in result.stdout
+
 
 @pytest.mark.slow
 def test_plugin_author_flow_in_a_new_folder(tmp_path):
@@ -134,6 +157,21 @@ def test_plugin_author_flow_in_a_new_folder(tmp_path):
     (run,) = all_runs(f"sqlite:///{project / 'mlflow.db'}")
     assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
     assert (project / ".venv").is_dir() and not os.path.exists(ROOT / "my-plugin")
+
+    # "Developing a plugin locally": a first test, the test tools, pytest
+    (develop,) = [b for b in code_blocks("docs/plugins.md", "bash") if "uv add --dev" in b]
+    test_file = next(
+        b for b in code_blocks("docs/plugins.md", "python") if "# tests/test_my_plugin.py" in b
+    )
+    (project / "tests").mkdir()
+    (project / "tests" / "test_my_plugin.py").write_text(test_file)
+    assert develop.splitlines()[0] == "cd my-plugin"
+    for line in commands(develop, "uv "):
+        proc = subprocess.run(
+            shlex.split(line), cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert "1 passed" in proc.stdout
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,10 +37,11 @@ def project_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def logged(panel, project_dir):
+def logged(panel, project_dir, empty_store_file):
     """One evaluation logged and registered twice as `pokewatch_ma` (the alias moves to
     version 2); every test of the module reads it."""
     store = f"sqlite:///{project_dir / 'store.db'}"
+    shutil.copyfile(empty_store_file, project_dir / "store.db")
     result = evaluate("baseline_moving_average", panel, params={"window_size": 4})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project_dir)
@@ -294,7 +296,9 @@ def test_mlflow_models_serve_answers_valid_json(logged, tmp_path):
         server.wait(timeout=30)
 
 
-def test_mlflow_run_lands_in_the_experiment_named_by_the_parameter(tmp_path, run_cli):
+def test_mlflow_run_lands_in_the_experiment_named_by_the_parameter(
+    tmp_path, run_cli, empty_store_file
+):
     """`mlflow run . -e train -P experiment_name=X`, as the docs print it (with the local
     environment): the evaluation is in X, carries the Projects run's source tags, and the
     Projects run (in Default: mlflow run was given no experiment) points to it."""
@@ -303,6 +307,10 @@ def test_mlflow_run_lands_in_the_experiment_named_by_the_parameter(tmp_path, run
     data = tmp_path / "panel.csv"
     make_panel(cards=3, days=10, seed=4).to_csv(data, index=False)
     uri = f"sqlite:///{tmp_path / 'project.db'}"
+    shutil.copyfile(empty_store_file, tmp_path / "project.db")
+    # the entry point runs in the project directory (the checkout): give X an artifact
+    # location here, so that the test writes nothing into the checkout's ./mlruns
+    MlflowClient(tracking_uri=uri).create_experiment("X", str(tmp_path / "artifacts"))
     bin_dir = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{bin_dir}:{os.environ['PATH']}")

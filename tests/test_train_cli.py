@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,10 @@ def test_logged_metrics_equal_the_library_result(run_cli, store, tmp_path):
     assert run.data.params["window_size"] == "4"
 
 
-def test_tracking_uri_from_dotenv(run_cli, store, tmp_path, monkeypatch):
+def test_tracking_uri_from_dotenv(run_cli, store, tmp_path, monkeypatch, empty_store_file):
     monkeypatch.delenv("UV", raising=False)  # not started by uv: a plain mlflow command
     db = tmp_path / "from_dotenv.db"
+    shutil.copyfile(empty_store_file, db)
     (tmp_path / ".env").write_text(f"MLFLOW_TRACKING_URI=sqlite:///{db}\n")
     result = run_cli("train", "--data-path", str(_small(tmp_path)))
     assert result.exit_code == 0, result.stderr
@@ -113,8 +115,9 @@ def test_tracking_uri_from_dotenv(run_cli, store, tmp_path, monkeypatch):
     assert f"Open the MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}" in result.stdout
 
 
-def test_environment_variable_beats_dotenv(run_cli, store, tmp_path, monkeypatch):
+def test_environment_variable_beats_dotenv(run_cli, store, tmp_path, monkeypatch, empty_store_file):
     env_db, dotenv_db = tmp_path / "env.db", tmp_path / "dotenv.db"
+    shutil.copyfile(empty_store_file, env_db)
     (tmp_path / ".env").write_text(f"MLFLOW_TRACKING_URI=sqlite:///{dotenv_db}\n")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{env_db}")
     assert run_cli("train", "--data-path", str(_small(tmp_path))).exit_code == 0
@@ -190,9 +193,10 @@ def test_deleted_experiment_is_a_usage_error_without_a_run(run_cli, store, tmp_p
     )
 
 
-def test_console_script_in_a_real_process(tmp_path):
+def test_console_script_in_a_real_process(tmp_path, empty_store_file):
     path = _small(tmp_path)
     uri = f"sqlite:///{tmp_path / 'proc.db'}"
+    shutil.copyfile(empty_store_file, tmp_path / "proc.db")
     exe = Path(sys.executable).with_name("pokewatch")
     proc = subprocess.run(
         [
