@@ -678,8 +678,8 @@ _component_command("policy", "policies")
 @click.option(
     "--ascending/--descending",
     default=None,
-    help="Rank order. Default: ascending for errors (rmse, mape, drawdown, "
-    "turnover), descending otherwise.",
+    help="Rank order. Default: the metric's own direction (smallest first for errors such as "
+    "rmse, mase or drawdown), largest first otherwise.",
 )
 @click.option(
     "--limit",

@@ -10,14 +10,18 @@ from pokewatch_core.terminal import printable
 from pokewatch_core.tracking import RunRecord
 
 DEFAULT_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
-# Metrics where smaller is better; every other metric ranks largest first by default.
-LOWER_IS_BETTER = {"rmse", "mape", "strategy_max_drawdown", "turnover"}
 RUN_PARAMS = ("model_type", "policy")
 
 
 def default_ascending(metric: str) -> bool:
-    """Whether ``metric`` ranks best when smallest."""
-    return metric in LOWER_IS_BETTER
+    """Whether ``metric`` ranks best when smallest: its own ``greater_is_better`` says (an
+    unknown metric, or one with no direction, ranks largest first)."""
+    from pokewatch_core.plugins import get_plugins
+
+    metrics = get_plugins().metrics
+    if metric not in metrics or len(metrics.registrations(metric)) != 1:
+        return False
+    return metrics.get(metric).greater_is_better is False
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -71,3 +71,14 @@ def test_train_prints_each_metric_in_its_unit(run_cli, store):
         assert has_percent == (unit == "percent"), name
     section = out.stdout[out.stdout.index("Signal quality") :].split("\nRun ")[0]
     assert "%" not in section  # shares and returns are fractions there
+
+
+def test_compare_ranks_by_each_metric_own_direction():
+    from pokewatch_core.compare import default_ascending
+
+    metrics = get_plugins().metrics
+    for name in metrics.names():
+        better = metrics.get(name).greater_is_better
+        assert default_ascending(name) == (better is False), name
+    assert default_ascending("mase") and not default_ascending("skill_vs_naive")
+    assert not default_ascending("no_such_metric")
