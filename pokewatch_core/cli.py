@@ -48,6 +48,8 @@ def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        if key.strip() in out:
+            raise click.BadParameter(f"{key.strip()!r} is given twice", param_hint=option)
         out[key.strip()] = value
     return out
 
@@ -341,16 +343,25 @@ def sweep(
     from pokewatch_core.data import load_prices
     from pokewatch_core.plugins import get_plugins
     from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.sweep import SweepPlan, combinations, parse_values, read_grid
+    from pokewatch_core.sweep import (
+        SweepPlan,
+        combinations,
+        parse_values,
+        ranking_direction,
+        read_grid,
+    )
     from pokewatch_core.tracking import check_reachable, check_run_options, resolve_tracking_uri
     from pokewatch_core.tracking_sweep import log_sweep
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
     for key, text in _pairs(params, "-p").items():
+        if key in grid:
+            raise ConfigError(f"parameter {key!r} is given by both --grid and -p")
         grid[key] = parse_values(key, text)
     if metric not in get_plugins().metrics:
         valid = ", ".join(get_plugins().metrics.names())
         raise ConfigError(f"--metric {metric!r}: no such metric (valid: {valid})")
+    greater = ranking_direction(metric)
     fixed = {k: v[0] for k, v in grid.items() if len(v) == 1}
     swept = {k: v for k, v in grid.items() if len(v) > 1}
     if data_path is not None and not data_path.strip():
@@ -363,16 +374,14 @@ def sweep(
     plan.check()  # every combination builds: a bad value stops here, before any run
     if plan.test_start is not None:
         plan.evaluate(0)  # a test start after the data fails here, not after the parent run
-    greater = get_plugins().metrics.get(metric).greater_is_better
-
     live = sys.stderr.isatty()
     step = max(1, -(-len(plan.combos) // 10))  # in a log: about ten lines
 
-    def progress(done: int, total: int) -> None:
+    def progress(what: str, done: int, total: int) -> None:
         if live:
-            click.echo(f"\r{done}/{total} combinations", nl=done == total, err=True)
+            click.echo(f"\r{what} {done}/{total} combinations", nl=done == total, err=True)
         elif done % step == 0 or done == total:
-            click.echo(f"{done}/{total} combinations", err=True)
+            click.echo(f"{what} {done}/{total} combinations", err=True)
 
     outcome = log_sweep(
         plan,

@@ -89,6 +89,16 @@ def _route_params(
     ``model.key`` / ``policy.key`` / ``<metric>.key`` to that one only."""
     routed: dict[str, dict[str, Any]] = {label: {} for label in targets}
     specs = {label: type_of(t).param_specs() for label, t in targets.items()}
+    given: dict[tuple[str, str], str] = {}
+
+    def route(label: str, bare: str, key: str, value: Any) -> None:
+        first = given.setdefault((label, bare), key)
+        if first != key:
+            raise ConfigError(
+                f"parameter {bare!r} of {label} is given twice ({first!r} and {key!r})"
+            )
+        routed[label][bare] = value
+
     for raw_key, value in (params or {}).items():
         key = str(raw_key)
         prefix, _, bare = key.rpartition(".")
@@ -101,14 +111,14 @@ def _route_params(
             if bare not in specs[prefix]:
                 valid = ", ".join(sorted(specs[prefix])) or "none"
                 raise ConfigError(f"unknown parameter {key!r} (valid for {prefix}: {valid})")
-            routed[prefix][bare] = value
+            route(prefix, bare, key, value)
             continue
         owners = [label for label, s in specs.items() if key in s]
         if not owners:
             names = sorted({p for s in specs.values() for p in s})
             raise ConfigError(f"unknown parameter {key!r} (valid: {', '.join(names) or 'none'})")
         for label in owners:
-            routed[label][key] = value
+            route(label, key, key, value)
     return routed
 
 

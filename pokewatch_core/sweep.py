@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pokewatch_core.errors import ConfigError
+from pokewatch_core.errors import ConfigError, PokeWatchError
 from pokewatch_core.evaluation import EvaluationResult, evaluate_prepared, resolve_components
 
 MAX_COMBINATIONS = 10_000
@@ -78,9 +78,14 @@ def read_grid(path: str | Path) -> dict[str, list[Any]]:
     """A grid file: TOML (``.toml``) or YAML (``.yaml``/``.yml``) mapping each parameter to a
     value, a list of values, or a table ``{start, stop, step}``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"--grid {path}: no such file")
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"--grid {path}: not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--grid {path}: cannot read it as UTF-8 text ({exc})") from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -233,6 +238,38 @@ def _parallel(plan: SweepPlan, jobs: int) -> Iterator[Trial]:
         _PLAN = None
 
 
+def ranking_direction(metric: str) -> bool:
+    """Whether the best combination has the largest ``metric`` (its ``greater_is_better``);
+    a metric with no direction (a count, a signal rate) cannot pick a best."""
+    from pokewatch_core.plugins import get_plugins
+
+    better = get_plugins().metrics.get(metric).greater_is_better
+    if better is None:
+        raise ConfigError(
+            f"metric {metric!r} has no better direction (greater_is_better is None): "
+            "rank by an error, a skill or a return"
+        )
+    return bool(better)
+
+
+def check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """A grid as name -> list of values: a list or tuple is the values, a ``{start, stop,
+    step}`` mapping a range; a lone string or number is refused (say ``[value]``)."""
+    out: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        if isinstance(values, Mapping):
+            if set(values) != {"start", "stop", "step"}:
+                raise ConfigError(f"grid {key!r}: a range is {{start, stop, step}}")
+            out[key] = expand_range(values["start"], values["stop"], values["step"])
+        elif isinstance(values, list | tuple) and values:
+            out[key] = list(values)
+        else:
+            raise ConfigError(
+                f"grid {key!r}: expected a non-empty list of values or a range, got {values!r}"
+            )
+    return out
+
+
 def default_jobs() -> int:
     """One job per core."""
     return max(1, os.cpu_count() or 1)
@@ -242,7 +279,7 @@ def best_trial(trials: Sequence[Trial], metric: str, greater_is_better: bool | N
     """The best trial by ``metric`` (NaN never wins; ties: the earlier trial)."""
     scored = [t for t in trials if not math.isnan(t.metrics.get(metric, math.nan))]
     if not scored:
-        raise ConfigError(f"no combination has a value for {metric!r}")
+        raise PokeWatchError(f"no combination has a value for {metric!r}: nothing to rank")
     sign = -1.0 if greater_is_better else 1.0
     return min(scored, key=lambda t: (sign * t.metrics[metric], t.number))
 
@@ -304,9 +341,11 @@ def run_sweep(
     names = list(metrics) if metrics is not None else None
     if metric not in (names if names is not None else get_plugins().metrics.names()):
         raise ConfigError(f"metric {metric!r} is not computed by this sweep")
-    greater = get_plugins().metrics.get(metric).greater_is_better
+    greater = ranking_direction(metric)
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     plan = SweepPlan(
-        table, model, policy, names, dict(params or {}), combinations(grid), test_start
+        table, model, policy, names, dict(params or {}), combinations(check_grid(grid)), test_start
     )
     plan.check()
     if log:

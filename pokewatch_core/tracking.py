@@ -244,11 +244,10 @@ def _dataset_digest(table: pd.DataFrame) -> str:
 SCHEMA_ROWS = 1_000  # the dataset's schema is read from its validated dtypes on this many rows
 
 
-def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
-    """Log the evaluated table as the run's dataset input, without a pass over all rows in
-    Python: the digest hashes a bounded head (see ``_dataset_digest``), and the schema is
-    inferred from the first rows of the validated (typed) table."""
-    import mlflow
+def make_dataset(result: EvaluationResult, data_source: str) -> Any:
+    """The evaluated table as an MLflow dataset, made without a pass over all rows in Python:
+    the digest hashes a bounded head (see ``_dataset_digest``), and the schema is inferred
+    from the first rows of the validated (typed) table."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.pandas_dataset import PandasDataset
     from mlflow.models import infer_signature
@@ -268,6 +267,16 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
             name=Path(data_source).name,
             digest=_dataset_digest(table),
         )
+    return dataset
+
+
+def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
+    """Log the evaluated table as the active run's dataset input (see ``make_dataset``)."""
+    import mlflow
+
+    dataset = make_dataset(result, data_source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         _retry(mlflow.log_input, dataset, context="evaluation")
     return dataset
 

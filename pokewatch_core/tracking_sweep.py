@@ -1,16 +1,17 @@
 """MLflow logging of a parameter sweep: one parent run, one nested child run per combination.
 
-Children are logged as their evaluations finish (params and every metric), so an interrupted
-sweep leaves the finished ones FINISHED; the parent ends FAILED (KILLED on an interrupt or
-signal). Once every combination is done, the best child (by the sweep metric, in its own
-direction) gets the plots, summary, tables, dataset and model of a ``pokewatch train`` run
-(``log_models="all"``: every child), and the parent gets the grid, the ranking table
-``tables/sweep.csv``, a plot of the metric against each swept parameter, the best child's id
-and its metrics.
+Every combination is evaluated first; then the children are logged one after the other, each
+whole and FINISHED before the next: params, every metric and the dataset, and for the best
+child (by the sweep metric, in its own direction; ``log_models="all"``: every child) also the
+plots, summary, tables and model of a ``pokewatch train`` run. The parent gets the grid, the
+ranking table ``tables/sweep.csv``, a plot of the metric against each swept parameter, the best
+child's id and its metrics. An interruption leaves the finished children FINISHED and the
+parent KILLED (FAILED on an error), tagged with the stage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -25,14 +26,17 @@ import pandas as pd
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking
 from pokewatch_core.tracking import (
+    FAILED_STAGE_TAG,
     NOTE_TAG,
     _clean_metric,
     _experiment_id,
     _log_run,
+    _plugin_versions,
     _retry,
     _stop_run,
     _store_init_lock,
     check_reachable,
+    make_dataset,
     resolve_tracking_uri,
     run_owner_tags,
 )
@@ -90,13 +94,20 @@ def log_sweep(
     data_source: str = "data",
     tracking_uri: str | None = None,
     log_models: str = "best",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> SweepOutcome:
-    """Evaluate every combination of ``plan`` and log the sweep (see the module docstring)."""
+    """Evaluate every combination of ``plan`` and log the sweep (see the module docstring).
+
+    Every combination is evaluated first (fast, in memory); then each child run is logged
+    whole — the best (or, with ``log_models="all"``, every) child with the artifacts and the
+    model — and ended FINISHED before the next starts, so an interruption leaves only whole,
+    finished children behind."""
     import mlflow
+    from mlflow.entities import DatasetInput, InputTag, Param, RunTag
     from mlflow.entities import Metric as MlflowMetric
-    from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context import registry as context_registry
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -108,45 +119,26 @@ def log_sweep(
     client = MlflowClient()
     total = len(plan.combos)
     swept = _swept(plan)
-    owner = run_owner_tags()  # who owns the runs: see heal_abandoned_runs
-    parent_tags = {"pokewatch.version": __version__, SWEEP_TAG: "parent", **owner, **(tags or {})}
-    parent = _retry(client.create_run, experiment_id, run_name=run_name, tags=parent_tags)
+    # the tags a `pokewatch train` run gets: user, source, version, owner (see heal_abandoned_runs)
+    base = context_registry.resolve_tags(
+        {"pokewatch.version": __version__, **run_owner_tags(), **(tags or {})}
+    )
+    parent = _retry(
+        client.create_run, experiment_id, run_name=run_name, tags={**base, SWEEP_TAG: "parent"}
+    )
     parent_id = parent.info.run_id
-    parent_name = parent.info.run_name
     outcome = SweepOutcome(parent_id, experiment_name, effective_uri, [], Trial(0, {}, {}))
     open_children: set[str] = set()
+    stage = ["params"]
 
-    def log_child(trial: Trial) -> None:
-        child_tags = {
+    def child_tags(trial: Trial, extra: dict[str, str]) -> dict[str, str]:
+        return {
+            **base,
+            **extra,
             "mlflow.parentRunId": parent_id,
             SWEEP_TAG: "child",
-            "pokewatch.version": __version__,
-            **owner,
-            **(tags or {}),
+            "pokewatch.trial": str(trial.number),
         }
-        child = _retry(
-            client.create_run,
-            experiment_id,
-            run_name=f"{parent_name}-{trial.number}",
-            tags=child_tags,
-        )
-        child_id = child.info.run_id
-        open_children.add(child_id)
-        stamp = int(time.time() * 1000)
-        params = trial.logged_params
-        _retry(
-            client.log_batch,
-            child_id,
-            metrics=[MlflowMetric(k, _clean_metric(v), stamp, 0) for k, v in trial.metrics.items()],
-            params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("pokewatch.trial", str(trial.number))],
-        )
-        check_interrupted()  # a signal Python dropped must not finish the child
-        _retry(client.set_terminated, child_id, "FINISHED")
-        open_children.discard(child_id)
-        outcome.child_run_ids[trial.number] = child_id
-        if progress is not None:
-            progress(len(outcome.child_run_ids), total)
 
     try:
         grid = {k: list(dict.fromkeys(str(c.get(k)) for c in plan.combos)) for k in swept}
@@ -162,15 +154,62 @@ def log_sweep(
                 *(Param(k, str(v)) for k, v in plan.fixed.items()),
             ],
         )
-        outcome.trials = plan.run(jobs, on_trial=log_child)
-        best = best_trial(outcome.trials, metric, greater_is_better)
+        stage[0] = "evaluate"
+        trials = _evaluate_all(plan, jobs, progress)
+        outcome.trials = trials
+        stage[0] = "select"
+        best = best_trial(trials, metric, greater_is_better)
         outcome.best = best
-        table = ranking(outcome.trials, metric, greater_is_better)
+        best_result = plan.evaluate(best.number)
+        plugins = {f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(best_result).items()}
+        dataset = DatasetInput(
+            dataset=make_dataset(best_result, data_source)._to_mlflow_entity(),
+            tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="evaluation")],
+        )
+        stage[0] = "children"
+        for done, trial in enumerate(trials, start=1):
+            name = f"{parent.info.run_name}-{trial.number}"
+            if log_models == "all" or trial.number == best.number:
+                result = best_result if trial.number == best.number else None
+                child_id = _log_full_child(
+                    plan,
+                    trial,
+                    result,
+                    experiment_id,
+                    name,
+                    child_tags(trial, plugins),
+                    data_source,
+                )
+            else:
+                child = _retry(
+                    client.create_run,
+                    experiment_id,
+                    run_name=name,
+                    tags=child_tags(trial, plugins),
+                )
+                child_id = child.info.run_id
+                open_children.add(child_id)
+                stamp = int(time.time() * 1000)
+                _retry(
+                    client.log_batch,
+                    child_id,
+                    metrics=[
+                        MlflowMetric(k, _clean_metric(v), stamp, 0)
+                        for k, v in trial.metrics.items()
+                    ],
+                    params=[Param(k, v) for k, v in trial.logged_params.items()],
+                )
+                _retry(client.log_inputs, child_id, datasets=[dataset])
+                check_interrupted()  # a signal Python dropped must not finish the child
+                _retry(client.set_terminated, child_id, "FINISHED")
+                open_children.discard(child_id)
+            outcome.child_run_ids[trial.number] = child_id
+            if progress is not None:
+                progress("logged", done, total)
+        stage[0] = "parent"
+        table = ranking(trials, metric, greater_is_better)
         table.insert(2, "run_id", table["trial"].map(outcome.child_run_ids))
         outcome.table = table
-        chosen = outcome.trials if log_models == "all" else [best]
-        for trial in chosen:
-            _log_full_child(plan, trial, outcome.child_run_ids[trial.number], data_source)
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             path = Path(tmp) / "sweep.csv"
             table.to_csv(path, index=False)
@@ -185,6 +224,7 @@ def log_sweep(
             metrics=[MlflowMetric(k, _clean_metric(v), stamp, 0) for k, v in best.metrics.items()],
             tags=[
                 RunTag(BEST_TAG, outcome.child_run_ids[best.number]),
+                *(RunTag(k, v) for k, v in plugins.items()),
                 RunTag(
                     NOTE_TAG,
                     f"Sweep of {plan.model} with policy {plan.policy} over "
@@ -193,37 +233,66 @@ def log_sweep(
                 ),
             ],
         )
+        stage[0] = "end"
         check_interrupted()
         _retry(client.set_terminated, parent_id, "FINISHED")
     except BaseException as exc:
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
         for child_id in open_children:
-            _end_quietly(client, child_id, status)
-        _end_quietly(client, parent_id, status)
+            _end_quietly(client, child_id, status, stage[0])
+        _end_quietly(client, parent_id, status, stage[0])
         raise
     return outcome
 
 
-def _end_quietly(client: Any, run_id: str, status: str) -> None:
+def _evaluate_all(
+    plan: SweepPlan, jobs: int, progress: Callable[[str, int, int], None] | None
+) -> list[Trial]:
+    count = [0]
+
+    def evaluated(_: Trial) -> None:
+        count[0] += 1
+        if progress is not None:
+            progress("evaluated", count[0], len(plan.combos))
+
+    return plan.run(jobs, on_trial=evaluated)
+
+
+def _end_quietly(client: Any, run_id: str, status: str, stage: str) -> None:
     try:
+        _retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
         _retry(client.set_terminated, run_id, status, interruptible=False)
     except Exception as exc:  # the store may be what failed; the message says so
         print(f"pokewatch: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
 
 
-def _log_full_child(plan: SweepPlan, trial: Trial, run_id: str, data_source: str) -> None:
-    """Give a finished child run the artifacts and the model of a ``pokewatch train`` run."""
+def _log_full_child(
+    plan: SweepPlan,
+    trial: Trial,
+    result: Any,
+    experiment_id: str,
+    name: str,
+    tags: dict[str, str],
+    data_source: str,
+) -> str:
+    """Log one child run as ``pokewatch train`` logs a run (params, metrics linked to the
+    model, dataset, artifacts, model), FINISHED when complete; returns its id."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
-    result = plan.evaluate(trial.number)
-    run = _retry(mlflow.start_run, run_id=run_id)
+    result = result if result is not None else plan.evaluate(trial.number)
+    run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, tags=tags)
+    run_id = str(run.info.run_id)
     stage = ["params"]
     try:
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             _log_run(result, run, Path(tmp), data_source, None, "champion", True, None, stage)
+        stage[0] = "end"
         check_interrupted()
+        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
     except BaseException as exc:
-        killed = isinstance(exc, KeyboardInterrupt)
-        _stop_run(run_id, "KILLED" if killed else "FAILED", stage[0])
+        _stop_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED", stage[0])
         raise
-    _retry(mlflow.end_run)
+    with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
+        mlflow.end_run()
+    return run_id

@@ -268,8 +268,11 @@ def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
     )
     # progress lines say when children are done; the store is read only after the process ends
     # (a second connection while it creates the store would race its migrations)
-    first = proc.stderr.readline()
-    assert "/80 combinations" in first, first + proc.stderr.read()
+    for line in proc.stderr:  # evaluated first, then logged: stop once children are logged
+        if line.startswith("logged"):
+            break
+    else:
+        pytest.fail("the sweep ended before logging: " + proc.stderr.read())
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     client = MlflowClient(tracking_uri=uri)
@@ -321,6 +324,10 @@ def test_the_library_function(tmp_path):
         (["-p", "window_size=3,0"], "window_size"),
         (["-p", "window_size=2,3", "--metric", "nope"], "no such metric"),
         (["--grid", "missing.toml"], "no such file"),
+        (["--grid", "."], "not a regular file"),
+        (["-p", "window_size=2,3", "-p", "model.window_size=4,5"], "given twice"),
+        (["-p", "window_size=2,3", "-p", "window_size=7"], "given twice"),
+        (["-p", "window_size=2,3", "--metric", "dataset_size"], "no better direction"),
     ],
 )
 def test_bad_sweeps_are_refused_before_any_run(args, needle, run_cli, store):
@@ -330,3 +337,63 @@ def test_bad_sweeps_are_refused_before_any_run(args, needle, run_cli, store):
     assert out.exit_code == 2 and needle in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert all_runs(store) == []
+
+
+def test_grid_files_must_be_text_and_not_repeat_a_parameter(run_cli, store, tmp_path):
+    from tests.conftest import all_runs
+
+    binary = tmp_path / "g.toml"
+    binary.write_bytes(b"\xff\xfe")
+    out = run_cli("sweep", "--tracking-uri", store, "--grid", str(binary))
+    assert out.exit_code == 2 and "UTF-8" in out.stderr
+    grid = tmp_path / "grid.toml"
+    grid.write_text("window_size = [3]\n")
+    out = run_cli("sweep", "--tracking-uri", store, "--grid", str(grid), "-p", "window_size=5,7")
+    assert out.exit_code == 2 and "both --grid and -p" in out.stderr
+    assert all_runs(store) == []
+
+
+def test_a_metric_undefined_everywhere_fails_the_parent_with_its_stage(run_cli, store):
+    from mlflow.tracking import MlflowClient
+
+    out = run_cli(
+        "sweep",
+        "--tracking-uri",
+        store,
+        "-p",
+        "buy_threshold_pct=0.9,0.95",
+        "--metric",
+        "buy_precision",
+        "--experiment-name",
+        "nan",
+    )
+    assert out.exit_code == 1 and "nothing to rank" in out.stderr
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
+    (parent,) = runs  # no child was logged: the combinations were only evaluated
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["pokewatch.failed_stage"] == "select"
+
+
+@pytest.mark.parametrize(
+    ("grid", "jobs", "needle"),
+    [
+        ({"window_size": "35"}, 1, "non-empty list"),
+        ({"window_size": 3}, 1, "non-empty list"),
+        ({"window_size": {"start": 2, "stop": 4}}, 1, "start, stop, step"),
+        ({"window_size": [2, 3]}, 0, "jobs must be at least 1"),
+    ],
+)
+def test_run_sweep_checks_its_grid(grid, jobs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        pw.run_sweep("baseline_moving_average", pw.embedded_sample_path(), grid, jobs=jobs)
+
+
+def test_run_sweep_takes_a_range_table():
+    result = pw.run_sweep(
+        "baseline_moving_average",
+        pw.embedded_sample_path(),
+        {"window_size": {"start": 2, "stop": 4, "step": 2}},
+        metrics=["rmse"],
+    )
+    assert [t.params["window_size"] for t in result.trials] == [2, 4]
