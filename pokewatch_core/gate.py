@@ -84,6 +84,9 @@ def parse_rule(text: str) -> Rule:
             "'strategy_sharpe>=0.5'"
         )
     metric, op, rhs = match["metric"], match["op"], match["rhs"].replace(" ", "")
+    numbers = re.findall(_NUMBER, rhs)
+    if any(not math.isfinite(float(n)) for n in numbers):
+        raise ConfigError(f"rule {text!r}: numbers must be finite")
     if re.fullmatch(_NUMBER, rhs):
         return Rule(text, metric, op, None, float(rhs))
     if rhs == "champion":

@@ -91,9 +91,15 @@ def _champion_version(client: Any, name: str, alias: str | None, version: str | 
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, version)
     except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
-            return None
-        raise
+        if exc.error_code not in {
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+            "NOT_FOUND",
+        }:
+            raise
+        if alias is None:  # a version number names one that must exist
+            raise ConfigError(f"--champion models:/{name}/{version}: no such version") from exc
+        return None  # no such model or alias yet: the first candidate becomes the champion
 
 
 def _data_path(run: Any) -> str:
@@ -123,6 +129,19 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
     return out
 
 
+def _check_same_data(table: Any, run: Any, data_path: str) -> None:
+    """The file at the candidate's data path must still hold the data it was scored on."""
+    from pokewatch_core.tracking import _dataset_digest
+
+    logged = run.inputs.dataset_inputs[0].dataset.digest
+    now = _dataset_digest(table)
+    if logged and now != logged:
+        raise ConfigError(
+            f"{data_path} has changed since run {run.info.run_id} evaluated it (digest {now}, "
+            f"logged {logged}): retrain the candidate on the data to gate on"
+        )
+
+
 def _rescore_champion(
     client: Any, version: Any, candidate: Any, data_path: str, metric_names: list[str]
 ) -> dict[str, float]:
@@ -139,7 +158,13 @@ def _rescore_champion(
         raise ConfigError(f"{model_uri} is not a model logged by pokewatch (no {state.name})")
     config = json.loads(state.read_text())
     plugins = get_plugins()
-    model = plugins.models.get(config["model"]["name"]).from_params(config["model"]["params"])
+    model_name = config["model"]["name"]
+    if model_name not in plugins.models:
+        raise ConfigError(
+            f"the champion {model_uri} is a {model_name!r} model, which no installed plugin "
+            "provides here: install its plugin where the gate runs"
+        )
+    model = plugins.models.get(model_name).from_params(config["model"]["params"])
     params = dict(candidate.data.params)
     policy_cls = plugins.policies.get(params.get("policy", "threshold"))
     policy = policy_cls.from_params(_filtered(policy_cls, params, "policy"))
@@ -151,6 +176,7 @@ def _rescore_champion(
             given.pop("periods_per_year")  # logged as inferred: infer again on the same data
         metrics[name] = cls.from_params(given)
     table = load_prices(data_path)
+    _check_same_data(table, candidate, data_path)
     result = evaluate_prepared(table, model, policy, metrics, params.get("test_start"))
     return dict(result.metrics)
 
@@ -180,9 +206,16 @@ def run_gate(
     check_reachable(uri)
     if uri:
         mlflow.set_tracking_uri(uri)
+    store = mlflow.get_tracking_uri()
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"no tracking store at {store}: nothing to gate")
     client = MlflowClient()
     run = _retry(client.get_run, _full_run_id(client, candidate))
     run_id = run.info.run_id
+    if run.info.status != "FINISHED":
+        raise ConfigError(
+            f"run {run_id} is {run.info.status}, not FINISHED: only a complete run can be gated"
+        )
     installed = set(get_plugins().metrics.names())
     metric_names = [m for m in run.data.metrics if m in installed]
     candidate_metrics = {m: float(run.data.metrics[m]) for m in metric_names}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 
 
@@ -115,3 +116,71 @@ def test_bad_usage_is_exit_2_in_one_line(args, needle, one_candidate, run_cli):
     out = run_cli("gate", "--candidate", candidate, "--tracking-uri", uri, *champion, *args)
     assert out.exit_code == 2 and needle in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli, store, tmp_path):
+    """Only a FINISHED candidate on the data it was scored on, against a version that exists."""
+    from mlflow.tracking import MlflowClient
+
+    import pokewatch_core as pw
+
+    data = tmp_path / "prices.parquet"
+    pw.generate_prices(cards=15, days=40, seed=3).to_parquet(data)
+
+    def train(window):
+        out = run_cli(
+            "train",
+            "--data-path",
+            str(data),
+            "-p",
+            f"window_size={window}",
+            "--register-model",
+            "cards",
+            "--alias",
+            "candidate",
+            "--tracking-uri",
+            store,
+        )
+        assert out.exit_code == 0, out.stderr
+        return re.search(r"Run ([0-9a-f]{32})", out.stdout)[1]
+
+    gate = [
+        "gate",
+        "--champion",
+        "models:/cards@champion",
+        "--rule",
+        "rmse<=2*champion",
+        "--tracking-uri",
+        store,
+    ]
+    first = train(3)
+    assert run_cli(*gate, "--candidate", first, "--promote").exit_code == 0
+    second = train(4)
+    client = MlflowClient(tracking_uri=store)
+    client.set_terminated(second, "FAILED")
+    out = run_cli(*gate, "--candidate", second, "--promote")
+    assert out.exit_code == 2 and "FAILED, not FINISHED" in out.stderr
+    third = train(5)
+    changed = pd.read_parquet(data)
+    changed.loc[changed.index[:50], "market_price"] *= 3
+    changed.to_parquet(data)
+    out = run_cli(*gate, "--candidate", third)
+    assert out.exit_code == 2 and "has changed since run" in out.stderr
+    out = run_cli(
+        "gate",
+        "--candidate",
+        first,
+        "--champion",
+        "models:/cards/99",
+        "--rule",
+        "rmse<=1",
+        "--tracking-uri",
+        store,
+    )
+    assert out.exit_code == 2 and "no such version" in out.stderr
+    assert _champion_version(store).run_id == first  # nothing moved
+    out = run_cli(
+        *gate[:-2], "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", "--candidate", first
+    )
+    assert out.exit_code == 2 and "no tracking store" in out.stderr
+    assert not (tmp_path / "none.db").exists()

@@ -31,7 +31,18 @@ def test_rules_parse(text, metric, op, factor, offset):
 
 
 @pytest.mark.parametrize(
-    "text", ["rmse", "rmse=1", "rmse<=", "<=1", "rmse<=2*chump", "rmse<=champion**2", "rmse=>1"]
+    "text",
+    [
+        "rmse",
+        "rmse=1",
+        "rmse<=",
+        "<=1",
+        "rmse<=2*chump",
+        "rmse<=champion**2",
+        "rmse=>1",
+        "rmse<1e309",
+        "rmse<=1e999*champion",
+    ],
 )
 def test_malformed_rules_are_usage_errors(text):
     with pytest.raises(ConfigError, match="rule"):
