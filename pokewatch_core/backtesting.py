@@ -19,7 +19,7 @@ Definitions (all over *signalled* rows: rows with a market price, a prediction a
   none are. ``strategy_total_return`` = product of (1 + daily return) - 1;
   ``strategy_sharpe`` = mean / standard deviation of the period returns x
   sqrt(periods_per_year) (NaN with fewer than two periods or no variation); periods_per_year
-  is inferred from the median spacing of each card's observations (daily 365, weekly 52,
+  is inferred from the median spacing of the return series' dates (daily 365, weekly 52,
   monthly 12, …) unless given; ``strategy_max_drawdown`` = largest fall of the equity curve
   from its running peak, as a positive fraction; ``turnover`` = entries and exits per
   position-day (active card-rows).
@@ -313,21 +313,20 @@ def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
 _FREQUENCIES = ((1.5, 365.0), (9.0, 52.0), (16.0, 26.0), (35.0, 12.0), (95.0, 4.0), (190.0, 2.0))
 
 
-def _periods_per_year(gap_counts: np.ndarray[Any, Any]) -> float:
-    """Periods per year from a histogram of the gaps (in days) between each card's consecutive
-    observations: by the median gap, daily 365, weekly 52, fortnightly 26, monthly 12,
-    quarterly 4, half-yearly 2, yearly 1 (365 / gap beyond). 365 when there is no gap."""
-    total = int(gap_counts.sum())
-    if not total:
+def _periods_per_year(days: np.ndarray[Any, Any]) -> float:
+    """Periods per year of a return series on these day numbers: by the median gap between
+    consecutive dates, daily 365, weekly 52, fortnightly 26, monthly 12, quarterly 4,
+    half-yearly 2, yearly 1, and 365 / gap for other spacings (every other day: 182.5).
+    365 with fewer than two dates."""
+    if len(days) < 2:
         return 365.0
-    spacing = float(np.searchsorted(np.cumsum(gap_counts), (total + 1) // 2))
+    spacing = float(np.median(np.diff(days)))
+    if 1.5 < spacing < 5:  # every few days: no calendar name
+        return 365.0 / spacing
     for limit, periods in _FREQUENCIES:
         if spacing <= limit:
             return periods
     return 1.0 if spacing <= 400 else 365.0 / spacing
-
-
-MAX_GAP = 1000  # days; longer gaps count as this in the spacing histogram
 
 
 def _backtest(rows: SignalFrame, fee_pct: float) -> Backtest:
@@ -335,7 +334,6 @@ def _backtest(rows: SignalFrame, fee_pct: float) -> Backtest:
     n_days = last_day - first_day + 1
     sums = np.zeros((5, max(n_days, 0)))  # rows, active, active growth, observed, growth
     trades = position_days = 0
-    gap_counts = np.zeros(MAX_GAP + 1, dtype=np.int64)
     for chunk in rows.chunks():
         if not len(chunk.price):
             continue
@@ -344,9 +342,6 @@ def _backtest(rows: SignalFrame, fee_pct: float) -> Backtest:
         sums += counts
         trades += n_trades
         position_days += n_active
-        same = chunk.card[1:] == chunk.card[:-1]
-        gaps = np.clip((chunk.day[1:] - chunk.day[:-1])[same], 0, MAX_GAP)
-        gap_counts += np.bincount(gaps, minlength=MAX_GAP + 1)
     rows_per_day, active_count, active_growth, bh_count, bh_sum = sums
     with np.errstate(invalid="ignore", divide="ignore"):
         strategy = np.where(active_count > 0, active_growth / active_count - 1.0, 0.0)
@@ -359,7 +354,7 @@ def _backtest(rows: SignalFrame, fee_pct: float) -> Backtest:
         buy_and_hold_returns=buy_and_hold[present],
         trades=trades,
         position_days=position_days,
-        periods_per_year=_periods_per_year(gap_counts),
+        periods_per_year=_periods_per_year(days),
     )
 
 

@@ -118,7 +118,8 @@ class StrategySharpe(_StrategyMetric):
     name: ClassVar[str] = "strategy_sharpe"
     description: ClassVar[str] = (
         "Sharpe ratio of the strategy's period returns x sqrt(periods_per_year); "
-        "periods_per_year defaults to the data's spacing: daily 365, weekly 52, monthly 12 (ratio)."
+        "periods_per_year defaults to the spacing of the returns: daily 365, weekly 52, "
+        "monthly 12 (ratio)."
     )
     field: ClassVar[str] = "sharpe"
     unit: ClassVar[str] = "ratio"

@@ -263,3 +263,24 @@ def test_card_aligned_chunks_give_the_same_figures(data, size):
         assert getattr(whole[1], name) == pytest.approx(
             getattr(chunked[1], name), rel=1e-12, nan_ok=True
         )
+
+
+def test_periods_per_year_follow_the_return_series_not_each_card():
+    # seven cards, each weekly but on a different weekday: the strategy returns are daily
+    rows = [
+        (f"c{k}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=k + 7 * w), 10.0 + w + k)
+        for k in range(7)
+        for w in range(20)
+    ]
+    staggered = pd.DataFrame(rows, columns=["card_id", "date", "market_price"])
+    result = evaluate("baseline_moving_average", staggered, metrics=["strategy_sharpe"])
+    assert result.params["periods_per_year"] == 365
+    every_other = pd.DataFrame(
+        {
+            "card_id": "a",
+            "date": pd.date_range("2024-01-01", periods=40, freq="2D"),
+            "market_price": np.linspace(10, 20, 40),
+        }
+    )
+    result = evaluate("baseline_moving_average", every_other, metrics=["strategy_sharpe"])
+    assert result.params["periods_per_year"] == pytest.approx(182.5)
