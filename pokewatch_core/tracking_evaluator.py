@@ -73,9 +73,24 @@ def score_dataset(
     """PokeWatch's evaluation of given fair prices: ``features`` with ``card_id`` and
     ``date``, ``targets`` the market prices; ``config`` holds ``policy``, ``metrics`` and
     component parameters (``buy_threshold_pct``, ``fee_pct``, …)."""
+    data, policy, metrics, options = check_dataset(features, targets, config, source)
+    return score_predictions(data, fair, policy, metrics, options, source=source)
+
+
+def check_dataset(
+    features: pd.DataFrame, targets: Any, config: Mapping[str, Any] | None, source: str
+) -> tuple[pd.DataFrame, str, list[str] | None, dict[str, Any]]:
+    """Check the evaluation data and configuration before any model is called: the data as a
+    price table, the policy, the metric names (one name may be given as a string) and the
+    remaining component parameters."""
+    from pokewatch_core.data import prepare_prices
+    from pokewatch_core.evaluation import GivenPredictions, resolve_components
+
     options = dict(config or {})
     policy = options.pop("policy", "threshold")
     metrics = options.pop("metrics", None)
+    if isinstance(metrics, str):
+        metrics = [metrics]
     if targets is None:
         raise ConfigError("the PokeWatch evaluator needs targets='market_price'")
     data = features.copy()
@@ -83,7 +98,9 @@ def score_dataset(
     for column in (ID, DATE):
         if column not in data.columns:
             raise ConfigError(f"the evaluation data needs a {column!r} column")
-    return score_predictions(data, fair, policy, metrics, options, source=source)
+    prepare_prices(data, source)  # bad data fails here, not inside the user's model
+    resolve_components(GivenPredictions(), policy, metrics, options)  # bad options too
+    return data, policy, metrics, options
 
 
 def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, Any]:
@@ -144,9 +161,10 @@ class PokeWatchEvaluator(ModelEvaluator):  # type: ignore[misc]
         """Score the model's fair prices on ``dataset`` with PokeWatch and log into
         ``run_id``."""
         features = dataset.features_data
+        source = getattr(dataset, "name", None) or "evaluation data"
+        check_dataset(features, dataset.labels_data, evaluator_config, source)
         raw = model.predict(features) if model is not None else dataset.predictions_data
         fair = _fair_prices(raw, predictions)
-        source = getattr(dataset, "name", None) or "evaluation data"
         result = score_dataset(features, dataset.labels_data, fair, evaluator_config, source)
         artifacts = log_scored(result, run_id, source)
         return MlflowEvaluationResult(metrics=dict(result.metrics), artifacts=artifacts)

@@ -23,7 +23,7 @@ class ThresholdPolicy(SignalPolicy):
     deviation = (market - fair) / fair. BUY if deviation <= -buy_threshold_pct, SELL if
     deviation >= sell_threshold_pct, else HOLD; a deviation within ``TIE_TOLERANCE`` (1e-9)
     of a threshold counts as on it. When both hold (both thresholds 0 and no deviation), the
-    row is HOLD.
+    row is HOLD. A fair price that is not a positive number gives no signal.
     """
 
     name: ClassVar[str] = "threshold"
@@ -57,5 +57,5 @@ class ThresholdPolicy(SignalPolicy):
         codes = np.full(len(market), 2, dtype=np.int8)  # HOLD, also where both hold
         codes[buy & ~sell] = 0  # BUY
         codes[sell & ~buy] = 1  # SELL
-        codes[~np.isfinite(deviation)] = -1  # missing
+        codes[~np.isfinite(deviation) | ~(fair > 0)] = -1  # missing: no usable fair price
         return pd.Categorical.from_codes(codes, categories=list(SIGNALS))

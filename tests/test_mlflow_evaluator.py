@@ -117,3 +117,57 @@ def test_mlflow_metrics_with_the_default_evaluator(evaluated):
     for name in ("rmse", "mape", "buy_rate", "strategy_sharpe"):
         assert close(got[name], expected[name]), (name, got[name], expected[name])
     assert "mean_absolute_error" in got  # MLflow's own metrics are still there
+
+
+class _Dataset:
+    """What MLflow hands an evaluator: features, labels and a name."""
+
+    def __init__(self, frame):
+        self.features_data = frame.drop(columns="market_price")
+        self.labels_data = frame["market_price"].to_numpy()
+        self.name = "probe"
+        self.predictions_data = None
+
+
+class _Exploding:
+    def predict(self, features):
+        raise AssertionError("the model must not be called with bad data or options")
+
+
+@pytest.mark.parametrize(
+    ("config", "edit", "needle"),
+    [
+        ({"polcy": 1}, None, "unknown parameter 'polcy'"),
+        ({"metrics": ["nope"]}, None, "unknown metric 'nope'"),
+        ({}, lambda f: f.drop(columns="card_id"), "'card_id'"),
+        ({}, lambda f: f.assign(market_price=-f["market_price"]), "negative price"),
+    ],
+)
+def test_bad_data_or_options_fail_before_the_model_is_called(config, edit, needle):
+    from pokewatch_core.tracking_evaluator import PokeWatchEvaluator
+
+    frame = pw.generate_prices(cards=3, days=5, seed=1)[["card_id", "date", "market_price"]]
+    frame = frame.dropna().reset_index(drop=True)
+    frame = edit(frame) if edit else frame
+    with pytest.raises(pw.PokeWatchError, match=needle):
+        PokeWatchEvaluator().evaluate(
+            model_type="pokewatch",
+            dataset=_Dataset(frame),
+            run_id="x",
+            evaluator_config=config,
+            model=_Exploding(),
+        )
+
+
+def test_one_metric_name_may_be_a_string():
+    from pokewatch_core.tracking_evaluator import score_dataset
+
+    frame = pw.generate_prices(cards=3, days=5, seed=1)[["card_id", "date", "market_price"]]
+    frame = frame.dropna().reset_index(drop=True)
+    result = score_dataset(
+        frame[["card_id", "date"]],
+        frame["market_price"],
+        frame["market_price"] * 1.01,
+        {"metrics": "rmse"},
+    )
+    assert list(result.metrics) == ["rmse"]

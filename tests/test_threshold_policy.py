@@ -83,3 +83,7 @@ def test_whole_cent_prices_on_the_threshold_classify_as_documented(fair_dollars,
     # one cent further inside the band is HOLD
     inside = market + 1 if side == "BUY" else market - 1
     assert decide([inside / 100], [fair / 100], **params) == ["HOLD"]
+
+
+def test_a_fair_price_that_is_not_positive_gives_no_signal():
+    assert decide([1.0, 1.0, 1.0], [-1.0, 0.0, 1.0]) == [None, None, "HOLD"]
