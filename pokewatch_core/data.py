@@ -276,6 +276,45 @@ def _check_one_format(text: pd.Series[str], iso: pd.Series[Any], source: str) ->
         )
 
 
+def _one_format(values: pd.Series[str], source: str) -> pd.Series[Any]:
+    """Parse non-ISO dates with the one format that reads all of them (guessed from the
+    first, month-first and day-first). Refused: values in different formats, and files where
+    both day orders read every value differently (``01/02/2025``: January 2 or February 1?).
+    Values no candidate reads stay NaT (reported as unparsable)."""
+    import warnings
+
+    from pandas.tseries.api import guess_datetime_format
+
+    first = values.iloc[0].strip()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        guesses = [guess_datetime_format(first), guess_datetime_format(first, dayfirst=True)]
+    formats = list(dict.fromkeys(f for f in guesses if f))
+    readings = [pd.to_datetime(values, errors="coerce", format=f) for f in formats]
+    complete = [r for r in readings if r.notna().all()]
+    if len(complete) > 1 and not complete[0].equals(complete[1]):
+        pos = _first((complete[0] != complete[1]).to_numpy())
+        raise DataError(
+            f"{source}: column 'date': ambiguous day/month order ({_short(values.iloc[pos])} "
+            f"reads as {complete[0].iloc[pos].date()} or {complete[1].iloc[pos].date()}); "
+            "use ISO dates (2025-01-04)"
+        )
+    if complete:
+        return complete[0]
+    best = max(readings, key=lambda r: int(r.notna().sum()), default=None)
+    if best is not None and best.notna().any():
+        other = pd.to_datetime(values[best.isna()], errors="coerce", format="mixed")
+        if other.notna().any():  # a second format, not just an unreadable value
+            a = _first(best.notna().to_numpy())
+            b = _first(best.isna().to_numpy() & values.index.isin(other.index[other.notna()]))
+            raise DataError(
+                f"{source}: column 'date': mixed date formats ({_short(values.iloc[a])} and "
+                f"{_short(values.iloc[b])}); use one format, ISO (2025-01-04) preferably"
+            )
+        return best
+    return pd.to_datetime(values, errors="coerce", format="mixed")
+
+
 def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.Series[Any]:
     suffixes = text.str.strip().str.extract(_TZ_SUFFIX, expand=False)
     has_tz = suffixes.notna()
@@ -293,9 +332,11 @@ def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.S
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
         _check_one_format(text, parsed, source)
         bad = parsed.isna()
-        if bad.any():  # fall back to pandas' inference for the non-ISO values only
-            parsed[bad] = pd.to_datetime(text[bad], errors="coerce", format="mixed")
+        if bad.any():  # the non-ISO values: one format, read the same way for every value
+            parsed[bad] = _one_format(text[bad], source)
             bad = parsed.isna()
+    except DataError:
+        raise
     except (ValueError, TypeError, OverflowError) as exc:
         raise DataError(f"{source}: column 'date': cannot parse dates: {_exc_line(exc)}") from exc
     if bad.any():

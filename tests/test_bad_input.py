@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import pokewatch_core
 from tests.conftest import all_runs
 
 GOOD = pd.DataFrame(
@@ -156,3 +157,30 @@ def test_train_rejects_bad_usage_cleanly(args, needle, run_cli, store):
     assert len(result.stderr.strip().splitlines()) == 1
     assert needle in result.stderr
     assert all_runs(store) == []
+
+
+@pytest.mark.parametrize(
+    ("dates", "expected"),
+    [
+        # one reading fits every value: day-first here, whatever the first value suggests
+        (["10/01/2025", "11/01/2025", "13/01/2025"], ["2025-01-10", "2025-01-11", "2025-01-13"]),
+        (["01/02/2025", "01/03/2025", "13/03/2025"], ["2025-02-01", "2025-03-01", "2025-03-13"]),
+        (["Jan 5 2025", "Jan 6 2025"], ["2025-01-05", "2025-01-06"]),
+    ],
+)
+def test_non_iso_dates_are_read_one_way_for_the_whole_column(dates, expected, tmp_path):
+    path = tmp_path / "d.csv"
+    rows = "".join(f"a,{d},1\n" for d in dates)
+    path.write_text("card_id,date,market_price\n" + rows)
+    table = pokewatch_core.load_prices(path)
+    assert [d.date().isoformat() for d in table["date"]] == expected
+
+
+def test_an_ambiguous_day_month_order_is_refused(run_cli, store, tmp_path):
+    path = tmp_path / "amb.csv"
+    path.write_text("card_id,date,market_price\na,01/02/2025,1\na,01/03/2025,1\n")
+    out = run_cli("train", "--data-path", str(path), "--tracking-uri", store)
+    assert out.exit_code == 2
+    assert "ambiguous day/month order ('01/02/2025' reads as 2025-01-02 or 2025-02-01)" in (
+        out.stderr
+    )
