@@ -23,6 +23,7 @@ from pokewatch_core.errors import DataError
 
 ID, DATE, PRICE = "card_id", "date", "market_price"
 REQUIRED = (ID, DATE, PRICE)
+OUTPUT_COLUMNS = ("predicted_price", "signal")  # what the evaluation adds to a table
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 _DAY_NS = 86_400 * 10**9
@@ -469,6 +470,12 @@ def prepare_prices(
     if data.shape[1] == 0 or len(data) == 0:
         raise DataError(f"{source}: empty table (no rows)")
     frame = _map_columns(data, source, {ID: id_col, DATE: date_col, PRICE: price_col})
+    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    if taken:
+        raise DataError(
+            f"{source}: column {taken[0]!r} is reserved for the evaluation's output "
+            "(rename or drop it)"
+        )
     frame = _drop_nested(frame.reset_index(drop=True), source)
     ids = _clean_ids(frame, source)
     dates = _clean_dates(frame, source)

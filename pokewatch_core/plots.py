@@ -35,7 +35,10 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     fig_err, ax = _figure()
     errors = predicted - market
     if len(errors):
-        ax.hist(errors, bins=60, color="#4c72b0")
+        # errors that differ by rounding only (a steady price rise) cannot fill 60 bins
+        spread = float(np.ptp(errors))
+        wide = spread > 1e-9 * max(1.0, float(np.abs(errors).max()))
+        ax.hist(errors, bins=60 if wide else 1, color="#4c72b0")
     ax.axvline(0.0, color="black", linewidth=1)
     ax.set(title=f"Prediction error, {title}", xlabel="predicted - market price ($)", ylabel="rows")
 

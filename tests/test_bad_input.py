@@ -184,3 +184,26 @@ def test_an_ambiguous_day_month_order_is_refused(run_cli, store, tmp_path):
     assert "ambiguous day/month order ('01/02/2025' reads as 2025-01-02 or 2025-02-01)" in (
         out.stderr
     )
+
+
+def test_columns_the_evaluation_adds_are_refused_in_the_input(run_cli, store, tmp_path):
+    path = tmp_path / "collide.csv"
+    path.write_text("card_id,date,market_price,signal\na,2025-01-01,1,BUY\na,2025-01-02,1,\n")
+    out = run_cli("train", "--data-path", str(path), "--tracking-uri", store)
+    assert out.exit_code == 2
+    assert out.stderr.strip() == (
+        f"pokewatch: error: {path}: column 'signal' is reserved for the evaluation's output "
+        "(rename or drop it)"
+    )
+    assert all_runs(store) == []
+
+
+def test_a_steady_price_rise_trains(run_cli, store, tmp_path):
+    """Errors that differ only by rounding (each 0.1 off) must not break the error plot."""
+    path = tmp_path / "steady.csv"
+    rows = "".join(f"a,2025-01-{d:02d},{1 + d / 10:.2f}\n" for d in range(1, 11))
+    path.write_text("card_id,date,market_price\n" + rows)
+    out = run_cli("train", "--data-path", str(path), "-p", "window_size=1", "--tracking-uri", store)
+    assert out.exit_code == 0, out.stderr
+    (run,) = all_runs(store)
+    assert run.info.status == "FINISHED"
