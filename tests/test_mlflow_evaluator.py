@@ -63,6 +63,7 @@ def evaluated(fresh_env, tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1]), data, trained, uri
 
 
+@pytest.mark.slow
 def test_a_pokewatch_logged_model_scores_like_evaluate(evaluated):
     out, _, trained, _ = evaluated
     got = out["logged_model"]["metrics"]
@@ -71,6 +72,7 @@ def test_a_pokewatch_logged_model_scores_like_evaluate(evaluated):
         assert close(got[name], value), (name, got[name], value)
 
 
+@pytest.mark.slow
 def test_a_plain_function_scores_like_the_equivalent_model(evaluated):
     out, data, _, _ = evaluated
     naive = pw.evaluate(
@@ -83,6 +85,7 @@ def test_a_plain_function_scores_like_the_equivalent_model(evaluated):
         assert close(got[name], value), (name, got[name], value)
 
 
+@pytest.mark.slow
 def test_metrics_plots_and_tables_are_logged_into_the_run(evaluated):
     from mlflow.tracking import MlflowClient
 
@@ -104,6 +107,7 @@ def test_metrics_plots_and_tables_are_logged_into_the_run(evaluated):
     assert "strategy_equity_curve" in out["artifacts"]
 
 
+@pytest.mark.slow
 def test_mlflow_metrics_with_the_default_evaluator(evaluated):
     out, data, _, _ = evaluated
     naive = pw.evaluate("baseline_moving_average", data.copy(), params={"window_size": 1})

@@ -296,6 +296,7 @@ def test_mlflow_models_serve_answers_valid_json(logged, tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_mlflow_run_lands_in_the_experiment_named_by_the_parameter(
     tmp_path, run_cli, empty_store_file
 ):

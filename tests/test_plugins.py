@@ -187,6 +187,7 @@ def test_block_list_disables_plugins_by_name(site):
     assert json.loads(proc.stdout) == {"plugins": [], "failed": [], "conflicts": []}
 
 
+@pytest.mark.slow
 def test_duplicate_names_are_an_error_naming_both_plugins_when_used(
     site, tmp_path, empty_store_file
 ):
@@ -252,6 +253,7 @@ def example_env(tmp_path_factory) -> Path:
     return env
 
 
+@pytest.mark.slow
 def test_example_plugin_is_discovered_from_its_installed_distribution(
     example_env, tmp_path, empty_store_file
 ):
@@ -306,6 +308,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(
     assert run_.data.tags["pokewatch.plugin.pokewatch-ewma"] == "0.1.0"
 
 
+@pytest.mark.slow
 def test_example_plugin_own_tests_pass(example_env):
     proc = subprocess.run(
         [

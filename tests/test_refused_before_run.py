@@ -236,6 +236,7 @@ def test_served_model_refuses_request_dates_outside_the_range_clearly():
     assert answer["fair_price"].notna().all()
 
 
+@pytest.mark.slow
 def test_mlflow_run_without_data_path_still_uses_the_embedded_sample(tmp_path):
     """MLproject's empty default data_path must not become the refused `--data-path ''`."""
     uri = f"sqlite:///{tmp_path / 'project.db'}"

@@ -40,6 +40,7 @@ def _unprivileged(command: list[str]) -> list[str]:
     return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", *command]
 
 
+@pytest.mark.slow
 def test_read_only_working_directory_ends_the_run_failed_not_finished(tmp_path):
     """Before: the artifact write failed, then the results dump failed too
     (PermissionError: 'pokewatch-failed-runs'), and MLflow's exit handler closed the run
@@ -134,6 +135,7 @@ def _mount_tmpfs(target: Path, size: str) -> bool:
     return proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_run_names_the_cause_and_leaves_no_empty_file(tmp_path):
     """A real full disk: the working directory (artifacts and dump) on a 1 MB tmpfs."""
     cwd = tmp_path / "small-disk"
@@ -191,6 +193,7 @@ def _wait_for_running_run(uri: str, proc: subprocess.Popen[str]) -> object:
     raise AssertionError("no run started")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_during_logging_ends_the_run_killed_and_cleans_up(tmp_path, signum, code):
     """Before: SIGTERM left the run RUNNING forever and /tmp/pokewatch-* folders behind."""
@@ -211,6 +214,7 @@ def test_signal_during_logging_ends_the_run_killed_and_cleans_up(tmp_path, signu
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_run_of_a_killed_process_is_healed_by_the_next_command(tmp_path):
     """kill -9 cannot be caught: the next command on the store marks the run FAILED."""
     (tmp_path / "tmp").mkdir()

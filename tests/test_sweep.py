@@ -241,6 +241,7 @@ def json_grid(run) -> dict:
     return json.loads(run.data.params["grid"])
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
     import os
     import signal

@@ -50,6 +50,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", list(ENTRIES))
 def test_child_processes_inherit_telemetry_off(entry, tmp_path):
     """Before: nothing set it, and MLflow's telemetry thread ran in every process."""
