@@ -290,8 +290,9 @@ def pyfunc_predict(cards: int = 10_000, runs: int = 7) -> float:
 
     data = generate_prices(cards=cards, days=20, seed=1)
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])
+    home = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
+        os.chdir(tmp)  # back home below: the folder is deleted
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logged = log_evaluation(result, tracking_uri=f"sqlite:///{tmp}/m.db")
         model = mlflow.pyfunc.load_model(logged.model_uri)
@@ -304,6 +305,7 @@ def pyfunc_predict(cards: int = 10_000, runs: int = 7) -> float:
             answer = model.predict(requests)
             best = min(best, time.perf_counter() - start)
         assert answer["fair_price"].notna().all()
+    os.chdir(home)
     return best
 
 
