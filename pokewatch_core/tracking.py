@@ -297,6 +297,18 @@ def _clean_metric(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
+def use_store(tracking_uri: str | None) -> str:
+    """Point MLflow at the resolved tracking URI (see ``resolve_tracking_uri``), after a fast
+    reachability check; returns the URI in effect."""
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return str(mlflow.get_tracking_uri())
+
+
 def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
     """For an HTTP tracking URI, fail fast (``TrackingError``) if the server does not answer,
     instead of MLflow's minutes of retries. Other URIs are not checked."""
@@ -649,11 +661,7 @@ def log_evaluation(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    effective_uri = mlflow.get_tracking_uri()
+    effective_uri = use_store(tracking_uri)
     with _store_init_lock(effective_uri):
         experiment_id, enclosing = _retry(_target, experiment_name)
     resumed = experiment_id is None  # log into the enclosing `mlflow run` run

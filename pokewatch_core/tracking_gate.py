@@ -18,7 +18,7 @@ from typing import Any
 
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.gate import Rule, Verdict, check_rules
-from pokewatch_core.tracking import _full_run_id, _retry, check_reachable, resolve_tracking_uri
+from pokewatch_core.tracking import _full_run_id, _retry, use_store
 
 GATE_TAG = "pokewatch.gate"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -192,7 +192,6 @@ def run_gate(
     """Compare the candidate run with the champion (see the module docstring); with
     ``promote``, point the champion's alias at the candidate's version when every rule
     passes. The verdict is recorded as tags on the candidate run (and its model version)."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     from pokewatch_core.plugins import get_plugins
@@ -202,11 +201,7 @@ def run_gate(
     name, alias, version_number = parse_model_uri(champion_uri)
     if promote and alias is None:
         raise ConfigError("--promote moves an alias: name the champion as models:/NAME@ALIAS")
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    store = mlflow.get_tracking_uri()
+    store = use_store(tracking_uri)
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
         raise ConfigError(f"no tracking store at {store}: nothing to gate")
     client = MlflowClient()

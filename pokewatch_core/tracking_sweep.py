@@ -35,10 +35,9 @@ from pokewatch_core.tracking import (
     _retry,
     _stop_run,
     _store_init_lock,
-    check_reachable,
     make_dataset,
-    resolve_tracking_uri,
     run_owner_tags,
+    use_store,
 )
 from pokewatch_core.version import __version__
 
@@ -102,18 +101,13 @@ def log_sweep(
     whole — the best (or, with ``log_models="all"``, every) child with the artifacts and the
     model — and ended FINISHED before the next starts, so an interruption leaves only whole,
     finished children behind."""
-    import mlflow
     from mlflow.entities import DatasetInput, InputTag, Param, RunTag
     from mlflow.entities import Metric as MlflowMetric
     from mlflow.tracking import MlflowClient
     from mlflow.tracking.context import registry as context_registry
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    effective_uri = mlflow.get_tracking_uri()
+    effective_uri = use_store(tracking_uri)
     with _store_init_lock(effective_uri):
         experiment_id = _retry(_experiment_id, experiment_name)
     client = MlflowClient()

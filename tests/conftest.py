@@ -224,3 +224,32 @@ def panels(draw: st.DrawFn, max_cards: int = 4, max_days: int = 15) -> pd.DataFr
         frame.loc[0, "market_price"] = 1.0
     perm = draw(st.permutations(range(len(frame))))
     return frame.iloc[list(perm)].reset_index(drop=True)
+
+
+def main_in_process(*args: str) -> None:
+    """Run ``pokewatch ARGS`` in this process (for module-scoped fixtures, where ``run_cli``
+    cannot be used) and require exit 0; the environment MLflow changes is restored."""
+    saved = dict(os.environ)
+    try:
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        assert done.value.code == 0
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def linked_venv(env: Path) -> Path:
+    """A new virtual environment at ``env`` whose packages are this project's installed ones,
+    linked with a .pth file (nothing is downloaded; the project's own .pth files, its editable
+    install among them, run too): installed entry points come from real distributions."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    site = next((env / "lib").glob("python3*/site-packages"))
+    project_site = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
+    (site / "pokewatch-project.pth").write_text(
+        f"import site; site.addsitedir({str(project_site)!r})\n"
+    )
+    return env

@@ -79,20 +79,11 @@ def test_train_gate_promote_sequence(run_cli, store):
 
 @pytest.fixture(scope="module")
 def one_candidate(tmp_path_factory):
-    """A store with one trained run (trained in-process; MLflow's variables restored)."""
-    import os
-
-    from pokewatch_core.cli import main
+    """A store with one trained run (trained in-process)."""
+    from tests.conftest import main_in_process
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('gate') / 'store.db'}"
-    saved = dict(os.environ)
-    try:
-        with pytest.raises(SystemExit) as done:
-            main(["train", "--tracking-uri", uri, "--metric", "rmse"])
-        assert done.value.code == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    main_in_process("train", "--tracking-uri", uri, "--metric", "rmse")
     from mlflow.tracking import MlflowClient
 
     (run,) = MlflowClient(tracking_uri=uri).search_runs(["1"])

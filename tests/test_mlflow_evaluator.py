@@ -9,7 +9,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,9 @@ def fresh_env(tmp_path_factory) -> Path:
     """A new virtual environment whose only packages are this project's installed ones
     (linked with a .pth file, so nothing is downloaded): entry points come from the installed
     pokewatch distribution."""
-    env = tmp_path_factory.mktemp("evaluator-env") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site = next((env / "lib").glob("python3*/site-packages"))
-    project_site = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
-    (site / "pokewatch-project.pth").write_text(
-        f"import site; site.addsitedir({str(project_site)!r})\n"
-    )
+    from tests.conftest import linked_venv
+
+    env = linked_venv(tmp_path_factory.mktemp("evaluator-env") / "venv")
     return env
 
 

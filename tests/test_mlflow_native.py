@@ -4,27 +4,17 @@ model-training ones with a description, runs with a short description."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pokewatch_core.tracking import EXPERIMENT_TAGS, NOTE_TAG
+from tests.conftest import main_in_process
 
 
 @pytest.fixture(scope="module")
 def two_trainings(tmp_path_factory):
-    from pokewatch_core.cli import main
-
     uri = f"sqlite:///{tmp_path_factory.mktemp('native') / 'store.db'}"
-    saved = dict(os.environ)  # MLflow sets MLFLOW_* variables in-process: keep none of them
-    try:
-        for window in ("2", "5"):
-            with pytest.raises(SystemExit) as done:
-                main(["train", "--tracking-uri", uri, "-p", f"window_size={window}"])
-            assert done.value.code == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    for window in ("2", "5"):
+        main_in_process("train", "--tracking-uri", uri, "-p", f"window_size={window}")
     return uri
 
 

@@ -229,14 +229,9 @@ def test_unknown_names_list_the_choices(site):
 def example_env(tmp_path_factory) -> Path:
     """A fresh environment holding the example plugin as a real installed distribution, on
     top of this project's environment (linked with a .pth file, so nothing is downloaded)."""
-    env = tmp_path_factory.mktemp("example-env") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site = next((env / "lib").glob("python3*/site-packages"))
-    project_site = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
-    # addsitedir also runs the project's own .pth files (its editable install)
-    (site / "pokewatch-project.pth").write_text(
-        f"import site; site.addsitedir({str(project_site)!r})\n"
-    )
+    from tests.conftest import linked_venv
+
+    env = linked_venv(tmp_path_factory.mktemp("example-env") / "venv")
     subprocess.run(
         [
             "uv",

@@ -152,37 +152,26 @@ def test_ranking_follows_the_metric_direction(plan):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """One `pokewatch sweep` over 2 x 2 combinations into a fresh store."""
-    import os
-
-    from pokewatch_core.cli import main
+    from tests.conftest import main_in_process
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'store.db'}"
-    saved = dict(os.environ)
-    try:
-        with pytest.raises(SystemExit) as done:
-            main(
-                [
-                    "sweep",
-                    "-p",
-                    "window_size=2,5",
-                    "-p",
-                    "buy_threshold_pct=0.05:0.10:0.05",
-                    "-p",
-                    "fee_pct=0.01",
-                    "--metric",
-                    "skill_vs_naive",
-                    "--tracking-uri",
-                    uri,
-                    "--experiment-name",
-                    "sweeps",
-                    "--run-name",
-                    "grid",
-                ]
-            )
-        assert done.value.code == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    main_in_process(
+        "sweep",
+        "-p",
+        "window_size=2,5",
+        "-p",
+        "buy_threshold_pct=0.05:0.10:0.05",
+        "-p",
+        "fee_pct=0.01",
+        "--metric",
+        "skill_vs_naive",
+        "--tracking-uri",
+        uri,
+        "--experiment-name",
+        "sweeps",
+        "--run-name",
+        "grid",
+    )
     return uri
 
 
