@@ -30,8 +30,9 @@ FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
 CHUNK_ROWS = 1 << 20
 
 _lock = threading.Lock()
-# id(owner) -> (weak reference to the owner, value); one table per kind of value
-_baselines: dict[int, tuple[weakref.ref[Any], Any]] = {}
+# id(history) -> its baseline, for as long as a metric holds that baseline (a baseline holds
+# its history, so the history cannot be the weak side here)
+_baselines: weakref.WeakValueDictionary[int, NaiveBaseline] = weakref.WeakValueDictionary()
 
 
 def _cached(known: dict[int, tuple[weakref.ref[Any], Any]], owner: Any, make: Any) -> Any:
@@ -111,7 +112,11 @@ class NaiveBaseline:
         """The baseline of ``history`` (``card_id, date, market_price`` and an optional boolean
         ``fitting``; without it every row is a fitting row), one per history frame however
         many metrics ask."""
-        baseline: NaiveBaseline = _cached(_baselines, history, lambda: cls(history))
+        with _lock:
+            baseline = _baselines.get(id(history))
+            if baseline is None or baseline.history is not history:
+                baseline = cls(history)
+                _baselines[id(history)] = baseline
         return baseline
 
     @cached_property
