@@ -188,22 +188,22 @@ def _guarded(kind: str, component: Component, phase: str, call: Callable[[], T])
 
 def _predictions(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
     raw = _guarded("model", model, "predict", lambda: model.predict(history, at))
-    who = describe("model", model)
+    # `describe` may scan the installed distributions: only for an error
     try:
         values = np.asarray(raw, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
+        who = describe("model", model)
         raise PluginError(f"{who} returned non-numeric predictions: {exc}"[:MESSAGE_LIMIT]) from exc
     if len(values) != len(at):
+        who = describe("model", model)
         raise PluginError(f"{who} returned {len(values)} predictions for {len(at)} rows")
     if np.isinf(values).any():
-        raise PluginError(f"{who} returned infinite predictions")
+        raise PluginError(f"{describe('model', model)} returned infinite predictions")
     return values
 
 
-def signals_from(raw: Any, n: int, policy_name: str) -> pd.Categorical:
-    """Normalise a policy's output to a categorical of BUY/SELL/HOLD (NaN where missing).
-
-    ``policy_name`` names the policy in errors (e.g. ``policy 'x' (dist 1.0)``)."""
+def signals_from(raw: Any, n: int, policy: SignalPolicy) -> pd.Categorical:
+    """Normalise ``policy``'s output to a categorical of BUY/SELL/HOLD (NaN where missing)."""
     if isinstance(raw, pd.Categorical) and tuple(raw.categories) == SIGNALS:
         signals = raw
     else:
@@ -214,15 +214,12 @@ def signals_from(raw: Any, n: int, policy_name: str) -> pd.Categorical:
         if unknown.any():
             bad = values[np.flatnonzero(unknown)[0]]
             raise PluginError(
-                f"{_named(policy_name)} returned {bad!r}; signals must be BUY, SELL or HOLD"
+                f"{describe('policy', policy)} returned {bad!r}; signals must be BUY, SELL or HOLD"
             )
     if len(signals) != n:
-        raise PluginError(f"{_named(policy_name)} returned {len(signals)} signals for {n} rows")
+        who = describe("policy", policy)
+        raise PluginError(f"{who} returned {len(signals)} signals for {n} rows")
     return signals
-
-
-def _named(policy: str) -> str:
-    return policy if policy.startswith("policy ") else f"policy '{policy}'"
 
 
 def _test_start(value: Any) -> pd.Timestamp | None:
@@ -342,7 +339,7 @@ def _score(
     ``fitting``: the rows the model was fitted on, None for all)."""
     market = table[PRICE].to_numpy()
     decided = _guarded("policy", policy, "decide", lambda: policy.decide(market, fair))
-    signals = signals_from(decided, len(table), describe("policy", policy))
+    signals = signals_from(decided, len(table), policy)
     if at_mask is not None:
         signals[~at_mask] = np.nan
 

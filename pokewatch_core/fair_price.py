@@ -57,12 +57,7 @@ class FairPricer:
     @classmethod
     def load(cls, config_path: str | Path, history_path: str | Path) -> FairPricer:
         """Rebuild from saved files; the components come from the plugin registry by name."""
-        config = json.loads(Path(config_path).read_text())
-        plugins = get_plugins()
-        model = plugins.models.get(config["model"]["name"]).from_params(config["model"]["params"])
-        policy = plugins.policies.get(config["policy"]["name"]).from_params(
-            config["policy"]["params"]
-        )
+        model, policy = read_components(config_path)
         return cls(model, policy, pd.read_parquet(history_path))
 
     def predict(self, requests: pd.DataFrame) -> pd.DataFrame:
@@ -75,7 +70,7 @@ class FairPricer:
         pos, count = self._index.locate(at)
         market = np.where(count > 0, self._index.prices[np.maximum(pos - 1, 0)], np.nan)
         fair = np.asarray(self.model.predict(self.history, at), dtype=np.float64)
-        signals = signals_from(self.policy.decide(market, fair), len(at), self.policy.name)
+        signals = signals_from(self.policy.decide(market, fair), len(at), self.policy)
         return pd.DataFrame(
             {ID: card_ids, DATE: dates, PRICE: market, "fair_price": fair, "signal": signals}
         )
@@ -116,6 +111,16 @@ def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_datetime64_any_dtype(frame[column]):
             out[column] = frame[column].dt.strftime("%Y-%m-%d").astype(object)
     return out.where(~missing, None)
+
+
+def read_components(config_path: str | Path) -> tuple[Model, SignalPolicy]:
+    """The model and policy a saved state names (``pokewatch_model.json``), rebuilt from the
+    plugin registry with their parameters."""
+    config = json.loads(Path(config_path).read_text())
+    plugins = get_plugins()
+    model = plugins.models.get(config["model"]["name"]).from_params(config["model"]["params"])
+    policy = plugins.policies.get(config["policy"]["name"]).from_params(config["policy"]["params"])
+    return model, policy
 
 
 def _last_days(index: PriceIndex) -> np.ndarray[Any, np.dtype[np.int64]]:

@@ -59,7 +59,6 @@ class NaiveSums:
     scored: int  # scored rows
     abs_error: float  # sum |predicted - market|
     market: float  # sum market
-    with_naive: int  # scored rows that have a naive forecast
     abs_error_with_naive: float  # sum |predicted - market| over those
     naive_abs_error: float  # sum |naive - market| over those
     moved: int  # those whose market differs from the naive forecast
@@ -69,7 +68,7 @@ class NaiveSums:
 
 @dataclass
 class _Totals:
-    values: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(8))
+    values: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(7))
 
     def add(
         self,
@@ -88,7 +87,6 @@ class _Totals:
             np.count_nonzero(scored),
             error[scored].sum(),
             market[scored].sum(),
-            np.count_nonzero(has_naive),
             error[has_naive].sum(),
             np.abs(naive_error[has_naive]).sum(),
             np.count_nonzero(moved),
@@ -97,7 +95,7 @@ class _Totals:
 
     def sums(self, scale: float) -> NaiveSums:
         v = self.values
-        return NaiveSums(int(v[0]), v[1], v[2], int(v[3]), v[4], v[5], int(v[6]), int(v[7]), scale)
+        return NaiveSums(int(v[0]), v[1], v[2], v[3], v[4], int(v[5]), int(v[6]), scale)
 
 
 class NaiveBaseline:
@@ -154,21 +152,11 @@ class NaiveBaseline:
         sums: NaiveSums = _cached(self._sums_by_frame, frame, lambda: self._sums(frame))
         return sums
 
-    def _own_rows(self, frame: pd.DataFrame) -> bool:
-        if len(frame) != len(self.history) or self._fitting is not None:
-            return False
-        mine, theirs = self.history[DATE].to_numpy(), frame[DATE].to_numpy()
-        return (
-            codes_of(frame[ID])[0] is codes_of(self.history[ID])[0]
-            and mine.dtype == theirs.dtype
-            and mine.ctypes.data == theirs.ctypes.data
-        )
-
     def _sums(self, frame: pd.DataFrame) -> NaiveSums:
         market = frame[PRICE].to_numpy(dtype=np.float64)
         predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
         totals = _Totals()
-        if not self._own_rows(frame):
+        if self._fitting is not None or not self.index.covers(frame):
             totals.add(market, predicted, self.last_price(frame))
             return totals.sums(self.scale)
         # the frame is the history itself: walk it sorted, a chunk of whole cards at a time

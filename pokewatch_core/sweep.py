@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -238,6 +237,12 @@ def _parallel(plan: SweepPlan, jobs: int) -> Iterator[Trial]:
         _PLAN = None
 
 
+def varying_keys(combos: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The parameters whose value differs between combinations, in first-seen order."""
+    keys = dict.fromkeys(k for combo in combos for k in combo)
+    return [k for k in keys if len({repr(c.get(k)) for c in combos}) > 1]
+
+
 def ranking_direction(metric: str) -> bool:
     """Whether the best combination has the largest ``metric`` (its ``greater_is_better``);
     a metric with no direction (a count, a signal rate) cannot pick a best."""
@@ -270,11 +275,6 @@ def check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     return out
 
 
-def default_jobs() -> int:
-    """One job per core."""
-    return max(1, os.cpu_count() or 1)
-
-
 def best_trial(trials: Sequence[Trial], metric: str, greater_is_better: bool | None) -> Trial:
     """The best trial by ``metric`` (NaN never wins; ties: the earlier trial)."""
     scored = [t for t in trials if not math.isnan(t.metrics.get(metric, math.nan))]
@@ -287,11 +287,7 @@ def best_trial(trials: Sequence[Trial], metric: str, greater_is_better: bool | N
 def ranking(trials: Sequence[Trial], metric: str, greater_is_better: bool | None) -> pd.DataFrame:
     """One row per trial, best first: rank, trial, the parameters that vary between trials,
     every metric."""
-    keys = [
-        k
-        for k in dict.fromkeys(k for t in trials for k in t.params)
-        if len({repr(t.params.get(k)) for t in trials}) > 1
-    ]
+    keys = varying_keys([t.params for t in trials])
     rows = [{"trial": t.number, **{k: t.params.get(k) for k in keys}, **t.metrics} for t in trials]
     table = pd.DataFrame(rows, columns=["trial", *keys, *trials[0].metrics]) if trials else None
     if table is None:

@@ -22,7 +22,6 @@ from pokewatch_core.tracking import _full_run_id, _retry, use_store
 
 GATE_TAG = "pokewatch.gate"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-RUN_PARAMS = ("model_type", "policy", "test_start")
 
 
 @dataclass
@@ -143,12 +142,13 @@ def _check_same_data(table: Any, run: Any, data_path: str) -> None:
 
 
 def _rescore_champion(
-    client: Any, version: Any, candidate: Any, data_path: str, metric_names: list[str]
+    version: Any, candidate: Any, data_path: str, metric_names: list[str]
 ) -> dict[str, float]:
     import mlflow
 
     from pokewatch_core.data import load_prices
     from pokewatch_core.evaluation import evaluate_prepared
+    from pokewatch_core.fair_price import read_components
     from pokewatch_core.plugins import get_plugins
 
     model_uri = f"models:/{version.name}/{version.version}"
@@ -156,15 +156,14 @@ def _rescore_champion(
     state = folder / "artifacts" / "pokewatch_model.json"
     if not state.is_file():
         raise ConfigError(f"{model_uri} is not a model logged by pokewatch (no {state.name})")
-    config = json.loads(state.read_text())
     plugins = get_plugins()
-    model_name = config["model"]["name"]
+    model_name = json.loads(state.read_text())["model"]["name"]
     if model_name not in plugins.models:
         raise ConfigError(
             f"the champion {model_uri} is a {model_name!r} model, which no installed plugin "
             "provides here: install its plugin where the gate runs"
         )
-    model = plugins.models.get(model_name).from_params(config["model"]["params"])
+    model, _ = read_components(state)  # its own policy is not used: the candidate's is
     params = dict(candidate.data.params)
     policy_cls = plugins.policies.get(params.get("policy", "threshold"))
     policy = policy_cls.from_params(_filtered(policy_cls, params, "policy"))
@@ -214,13 +213,12 @@ def run_gate(
     installed = set(get_plugins().metrics.names())
     metric_names = [m for m in run.data.metrics if m in installed]
     candidate_metrics = {m: float(run.data.metrics[m]) for m in metric_names}
-    verdict_metrics = dict(candidate_metrics)
     champion = _champion_version(client, name, alias, version_number)
     champion_metrics = None
     if champion is not None:
         data_path = _data_path(run)
-        champion_metrics = _rescore_champion(client, champion, run, data_path, metric_names)
-    verdicts = check_rules(rules, verdict_metrics, champion_metrics)
+        champion_metrics = _rescore_champion(champion, run, data_path, metric_names)
+    verdicts = check_rules(rules, candidate_metrics, champion_metrics)
     report = GateReport(
         run_id,
         name,

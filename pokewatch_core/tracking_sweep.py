@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,9 +23,8 @@ from typing import Any
 import pandas as pd
 
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking
+from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking, varying_keys
 from pokewatch_core.tracking import (
-    FAILED_STAGE_TAG,
     NOTE_TAG,
     _clean_metric,
     _experiment_id,
@@ -56,11 +54,6 @@ class SweepOutcome:
     best: Trial
     child_run_ids: dict[int, str] = field(default_factory=dict)
     table: pd.DataFrame | None = None
-
-
-def _swept(plan: SweepPlan) -> list[str]:
-    keys = list(dict.fromkeys(k for combo in plan.combos for k in combo))
-    return [k for k in keys if len({repr(c.get(k)) for c in plan.combos}) > 1]
 
 
 def _sweep_figure(table: pd.DataFrame, metric: str, parameter: str, best: int) -> Any:
@@ -112,7 +105,7 @@ def log_sweep(
         experiment_id = _retry(_experiment_id, experiment_name)
     client = MlflowClient()
     total = len(plan.combos)
-    swept = _swept(plan)
+    swept = varying_keys(plan.combos)
     # the tags a `pokewatch train` run gets: user, source, version, owner (see heal_abandoned_runs)
     base = context_registry.resolve_tags(
         {"pokewatch.version": __version__, **run_owner_tags(), **(tags or {})}
@@ -233,8 +226,8 @@ def log_sweep(
     except BaseException as exc:
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
         for child_id in open_children:
-            _end_quietly(client, child_id, status, stage[0])
-        _end_quietly(client, parent_id, status, stage[0])
+            _stop_run(child_id, status, stage[0])
+        _stop_run(parent_id, status, stage[0])
         raise
     return outcome
 
@@ -250,14 +243,6 @@ def _evaluate_all(
             progress("evaluated", count[0], len(plan.combos))
 
     return plan.run(jobs, on_trial=evaluated)
-
-
-def _end_quietly(client: Any, run_id: str, status: str, stage: str) -> None:
-    try:
-        _retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
-        _retry(client.set_terminated, run_id, status, interruptible=False)
-    except Exception as exc:  # the store may be what failed; the message says so
-        print(f"pokewatch: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
 
 
 def _log_full_child(
