@@ -281,20 +281,44 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
     return dataset
 
 
-def _log_tables(result: EvaluationResult, workdir: Path) -> None:
-    import mlflow
+TABLES = ("tables/metrics_by_card.csv", "tables/predictions.parquet")
 
+
+def log_artifacts(
+    result: EvaluationResult, run_id: str, workdir: Path, data_source: str
+) -> list[str]:
+    """Log the evaluation's plots, summary and tables into run ``run_id``; returns their
+    artifact paths (plots first)."""
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core import plots
     from pokewatch_core.backtesting import metrics_by_card
+    from pokewatch_core.summary import evaluation_summary
 
+    client = MlflowClient()
+    figures = plots.evaluation_figures(result)
+    for path, fig in figures.items():
+        _retry(client.log_figure, run_id, fig, path)
+    _retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     tables = workdir / "tables"
     tables.mkdir()
-    metrics_by_card(result.scored_frame).to_csv(tables / "metrics_by_card.csv", index=False)
-    result.frame.to_parquet(tables / "predictions.parquet", index=False)
-    _retry(mlflow.log_artifacts, str(tables), "tables")
+    metrics_by_card(result.scored_frame).to_csv(workdir / TABLES[0], index=False)
+    result.frame.to_parquet(workdir / TABLES[1], index=False)
+    _retry(client.log_artifacts, run_id, str(tables), "tables")
+    return [*figures, SUMMARY_ARTIFACT, *TABLES]
 
 
 def _clean_metric(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
+
+
+def metric_entities(metrics: dict[str, float]) -> list[Any]:
+    """``metrics`` as MLflow metric entities for a client's ``log_batch``: one timestamp,
+    step 0, non-finite values as NaN."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    return [Metric(k, _clean_metric(v), stamp, 0) for k, v in metrics.items()]
 
 
 def use_store(tracking_uri: str | None) -> str:
@@ -742,9 +766,6 @@ def _log_run(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core import plots
-    from pokewatch_core.summary import evaluation_summary
-
     if rename:
         _retry(mlflow.set_tag, "mlflow.runName", rename)
     description = run_description(result, data_source)
@@ -753,10 +774,7 @@ def _log_run(
     stage[0] = "dataset"
     dataset = _log_dataset(result, data_source)
     stage[0] = "artifacts"
-    for path, fig in plots.evaluation_figures(result).items():
-        _retry(mlflow.log_figure, fig, path)
-    _retry(mlflow.log_text, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
-    _log_tables(result, workdir)
+    log_artifacts(result, run.info.run_id, workdir, data_source)
     stage[0] = "model"
     model = _log_model(result, workdir) if log_model else None
     model_uri = str(model.model_uri) if model is not None else None

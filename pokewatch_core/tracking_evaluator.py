@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,35 +105,21 @@ def check_dataset(
 def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, Any]:
     """Log a scored evaluation's metrics, plots, summary and tables into run ``run_id``;
     returns MLflow evaluation artifacts by name."""
-    from mlflow.entities import Metric as MlflowMetric
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core import plots
-    from pokewatch_core.backtesting import metrics_by_card
-    from pokewatch_core.summary import evaluation_summary
+    from pokewatch_core.tracking import _retry, log_artifacts, metric_entities
 
     client = MlflowClient()
-    stamp = int(time.time() * 1000)
-    values = [
-        MlflowMetric(name, value if np.isfinite(value) else float("nan"), stamp, 0)
-        for name, value in result.metrics.items()
-    ]
-    client.log_batch(run_id, metrics=values)
-    base = client.get_run(run_id).info.artifact_uri.rstrip("/")
-    artifacts: dict[str, Any] = {}
-    for path, figure in plots.evaluation_figures(result).items():
-        client.log_figure(run_id, figure, path)
-        artifacts[Path(path).stem] = ImageEvaluationArtifact(uri=f"{base}/{path}")
-    client.log_text(run_id, evaluation_summary(result, source), "summary/evaluation_summary.txt")
+    _retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))
     with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-        folder = Path(tmp) / "tables"
-        folder.mkdir()
-        metrics_by_card(result.scored_frame).to_csv(folder / "metrics_by_card.csv", index=False)
-        result.frame.to_parquet(folder / "predictions.parquet", index=False)
-        client.log_artifacts(run_id, str(folder), "tables")
-    artifacts["metrics_by_card"] = CsvEvaluationArtifact(uri=f"{base}/tables/metrics_by_card.csv")
-    artifacts["predictions"] = ParquetEvaluationArtifact(uri=f"{base}/tables/predictions.parquet")
-    return artifacts
+        paths = log_artifacts(result, run_id, Path(tmp), source)
+    base = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    kinds = {".png": ImageEvaluationArtifact, ".csv": CsvEvaluationArtifact}
+    return {
+        Path(p).stem: kinds.get(Path(p).suffix, ParquetEvaluationArtifact)(uri=f"{base}/{p}")
+        for p in paths
+        if Path(p).suffix in {".png", ".csv", ".parquet"}
+    }
 
 
 class PokeWatchEvaluator(ModelEvaluator):  # type: ignore[misc]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking, varying_keys
 from pokewatch_core.tracking import (
     NOTE_TAG,
-    _clean_metric,
     _experiment_id,
     _log_run,
     _plugin_versions,
@@ -34,6 +32,7 @@ from pokewatch_core.tracking import (
     _stop_run,
     _store_init_lock,
     make_dataset,
+    metric_entities,
     run_owner_tags,
     use_store,
 )
@@ -95,7 +94,6 @@ def log_sweep(
     model — and ended FINISHED before the next starts, so an interruption leaves only whole,
     finished children behind."""
     from mlflow.entities import DatasetInput, InputTag, Param, RunTag
-    from mlflow.entities import Metric as MlflowMetric
     from mlflow.tracking import MlflowClient
     from mlflow.tracking.context import registry as context_registry
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -176,14 +174,10 @@ def log_sweep(
                 )
                 child_id = child.info.run_id
                 open_children.add(child_id)
-                stamp = int(time.time() * 1000)
                 _retry(
                     client.log_batch,
                     child_id,
-                    metrics=[
-                        MlflowMetric(k, _clean_metric(v), stamp, 0)
-                        for k, v in trial.metrics.items()
-                    ],
+                    metrics=metric_entities(trial.metrics),
                     params=[Param(k, v) for k, v in trial.logged_params.items()],
                 )
                 _retry(client.log_inputs, child_id, datasets=[dataset])
@@ -204,11 +198,10 @@ def log_sweep(
         for parameter in swept:
             figure = _sweep_figure(table, metric, parameter, best.number)
             _retry(client.log_figure, parent_id, figure, f"plots/sweep_{parameter}.png")
-        stamp = int(time.time() * 1000)
         _retry(
             client.log_batch,
             parent_id,
-            metrics=[MlflowMetric(k, _clean_metric(v), stamp, 0) for k, v in best.metrics.items()],
+            metrics=metric_entities(best.metrics),
             tags=[
                 RunTag(BEST_TAG, outcome.child_run_ids[best.number]),
                 *(RunTag(k, v) for k, v in plugins.items()),
