@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
@@ -251,8 +251,35 @@ class Metric(Component):
         return self
 
     def compute(self, frame: pd.DataFrame) -> float:
-        """The metric's value over ``frame``; NaN where it is undefined."""
+        """The metric's value over ``frame``; NaN where it is undefined.
+
+        A metric that declares a state (``state``/``merge``/``finalize``) need not write
+        it: the value is ``finalize(state(frame))``."""
+        if has_state(self):
+            return self.finalize(self.state(frame))
         raise NotImplementedError(f"metric '{self.name}' does not implement compute()")
+
+    # Optional: an exactly mergeable state, so that the metric can be computed piece by piece
+    # (card-aligned chunks, the partitions of a cluster) and the pieces combined.
+
+    def state(self, frame: pd.DataFrame) -> Any:
+        """Optional: what the metric needs of ``frame`` (rows of whole cards), such that
+        ``finalize(merge(state(a), state(b)))`` equals ``compute(a + b)`` for frames ``a``
+        and ``b`` holding different cards (sums and counts, per-date arrays, …)."""
+        raise NotImplementedError(f"metric '{self.name}' declares no state")
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """Optional, with ``state``: the state of two frames' rows together."""
+        raise NotImplementedError(f"metric '{self.name}' declares no state")
+
+    def finalize(self, state: Any) -> float:
+        """Optional, with ``state``: the metric's value from a (merged) state."""
+        raise NotImplementedError(f"metric '{self.name}' declares no state")
+
+    def state_key(self) -> Hashable:
+        """Metrics of one evaluation with equal keys share one state, computed once (the
+        signal metrics of one horizon share their counts). Default: the metric's own."""
+        return ("metric", self.name)
 
 
 class SignalPolicy(Component):
@@ -263,6 +290,11 @@ class SignalPolicy(Component):
     def decide(self, market_price: np.ndarray[Any, Any], fair_price: np.ndarray[Any, Any]) -> Any:
         """One signal per row (missing where ``fair_price`` is NaN), vectorised."""
         raise NotImplementedError(f"policy '{self.name}' does not implement decide()")
+
+
+def has_state(metric: Metric) -> bool:
+    """Whether ``metric`` declares a mergeable state (``state``, ``merge``, ``finalize``)."""
+    return type(metric).state is not Metric.state
 
 
 SIGNALS: tuple[str, str, str] = ("BUY", "SELL", "HOLD")
