@@ -175,13 +175,8 @@ def train(
         metrics_table,
         signal_quality_section,
     )
-    from pokewatch_core.tracking import (
-        check_reachable,
-        check_run_options,
-        heal_abandoned_runs,
-        log_evaluation,
-        resolve_tracking_uri,
-    )
+    from pokewatch_core.tracking.log import log_evaluation
+    from pokewatch_core.tracking.store import check_run_options, heal_abandoned_runs, reach_store
 
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
@@ -197,7 +192,7 @@ def train(
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
-    check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
+    store = reach_store(tracking_uri)  # checked once, before minutes of evaluation
     _report_healed(heal_abandoned_runs(tracking_uri), err=False)
     path = data_path or str(embedded_sample_path())
     source = data_path or "embedded sample (sv2a)"
@@ -221,7 +216,7 @@ def train(
             run_name=run_name or None,
             tags=tag_values,
             data_source=path,
-            tracking_uri=tracking_uri,
+            tracking_uri=store,
             register_model=register_model,
             alias=alias,
         )
@@ -350,8 +345,12 @@ def sweep(
         ranking_direction,
         read_grid,
     )
-    from pokewatch_core.tracking import check_reachable, check_run_options, resolve_tracking_uri
-    from pokewatch_core.tracking_sweep import log_sweep
+    from pokewatch_core.tracking.store import (
+        check_reachable,
+        check_run_options,
+        resolve_tracking_uri,
+    )
+    from pokewatch_core.tracking.sweep import log_sweep
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
     for key, text in _pairs(params, "-p").items():
@@ -448,7 +447,7 @@ def gate(
     """Compare a candidate run with the champion model; exit 3 when a rule fails."""
     from pokewatch_core.gate import parse_rule
     from pokewatch_core.summary import format_value
-    from pokewatch_core.tracking_gate import run_gate
+    from pokewatch_core.tracking.gate import run_gate
 
     parsed = [parse_rule(rule) for rule in rules]
     report = run_gate(candidate, champion_uri, parsed, promote=promote, tracking_uri=tracking_uri)
@@ -711,7 +710,8 @@ def compare(
     """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
     of a run id, as the ranking prints it, is enough)."""
     from pokewatch_core import compare as cmp
-    from pokewatch_core.tracking import get_runs, heal_abandoned_runs, search_runs
+    from pokewatch_core.tracking.runs import get_runs, search_runs
+    from pokewatch_core.tracking.store import heal_abandoned_runs
 
     _report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
     if run_ids:

@@ -345,7 +345,7 @@ def run_sweep(
     )
     plan.check()
     if log:
-        from pokewatch_core.tracking_sweep import log_sweep
+        from pokewatch_core.tracking.sweep import log_sweep
 
         options = {"experiment_name": "pokewatch_baseline", **log_options}
         outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **options)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import evaluate
-from pokewatch_core.tracking import log_evaluation
+from pokewatch_core.tracking.log import log_evaluation
 from tests.conftest import all_runs, free_port, make_panel
 from tests.reference import threshold_signals
 
@@ -134,6 +134,7 @@ def test_no_pickle_and_no_project_files_in_the_logged_model(logged, tmp_path):
     files = [p for p in local.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"MLmodel", "pokewatch_model.json", "history.parquet"} <= names
+    assert (local / "code" / "pyfunc.py").is_file()  # the models-from-code file, as docs say
     for path in files:
         assert path.suffix not in {".pkl", ".pickle", ".joblib", ".cloudpickle"}, path
         assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"

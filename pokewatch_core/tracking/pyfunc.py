@@ -1,8 +1,10 @@
 """The MLflow pyfunc model PokeWatch logs, in models-from-code form.
 
-MLflow copies this file into the logged model and runs it at load time; the model's state
-lives in plain artifacts (``pokewatch_model.json``, ``history.parquet``) and the components
-are rebuilt from the plugin registry by name, so nothing is pickled.
+MLflow copies this file into the logged model (``code/pyfunc.py``) and runs it at load time;
+the model's state lives in plain artifacts (``pokewatch_model.json``, ``history.parquet``) and
+the components are rebuilt from the plugin registry by name, so nothing is pickled. The file
+stays a thin wrapper that nothing imports (it calls ``set_model`` when run): the serving logic
+is ``fair_price.FairPricer``, versioned with the installed package, not copied into models.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from pokewatch_core.fair_price import FairPricer, json_ready
+from pokewatch_core.tracking.fair_price import FairPricer, json_ready
 
 # Set by MLflow's scoring server (`mlflow models serve`), whose JSON writer lets NaN/NaT through.
 SERVING_FLAG = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"

@@ -14,8 +14,8 @@ into signals and PokeWatch's metrics (every installed one unless ``"metrics"`` l
 computed exactly as ``pokewatch train`` computes them, logged into the run with the plots,
 the summary and the tables, and returned in MLflow's ``EvaluationResult``.
 
-This module is loaded by MLflow (through the entry point) or by the tracking code, never by
-``import pokewatch_core``.
+This module is loaded by MLflow (through the entry point) or by ``pokewatch_core.mlflow_metrics``,
+never by ``import pokewatch_core``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, 
     returns MLflow evaluation artifacts by name."""
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.tracking import _retry, log_artifacts, metric_entities
+    from pokewatch_core.tracking.log import log_artifacts, metric_entities
+    from pokewatch_core.tracking.store import _retry
 
     client = MlflowClient()
     _retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))

@@ -23,16 +23,19 @@ import pandas as pd
 
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking, varying_keys
-from pokewatch_core.tracking import (
-    NOTE_TAG,
-    _experiment_id,
+from pokewatch_core.tracking.log import (
     _log_run,
     _plugin_versions,
-    _retry,
     _stop_run,
-    _store_init_lock,
     make_dataset,
     metric_entities,
+)
+from pokewatch_core.tracking.store import (
+    NOTE_TAG,
+    Store,
+    _experiment_id,
+    _retry,
+    _store_init_lock,
     run_owner_tags,
     use_store,
 )
@@ -83,7 +86,7 @@ def log_sweep(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     data_source: str = "data",
-    tracking_uri: str | None = None,
+    tracking_uri: str | Store | None = None,
     log_models: str = "best",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SweepOutcome:

@@ -1,5 +1,6 @@
 """Fair prices and signals on demand, from a stored price history (what the logged MLflow
-model serves). No MLflow here: the pyfunc wrapper in ``tracking_model.py`` delegates to it."""
+model serves). No MLflow here: the pyfunc wrapper in ``pyfunc.py`` delegates to it, and the
+gate rebuilds a champion's components with ``read_components``."""
 
 from __future__ import annotations
 
