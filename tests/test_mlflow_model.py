@@ -134,7 +134,7 @@ def test_no_pickle_and_no_project_files_in_the_logged_model(logged, tmp_path):
     files = [p for p in local.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"MLmodel", "pokewatch_model.json", "history.parquet"} <= names
-    assert (local / "code" / "pyfunc.py").is_file()  # the models-from-code file, as docs say
+    assert (local / "pyfunc.py").is_file()  # the models-from-code file, as the docs say
     for path in files:
         assert path.suffix not in {".pkl", ".pickle", ".joblib", ".cloudpickle"}, path
         assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"

@@ -1,10 +1,11 @@
 """The MLflow pyfunc model PokeWatch logs, in models-from-code form.
 
-MLflow copies this file into the logged model (``code/pyfunc.py``) and runs it at load time;
-the model's state lives in plain artifacts (``pokewatch_model.json``, ``history.parquet``) and
-the components are rebuilt from the plugin registry by name, so nothing is pickled. The file
-stays a thin wrapper that nothing imports (it calls ``set_model`` when run): the serving logic
-is ``fair_price.FairPricer``, versioned with the installed package, not copied into models.
+MLflow copies this file into the logged model (``pyfunc.py``, beside ``MLmodel``) and runs it
+at load time; the model's state lives in plain artifacts (``pokewatch_model.json``,
+``history.parquet``) and the components are rebuilt from the plugin registry by name, so
+nothing is pickled. The file stays a thin wrapper that nothing imports (it calls ``set_model``
+when run): the serving logic is ``fair_price.FairPricer``, versioned with the installed
+package rather than copied into every model.
 """
 
 from __future__ import annotations
