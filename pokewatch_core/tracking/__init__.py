@@ -8,7 +8,8 @@
 - ``pyfunc``: the logged model (a models-from-code file MLflow copies into each model);
   ``fair_price``: the fair-price serving it delegates to (no mlflow).
 - ``evaluator``: the ``pokewatch`` evaluator of ``mlflow.models.evaluate`` and
-  ``mlflow_metrics``; ``sweep``: a sweep's parent and child runs; ``gate``: ``pokewatch gate``.
+  ``mlflow_metrics``; ``sweep``: ``run_sweep`` and a logged sweep's parent and child runs;
+  ``gate``: ``pokewatch gate``.
 
 This file imports nothing, and the modules import ``mlflow`` inside functions (``evaluator``
 and ``pyfunc``, loaded only by MLflow or on demand, at the top): ``import pokewatch_core``,
