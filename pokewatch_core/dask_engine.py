@@ -90,26 +90,41 @@ def evaluate_on_dask(
     start = _test_start(test_start)
     if partitions is not None and partitions < 1:
         raise ConfigError(f"partitions must be at least 1, got {partitions}")
-    out = _fresh_output(Path(output_dir))
+    out = Path(output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
+    existed = out.exists()
     scratch = str(out / SCRATCH)
     report("connecting to the dask scheduler")
     with _client(scheduler, workers, memory_limit) as client:
         from distributed import KilledWorker
 
+        out.mkdir(parents=True, exist_ok=True)
         try:
             return _run(client, str(data), model, policy, dict(metrics), start, out, scratch,
                         partitions, gather_rows, report)  # fmt: skip
-        except KilledWorker as exc:
-            shutil.rmtree(out, ignore_errors=True)
-            raise PokeWatchError(
-                f"dask workers died running {exc.task!s:.60} (out of memory? use more "
-                "partitions or a higher memory limit per worker)"
-            ) from exc
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)  # no half-written dataset is left
+        except BaseException as exc:
+            _remove(out, existed)  # no half-written dataset is left
+            if isinstance(exc, KilledWorker):
+                raise PokeWatchError(
+                    f"dask workers died running {exc.task!s:.60} (out of memory? use more "
+                    "partitions or a higher memory limit per worker)"
+                ) from exc
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove(out: Path, keep_folder: bool) -> None:
+    """Remove what the run wrote to ``out`` (and ``out`` itself unless it was there)."""
+    if not keep_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for item in out.iterdir():
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
 
 
 def _run(
@@ -199,13 +214,6 @@ def _stateless_values(
             _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
         )
     return values
-
-
-def _fresh_output(out: Path) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @contextmanager
