@@ -4,7 +4,9 @@ metric of the whole frame (the law a partitioned engine relies on)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import reduce
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from pokewatch_core import Metric, evaluate, get_plugins
 from pokewatch_core.components import has_state
 from pokewatch_core.naive import FITTING
+from pokewatch_core.testing import check_metric
 from tests.conftest import panels
 
 # the default metrics whose states this suite covers (sums and counts)
@@ -127,3 +130,28 @@ def test_the_state_of_no_rows_is_neutral(name):
     whole = metric.state(frame)
     assert same(metric.finalize(metric.merge(empty, whole)), metric.compute(frame))
     assert same(metric.finalize(metric.merge(whole, empty)), metric.compute(frame))
+
+
+@dataclass
+class MeanOfMeans(Metric):
+    """A state that does not merge exactly: the mean of two means is not the mean."""
+
+    name: ClassVar[str] = "mean_error_of_means"
+    description: ClassVar[str] = "Mean predicted - market, merged wrongly (price)."
+    unit: ClassVar[str] = "price"
+
+    def state(self, frame: pd.DataFrame) -> float:
+        return float((frame["predicted_price"] - frame["market_price"]).mean())
+
+    def merge(self, a: float, b: float) -> float:
+        return (a + b) / 2
+
+    def finalize(self, state: float) -> float:
+        return state
+
+
+def test_the_conformance_kit_catches_a_state_that_does_not_merge_exactly():
+    with pytest.raises(AssertionError, match=r"finalize\(merge\(state\(a\), state\(b\)\)\)"):
+        check_metric(MeanOfMeans)
+    for name in SUMMED:
+        check_metric(get_plugins().metrics.get(name))
