@@ -22,7 +22,14 @@ from pokewatch_core.plugins import get_plugins, register_plugin, reload_plugins,
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
-    from pokewatch_core.backtesting import backtest, signal_quality
+    from pokewatch_core.analysis import (
+        QualityState,
+        StrategyState,
+        backtest,
+        quality_state,
+        signal_quality,
+        strategy_state,
+    )
     from pokewatch_core.data import load_prices, prepare_prices, read_table
     from pokewatch_core.evaluation import EvaluationResult, evaluate, score_predictions
     from pokewatch_core.naive import NaiveBaseline, NaiveSums
@@ -45,8 +52,12 @@ _LAZY = {
     "prepare_prices": "pokewatch_core.data",
     "read_table": "pokewatch_core.data",
     "PriceIndex": "pokewatch_core.price_index",
-    "backtest": "pokewatch_core.backtesting",
-    "signal_quality": "pokewatch_core.backtesting",
+    "backtest": "pokewatch_core.analysis",
+    "QualityState": "pokewatch_core.analysis",
+    "StrategyState": "pokewatch_core.analysis",
+    "quality_state": "pokewatch_core.analysis",
+    "strategy_state": "pokewatch_core.analysis",
+    "signal_quality": "pokewatch_core.analysis",
     "generate_prices": "pokewatch_core.sample_data",
     "log_evaluation": "pokewatch_core.tracking",
     "embedded_sample_path": "pokewatch_core.sample_data",
@@ -66,7 +77,9 @@ __all__ = [
     "PluginError",
     "PokeWatchError",
     "PriceIndex",
+    "QualityState",
     "SignalPolicy",
+    "StrategyState",
     "SweepResult",
     "TrackingError",
     "__version__",
@@ -81,12 +94,14 @@ __all__ = [
     "log_evaluation",
     "mlflow_metrics",
     "prepare_prices",
+    "quality_state",
     "read_table",
     "register_plugin",
     "reload_plugins",
     "run_sweep",
     "score_predictions",
     "signal_quality",
+    "strategy_state",
     "unregister_plugin",
 ]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pokewatch_core.components import Component, Metric
+from pokewatch_core.components import KIND_BASES, Component, Metric
 from pokewatch_core.plugins import Plugins, get_plugins
 
 CORE_DISTRIBUTION = "pokewatch"
-KINDS = ("model", "metric", "policy")
+KINDS = tuple(KIND_BASES)
 
 
 def component_info(cls: type[Component], plugin: str | None = None) -> dict[str, Any]:

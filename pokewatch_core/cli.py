@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from pokewatch_core.columns import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
 from pokewatch_core.terminal import printable, printable_lines
@@ -75,9 +76,23 @@ tracking_uri_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pokewatch")
-@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and MLflow's own log messages.")
 def cli(debug: bool) -> None:
     """PokeWatch: evaluate trading-card price models and log every run to MLflow."""
+    _quiet_libraries(loud=debug)
+
+
+def _quiet_libraries(loud: bool) -> None:
+    """MLflow's INFO chatter, its pip-version warning and urllib3's line per retry say nothing
+    to act on: silenced unless ``--debug``. MLflow's HTTP retries are shortened either way."""
+    if not loud:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("mlflow").setLevel(logging.DEBUG if loud else logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def example(command: str) -> str:
@@ -166,15 +181,10 @@ def train(
 ) -> None:
     """Evaluate a model walk-forward and log the run to MLflow."""
     from pokewatch_core.data import load_prices
-    from pokewatch_core.evaluation import evaluate, resolve_components
+    from pokewatch_core.evaluation import evaluate_prepared, parse_test_start
     from pokewatch_core.progress import StageDisplay
+    from pokewatch_core.resolve import resolve_components
     from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.summary import (
-        data_overview,
-        metric_units,
-        metrics_table,
-        signal_quality_section,
-    )
     from pokewatch_core.tracking import (
         check_reachable,
         check_run_options,
@@ -183,6 +193,7 @@ def train(
         resolve_tracking_uri,
     )
 
+    # 1. Check every option, then the store, before the data loads and long before a run.
     param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
     if data_path is not None and not data_path.strip():
@@ -192,45 +203,54 @@ def train(
         context.get_parameter_source("alias") is not click.core.ParameterSource.DEFAULT
     ):
         raise click.BadParameter("--alias needs --register-model")
-    # Everything is checked before the data loads and long before a run starts.
-    resolve_components(model, policy, list(metrics) or None, param_values)
+    built = resolve_components(model, policy, list(metrics) or None, param_values)
+    start = parse_test_start(test_start)
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
-    check_reachable(resolve_tracking_uri(tracking_uri))  # before minutes of evaluation
-    _report_healed(heal_abandoned_runs(tracking_uri), err=False)
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    _report_healed(heal_abandoned_runs(uri), err=False)
     path = data_path or str(embedded_sample_path())
-    source = data_path or "embedded sample (sv2a)"
     with StageDisplay() as display:
+        # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
         display(f"reading {Path(path).name}")
         table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
-        result = evaluate(
-            model,
-            table,
-            policy=policy,
-            metrics=list(metrics) or None,
-            params=param_values,
-            test_start=test_start,
-            source=path,
-            progress=display,
-        )
+        result = evaluate_prepared(table, *built, start, source=path, progress=display)
+        display("analysing")
+        analyses = result.analyses
         display("logging to MLflow")
         logged = log_evaluation(
             result,
-            experiment_name=experiment_name,  # None: pokewatch_baseline, or `mlflow run`'s
+            experiment_name=experiment_name,  # None: the default, or `mlflow run`'s
             run_name=run_name or None,
             tags=tag_values,
             data_source=path,
-            tracking_uri=tracking_uri,
+            tracking_uri=uri,
             register_model=register_model,
             alias=alias,
         )
+    _report_training(result, analyses.reports_signals, data_path, logged, alias)
+
+
+def _report_training(
+    result: Any, signals: bool, data_path: str | None, logged: Any, alias: str
+) -> None:
+    """What ``train`` evaluated, its metrics, and where the run and model are."""
+    from pokewatch_core.summary import (
+        data_overview,
+        metric_units,
+        metrics_table,
+        signal_quality_section,
+    )
+
+    source = data_path or "embedded sample (sv2a)"
     _echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
     for key, value in data_overview(result).items():
         _echo(f"  {key}: {value}")
     _echo("Metrics:")
     _echo(metrics_table(result.metrics, metric_units(result)))
-    if _reports_signal_quality(result):
+    if signals:
         _echo(signal_quality_section(result))
     _echo(
         f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
@@ -482,17 +502,6 @@ def gate(
         raise click.exceptions.Exit(GATE_FAILED)
 
 
-def _reports_signal_quality(result: Any) -> bool:
-    """Whether the run computed any figure of the signal-quality section (not with, say,
-    ``--metric rmse --metric mape``)."""
-    from dataclasses import fields
-
-    from pokewatch_core.backtesting import SignalQuality
-
-    names = {f.name for f in fields(SignalQuality)}
-    return any(m in names or m.startswith("strategy_") for m in result.metrics)
-
-
 @cli.command(
     epilog=example("pokewatch features --raw-dir tests/data/raw --output data/processed.parquet")
 )
@@ -519,8 +528,8 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
 
     table = write_features(raw_dir, output, set_name)
     _echo(
-        f"Wrote {output}: {len(table):,} rows, {table['card_id'].nunique():,} cards, "
-        f"{table['date'].nunique():,} days"
+        f"Wrote {output}: {len(table):,} rows, {table[ID].nunique():,} cards, "
+        f"{table[DATE].nunique():,} days"
     )
 
 
@@ -555,11 +564,9 @@ def features(raw_dir: str, output: str, set_name: str | None) -> None:
     help="Random seed, 0 or more (same seed, same panel).",
 )
 @click.option("--end", default="2025-11-22", show_default=True, help="Last date of the panel.")
-@click.option("--id-col", default="card_id", show_default=True, help="Name of the card-id column.")
-@click.option("--date-col", default="date", show_default=True, help="Name of the date column.")
-@click.option(
-    "--price-col", default="market_price", show_default=True, help="Name of the price column."
-)
+@click.option("--id-col", default=ID, show_default=True, help="Name of the card-id column.")
+@click.option("--date-col", default=DATE, show_default=True, help="Name of the date column.")
+@click.option("--price-col", default=PRICE, show_default=True, help="Name of the price column.")
 def sample_data(
     output: str,
     cards: int,
@@ -775,27 +782,25 @@ def disable_telemetry() -> None:
         os.environ.update(TELEMETRY_OFF)
 
 
+def _debugging(context: click.Context | None) -> bool:
+    """Whether the command line asked for ``--debug`` (False if it did not parse)."""
+    return bool(context is not None and context.params.get("debug"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
     disable_telemetry()
-    debug = "--debug" in args
     handler = logging.StreamHandler()
     handler.setFormatter(_PrintableFormatter("pokewatch: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])  # no-op if configured
-    if not debug:  # MLflow's INFO chatter and its pip-version warning say nothing to act on
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
-    for name, value in HTTP_RETRY_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-        logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry otherwise
-    if not [a for a in args if a != "--debug"]:  # bare `pokewatch`: the normal help
-        args = [*args, "--help"]
+    context: click.Context | None = None
     try:
         with terminating_signals_raise():
-            code = cli.main(args=args, prog_name="pokewatch", standalone_mode=False)
+            # parsed here rather than by cli.main, so that --debug is known to the handlers
+            context = cli.make_context("pokewatch", args or ["--help"])
+            with context:
+                code = cli.invoke(context)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
@@ -815,11 +820,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         _echo(f"pokewatch: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except PokeWatchError as exc:
+        debug = _debugging(context)
         if debug and not isinstance(exc, ConfigError):
             traceback.print_exc()
         _echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
     except Exception as exc:
+        debug = _debugging(context)
         if debug:
             traceback.print_exc()
         hint = "" if debug else " (run with --debug for the traceback)"

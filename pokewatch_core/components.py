@@ -297,4 +297,7 @@ def has_state(metric: Metric) -> bool:
     return type(metric).state is not Metric.state
 
 
+KIND_BASES: dict[str, type[Component]] = {"model": Model, "metric": Metric, "policy": SignalPolicy}
+"""The one table of component kinds and their base classes."""
+
 SIGNALS: tuple[str, str, str] = ("BUY", "SELL", "HOLD")

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pokewatch_core import partitions as parts
+from pokewatch_core.analysis import Analyses, QualityState, analyses_from
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
 from pokewatch_core.data import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
+from pokewatch_core.evaluation import finalize_metrics, merge_states
 from pokewatch_core.naive import FITTING
 
 if TYPE_CHECKING:
@@ -42,11 +44,13 @@ EXTRA = "pip install 'pokewatch[dask]'"
 
 @dataclass
 class DaskEvaluation:
-    """What ``evaluate_on_dask`` returns: the metrics, the merged states (by state key),
-    where the evaluation frame was written, and how the work was split."""
+    """What ``evaluate_on_dask`` returns: the metrics, the merged states (by state key: the
+    metrics' and the analyses'), the analyses finalized from them, where the evaluation frame
+    was written, and how the work was split."""
 
     metrics: dict[str, float]
     states: dict[Hashable, Any]
+    analyses: Analyses  # overview, signal quality, strategy, per-card table (merged)
     frame_dir: Path
     partitions: int
     rows: int
@@ -85,9 +89,9 @@ def evaluate_on_dask(
     ``gather_rows`` rows.
     """
     report = progress or (lambda stage: None)
-    from pokewatch_core.evaluation import _test_start
+    from pokewatch_core.evaluation import parse_test_start
 
-    start = _test_start(test_start)
+    start = parse_test_start(test_start)
     if partitions is not None and partitions < 1:
         raise ConfigError(f"partitions must be at least 1, got {partitions}")
     out = Path(output_dir)
@@ -175,25 +179,26 @@ def _run(
         keep_frame=bool(unmerged),
         pure=False,
     )
-    merged: dict[Hashable, Any] | None = None
+    merged: dict[Hashable, Any] = {}
     total, frames = 0, []
     for done, future in enumerate(as_completed(tasks, loop=client.loop), start=1):
         count, states, frame = future.result()
         future.release()
-        merged = parts.merge_states(metrics, merged, states)
+        merged = merge_states(metrics, merged, states)
         total += count
         if frame is not None:
             frames.append(frame)
         report(f"evaluated partition {done}/{n}")
-    if merged is None:
+    if QualityState.key(1) not in merged:  # an analysis every partition with scored rows has
         raise DataError(f"{data}: no rows on or after test_start {start.date() if start else ''}")
-    values = parts.finalize_states(metrics, merged)
+    values = finalize_metrics(metrics, merged)
     gathered = None
     if unmerged:
         gathered = pd.concat(frames, ignore_index=True)
         values.update(_stateless_values(gathered, metrics, unmerged, start))
     ordered = {name: values[name] for name in metrics}
-    return DaskEvaluation(ordered, merged, out, n, total, gathered)
+    analyses = analyses_from(merged, {m.state_key() for m in metrics.values()})
+    return DaskEvaluation(ordered, merged, analyses, out, n, total, gathered)
 
 
 def _stateless_values(

@@ -19,11 +19,14 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of, is_plain, plain_ids, remember
+from pokewatch_core.columns import DATE as DATE
+from pokewatch_core.columns import ID as ID
+from pokewatch_core.columns import PREDICTED as PREDICTED
+from pokewatch_core.columns import PRICE as PRICE
+from pokewatch_core.columns import SIGNAL as SIGNAL
 from pokewatch_core.errors import DataError
 
-ID, DATE, PRICE = "card_id", "date", "market_price"
 REQUIRED = (ID, DATE, PRICE)
-OUTPUT_COLUMNS = ("predicted_price", "signal")  # what the evaluation adds to a table
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 _DAY_NS = 86_400 * 10**9
@@ -470,7 +473,7 @@ def prepare_prices(
     if data.shape[1] == 0 or len(data) == 0:
         raise DataError(f"{source}: empty table (no rows)")
     frame = _map_columns(data, source, {ID: id_col, DATE: date_col, PRICE: price_col})
-    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    taken = [c for c in (PREDICTED, SIGNAL) if c in frame.columns]
     if taken:
         raise DataError(
             f"{source}: column {taken[0]!r} is reserved for the evaluation's output "

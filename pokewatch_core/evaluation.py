@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.analysis import Analyses, analyses_from, analysis_states
 from pokewatch_core.card_ids import codes_of, remember
-from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy
-from pokewatch_core.data import DATE, ID, PRICE, load_prices, prepare_prices
+from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy, has_state
+from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, load_prices, prepare_prices
+from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError, PluginError
 from pokewatch_core.naive import FITTING
-from pokewatch_core.plugins import describe, get_plugins
+from pokewatch_core.plugins import describe
+from pokewatch_core.resolve import resolve_components
 
-PREDICTED, SIGNAL = "predicted_price", "signal"
 # A plugin failure is one stderr line of at most 300 characters, "pokewatch: error: " included.
 MESSAGE_LIMIT = 280
 T = TypeVar("T")
@@ -34,6 +36,8 @@ class EvaluationResult:
     policy: SignalPolicy
     metric_components: dict[str, Metric] = field(default_factory=dict)
     test_start: pd.Timestamp | None = None
+    states: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+    """The metrics' states by ``state_key`` (over the scored rows)."""
 
     @property
     def model_params(self) -> dict[str, Any]:
@@ -74,101 +78,26 @@ class EvaluationResult:
         return out
 
     @cached_property
+    def scored_mask(self) -> np.ndarray[Any, Any] | None:
+        """The scored rows of ``frame`` (those on/after ``test_start``), None for all."""
+        if self.test_start is None:
+            return None
+        return (self.frame[DATE] >= self.test_start).to_numpy()
+
+    @cached_property
     def scored_frame(self) -> pd.DataFrame:
         """The rows the metrics are computed over (all rows, or those on/after test_start);
         computed once."""
-        if self.test_start is None:
-            return self.frame
-        return _rows(self.frame, (self.frame[DATE] >= self.test_start).to_numpy())
+        mask = self.scored_mask
+        return self.frame if mask is None else _rows(self.frame, mask)
 
-
-def _route_params(
-    params: Mapping[str, Any] | None, targets: dict[str, type[Component] | Component]
-) -> dict[str, dict[str, Any]]:
-    """Split ``params`` by component: ``key`` goes to every component that declares it,
-    ``model.key`` / ``policy.key`` / ``<metric>.key`` to that one only."""
-    routed: dict[str, dict[str, Any]] = {label: {} for label in targets}
-    specs = {label: type_of(t).param_specs() for label, t in targets.items()}
-    given: dict[tuple[str, str], str] = {}
-
-    def route(label: str, bare: str, key: str, value: Any) -> None:
-        first = given.setdefault((label, bare), key)
-        if first != key:
-            raise ConfigError(
-                f"parameter {bare!r} of {label} is given twice ({first!r} and {key!r})"
-            )
-        routed[label][bare] = value
-
-    for raw_key, value in (params or {}).items():
-        key = str(raw_key)
-        prefix, _, bare = key.rpartition(".")
-        if prefix:
-            if prefix not in targets:
-                raise ConfigError(
-                    f"parameter {key!r}: no component {prefix!r} "
-                    f"(use one of: {', '.join(sorted(targets))})"
-                )
-            if bare not in specs[prefix]:
-                valid = ", ".join(sorted(specs[prefix])) or "none"
-                raise ConfigError(f"unknown parameter {key!r} (valid for {prefix}: {valid})")
-            route(prefix, bare, key, value)
-            continue
-        owners = [label for label, s in specs.items() if key in s]
-        if not owners:
-            names = sorted({p for s in specs.values() for p in s})
-            raise ConfigError(f"unknown parameter {key!r} (valid: {', '.join(names) or 'none'})")
-        for label in owners:
-            route(label, key, key, value)
-    return routed
-
-
-def type_of(spec: type[Component] | Component) -> type[Component]:
-    """The class of a component given as a class or an instance."""
-    return spec if isinstance(spec, type) else type(spec)
-
-
-def _component(kind: str, spec: Any) -> type[Component] | Component:
-    bases: dict[str, type[Component]] = {"model": Model, "metric": Metric, "policy": SignalPolicy}
-    if isinstance(spec, str):
-        cls: type[Component] = get_plugins().registry(kind).get(spec)
-        return cls
-    base = bases[kind]
-    if isinstance(spec, base) or (isinstance(spec, type) and issubclass(spec, base)):
-        return spec
-    raise ConfigError(f"expected a {kind} name or a {base.__name__}, got {spec!r}")
-
-
-def _build(spec: type[Component] | Component, params: dict[str, Any]) -> Any:
-    if isinstance(spec, type):
-        return spec.from_params(params)
-    if not params:
-        return spec
-    return type(spec).from_params({**spec.get_params(), **params})
-
-
-def resolve_components(
-    model: str | Model | type[Model],
-    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
-    metrics: Sequence[str | Metric | type[Metric]] | None = None,
-    params: Mapping[str, Any] | None = None,
-) -> tuple[Model, SignalPolicy, dict[str, Metric]]:
-    """Build the model, policy and metrics from names or objects, applying ``params``."""
-    targets: dict[str, type[Component] | Component] = {
-        "model": _component("model", model),
-        "policy": _component("policy", policy),
-    }
-    metric_specs: Iterable[Any] = get_plugins().metrics.names() if metrics is None else metrics
-    metric_labels: list[str] = []
-    for spec in metric_specs:
-        resolved = _component("metric", spec)
-        label = type_of(resolved).name
-        if label in targets:
-            raise ConfigError(f"metric {label!r} is given twice or clashes with 'model'/'policy'")
-        targets[label] = resolved
-        metric_labels.append(label)
-    routed = _route_params(params, targets)
-    built = {label: _build(spec, routed[label]) for label, spec in targets.items()}
-    return built["model"], built["policy"], {label: built[label] for label in metric_labels}
+    @cached_property
+    def analyses(self) -> Analyses:
+        """The overview, signal quality, strategy backtest and per-card table that the
+        summary, plots, tables and terminal show: computed once, on first use, reusing the
+        metrics' states."""
+        states = analysis_states(self.frame, self.scored_frame, self.scored_mask, self.states)
+        return analyses_from(states, {m.state_key() for m in self.metric_components.values()})
 
 
 def _guarded(kind: str, component: Component, phase: str, call: Callable[[], T]) -> T:
@@ -222,7 +151,8 @@ def signals_from(raw: Any, n: int, policy: SignalPolicy) -> pd.Categorical:
     return signals
 
 
-def _test_start(value: Any) -> pd.Timestamp | None:
+def parse_test_start(value: Any) -> pd.Timestamp | None:
+    """``test_start`` as a day (None when not given); ``ConfigError`` when not a date."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
@@ -239,7 +169,7 @@ def _test_start(value: Any) -> pd.Timestamp | None:
 def evaluate(
     model: str | Model | type[Model],
     data: pd.DataFrame | str | Path,
-    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
+    policy: str | SignalPolicy | type[SignalPolicy] = DEFAULT_POLICY,
     metrics: Sequence[str | Metric | type[Metric]] | None = None,
     params: Mapping[str, Any] | None = None,
     test_start: str | pd.Timestamp | None = None,
@@ -259,7 +189,7 @@ def evaluate(
     report = progress or (lambda stage: None)
     report("checking the data")
     model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
-    start = _test_start(test_start)
+    start = parse_test_start(test_start)
     if isinstance(data, str | Path):
         table = load_prices(data)
     else:
@@ -283,7 +213,7 @@ def evaluate_prepared(
     so one validated table serves many evaluations."""
     report = progress or (lambda stage: None)
     return _evaluate_table(
-        table.copy(deep=False), model, policy, metrics, _test_start(test_start), source, report
+        table.copy(deep=False), model, policy, metrics, parse_test_start(test_start), source, report
     )
 
 
@@ -354,16 +284,73 @@ def _score(
             **{FITTING: np.ones(len(frame), dtype=bool) if fitting is None else fitting}
         )
         for metric in learning:
-            _guarded("metric", metric, "fit", lambda m=metric: m.fit(history))  # type: ignore[misc]
+            _guarded("metric", metric, "fit", partial(metric.fit, history))
     for name, metric in metrics.items():
         report(f"computing {name}")
-        value = _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
-        try:
-            result.metrics[name] = float(value)
-        except (TypeError, ValueError) as exc:
-            who = describe("metric", metric)
-            raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
+        if has_state(metric):
+            state = _state_of(metric, scored, result.states)
+            value = _guarded("metric", metric, "finalize", partial(metric.finalize, state))
+        else:
+            value = _guarded("metric", metric, "compute", partial(metric.compute, scored))
+        result.metrics[name] = _number(metric, value)
     return result
+
+
+def _state_of(metric: Metric, frame: pd.DataFrame, states: dict[Hashable, Any]) -> Any:
+    """``metric``'s state over ``frame``, computed once per ``state_key`` into ``states``."""
+    key = metric.state_key()
+    if key not in states:
+        states[key] = _guarded("metric", metric, "state", partial(metric.state, frame))
+    return states[key]
+
+
+def _number(metric: Metric, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        who = describe("metric", metric)
+        raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
+
+
+def metric_states(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[Hashable, Any]:
+    """The states of the metrics that declare one, over ``frame`` (the scored rows of whole
+    cards): one per ``state_key``. Metrics without a state are left out."""
+    states: dict[Hashable, Any] = {}
+    for metric in metrics.values():
+        if has_state(metric):
+            _state_of(metric, frame, states)
+    return states
+
+
+def merge_states(
+    metrics: dict[str, Metric], a: dict[Hashable, Any], b: dict[Hashable, Any]
+) -> dict[Hashable, Any]:
+    """The states of two frames of different cards, merged key by key: by the metric that
+    owns a key, else by the state's own ``merge`` (the analyses)."""
+    owners = {m.state_key(): m for m in metrics.values() if has_state(m)}
+    merged = dict(a)
+    for key, state in b.items():
+        if key not in merged:
+            merged[key] = state
+            continue
+        owner = owners.get(key)
+        if owner is None:
+            merged[key] = merged[key].merge(state)
+        else:
+            first = merged[key]
+            merged[key] = _guarded("metric", owner, "merge", partial(owner.merge, first, state))
+    return merged
+
+
+def finalize_metrics(metrics: dict[str, Metric], states: dict[Hashable, Any]) -> dict[str, float]:
+    """The value of each metric that declares a state, from the (merged) ``states``."""
+    out: dict[str, float] = {}
+    for name, metric in metrics.items():
+        if has_state(metric):
+            state = states[metric.state_key()]
+            value = _guarded("metric", metric, "finalize", partial(metric.finalize, state))
+            out[name] = _number(metric, value)
+    return out
 
 
 class GivenPredictions(Model):
@@ -376,7 +363,7 @@ class GivenPredictions(Model):
 def score_predictions(
     data: pd.DataFrame,
     fair_price: Any,
-    policy: str | SignalPolicy | type[SignalPolicy] = "threshold",
+    policy: str | SignalPolicy | type[SignalPolicy] = DEFAULT_POLICY,
     metrics: Sequence[str | Metric | type[Metric]] | None = None,
     params: Mapping[str, Any] | None = None,
     *,

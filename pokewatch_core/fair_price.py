@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import Model, SignalPolicy
-from pokewatch_core.data import DATE, FIRST_DAY, ID, LAST_DAY, PRICE
+from pokewatch_core.data import DATE, FIRST_DAY, ID, LAST_DAY, PRICE, SIGNAL
 from pokewatch_core.errors import DataError
 from pokewatch_core.evaluation import signals_from
 from pokewatch_core.plugins import get_plugins
@@ -20,7 +20,8 @@ from pokewatch_core.price_index import PriceIndex
 
 CONFIG_FILE = "pokewatch_model.json"
 HISTORY_FILE = "history.parquet"
-OUTPUT_COLUMNS = (ID, DATE, PRICE, "fair_price", "signal")
+FAIR = "fair_price"  # the served fair price
+OUTPUT_COLUMNS = (ID, DATE, PRICE, FAIR, SIGNAL)
 
 
 @dataclass
@@ -71,9 +72,7 @@ class FairPricer:
         market = np.where(count > 0, self._index.prices[np.maximum(pos - 1, 0)], np.nan)
         fair = np.asarray(self.model.predict(self.history, at), dtype=np.float64)
         signals = signals_from(self.policy.decide(market, fair), len(at), self.policy)
-        return pd.DataFrame(
-            {ID: card_ids, DATE: dates, PRICE: market, "fair_price": fair, "signal": signals}
-        )
+        return pd.DataFrame({ID: card_ids, DATE: dates, PRICE: market, FAIR: fair, SIGNAL: signals})
 
     def _dates(self, requests: pd.DataFrame, card_ids: pd.Series[str]) -> pd.Series[Any]:
         codes = self._index.card_codes(card_ids)

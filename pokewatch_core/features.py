@@ -141,15 +141,14 @@ def write_features(
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
-    import os
+    """``python -m pokewatch_core.features ARGS`` runs ``pokewatch features ARGS``."""
+    import runpy
     import sys
 
-    # as in __main__.py: plugins come from the installation, not the working directory
-    if sys.path and sys.path[0] in ("", os.getcwd()):
-        del sys.path[0]
-    from pokewatch_core.cli import main
-
-    main(["features", *(sys.argv[1:] if argv is None else argv)])
+    # run the program's own entry point (pokewatch_core/__main__.py) rather than import the
+    # command line from here: the command line sits above this module
+    sys.argv = ["pokewatch", "features", *(sys.argv[1:] if argv is None else argv)]
+    runpy.run_module("pokewatch_core", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

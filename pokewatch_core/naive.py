@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data import DATE, ID, PRICE, day_numbers, sort_keys, strictly_sorted
+from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, day_numbers, sort_keys, strictly_sorted
 from pokewatch_core.price_index import PriceIndex, card_aligned_chunks, observed_before
 
 FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
@@ -176,7 +176,7 @@ class NaiveBaseline:
 
     def _sums(self, frame: pd.DataFrame) -> NaiveSums:
         market = frame[PRICE].to_numpy(dtype=np.float64)
-        predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
+        predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
         totals = _Totals()
         if self._fitting is not None or not self.index.covers(frame):
             totals.add(market, predicted, self.last_price(frame))

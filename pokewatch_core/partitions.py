@@ -18,7 +18,6 @@ import math
 import os
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,16 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy, has_state
-from pokewatch_core.data import _CSV_SUFFIXES, _PARQUET_SUFFIXES, DATE, ID, PRICE, prepare_prices
+from pokewatch_core.data import (
+    _CSV_SUFFIXES,
+    _PARQUET_SUFFIXES,
+    DATE,
+    ID,
+    PREDICTED,
+    SIGNAL,
+    prepare_prices,
+)
 from pokewatch_core.errors import DataError
-from pokewatch_core.naive import FITTING
 
 BATCH_ROWS = 1 << 20  # rows a routing task reads at a time
 TASK_ROWS = 1 << 22  # rows of one parquet file one routing task takes (whole row groups)
@@ -200,16 +206,7 @@ def read_partition(scratch: str, k: int) -> pd.DataFrame | None:
     return frame
 
 
-# ---- one partition's evaluation, and the merge of states -------------------------------------
-
-
-def state_groups(metrics: Mapping[str, Metric]) -> dict[Hashable, Metric]:
-    """One metric per state key (the one that computes, merges the shared state)."""
-    groups: dict[Hashable, Metric] = {}
-    for metric in metrics.values():
-        if has_state(metric):
-            groups.setdefault(metric.state_key(), metric)
-    return groups
+# ---- one partition's evaluation ---------------------------------------------------------------
 
 
 def stateless(metrics: Mapping[str, Metric]) -> list[str]:
@@ -223,68 +220,24 @@ def evaluate_partition(
     policy: SignalPolicy,
     metrics: Mapping[str, Metric],
     test_start: pd.Timestamp | None,
-) -> tuple[pd.DataFrame, dict[Hashable, Any] | None]:
-    """The evaluation frame of a validated partition (whole cards) and the states of its
-    stateful metrics by key (None when the partition has no row in the scored period)."""
-    from pokewatch_core.evaluation import PREDICTED, SIGNAL, _guarded, evaluate_prepared
+) -> tuple[pd.DataFrame, dict[Hashable, Any]]:
+    """The evaluation frame of a validated partition (whole cards) and its states by key: the
+    stateful metrics' and the analyses' (overview, signal quality, strategy, per-card table).
+    A partition with no row in the scored period has only the overview's state."""
+    from pokewatch_core.analysis import OVERVIEW, analysis_states, overview_state
+    from pokewatch_core.evaluation import evaluate_prepared
 
-    dates = table[DATE]
-    if test_start is not None and not (dates >= test_start).to_numpy().any():
+    if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
         frame = table.copy(deep=False)
         frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
         signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
         frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
-        return frame, None
-    result = evaluate_prepared(table, model, policy, {}, test_start)
-    frame = result.frame
-    groups = state_groups(metrics)
-    fitting = (
-        np.ones(len(frame), dtype=bool)
-        if test_start is None
-        else (frame[DATE] < test_start).to_numpy()
-    )
-    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: fitting})
-    for metric in groups.values():
-        if type(metric).fit is not Metric.fit:
-            _guarded("metric", metric, "fit", lambda m=metric: m.fit(history))  # type: ignore[misc]
-    scored = result.scored_frame
-    states = {
-        key: _guarded("metric", metric, "state", lambda m=metric: m.state(scored))  # type: ignore[misc]
-        for key, metric in groups.items()
-    }
-    return frame, states
-
-
-def merge_states(
-    metrics: Mapping[str, Metric], a: dict[Hashable, Any] | None, b: dict[Hashable, Any] | None
-) -> dict[Hashable, Any] | None:
-    """The states of two partitions' rows together (None: a partition with no scored row)."""
-    if a is None or b is None:
-        return a if b is None else b
-    groups = state_groups(metrics)
-    return {key: metric.merge(a[key], b[key]) for key, metric in groups.items()}
-
-
-def merge_all(
-    metrics: Mapping[str, Metric], states: list[dict[Hashable, Any] | None]
-) -> dict[Hashable, Any] | None:
-    """The merge of every partition's states."""
-    return reduce(lambda a, b: merge_states(metrics, a, b), states, None)
-
-
-def finalize_states(
-    metrics: Mapping[str, Metric], states: Mapping[Hashable, Any]
-) -> dict[str, float]:
-    """The value of each stateful metric from the merged states."""
-    from pokewatch_core.evaluation import _guarded
-
-    return {
-        name: float(
-            _guarded("metric", m, "finalize", lambda m=m: m.finalize(states[m.state_key()]))  # type: ignore[misc]
-        )
-        for name, m in metrics.items()
-        if has_state(m)
-    }
+        return frame, {OVERVIEW: overview_state(frame, np.zeros(len(frame), dtype=bool))}
+    stateful = {name: m for name, m in metrics.items() if has_state(m)}
+    result = evaluate_prepared(table, model, policy, stateful, test_start)
+    known = result.states
+    extra = analysis_states(result.frame, result.scored_frame, result.scored_mask, known)
+    return result.frame, {**known, **extra}
 
 
 def default_partitions(rows: int, threads: int) -> int:
@@ -303,13 +256,13 @@ def evaluate_bucket(
     test_start: pd.Timestamp | None,
     source: str,
     keep_frame: bool,
-) -> tuple[int, dict[Hashable, Any] | None, pd.DataFrame | None]:
+) -> tuple[int, dict[Hashable, Any], pd.DataFrame | None]:
     """Partition task: read partition ``k``, validate it, evaluate it, write its evaluation
-    frame to ``output_dir`` and return its row count, its states and (``keep_frame``) its
-    frame."""
+    frame to ``output_dir`` and return its row count, its states (``evaluate_partition``) and
+    (``keep_frame``) its frame."""
     raw = read_partition(scratch, k)
     if raw is None:
-        return 0, None, None
+        return 0, {}, None
     table = prepare_prices(raw, f"{source} (partition {k})")
     del raw
     frame, states = evaluate_partition(table, model, policy, metrics, test_start)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pokewatch_core.components import SIGNALS
+from pokewatch_core.data import PREDICTED, PRICE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,8 +27,8 @@ def _figure() -> tuple[Figure, Any]:
 def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     """The three plots, by artifact path (``plots/…png``)."""
     frame = result.scored_frame
-    market = frame["market_price"].to_numpy(dtype=np.float64)
-    predicted = frame["predicted_price"].to_numpy(dtype=np.float64)
+    market = frame[PRICE].to_numpy(dtype=np.float64)
+    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
     ok = ~(np.isnan(market) | np.isnan(predicted))
     market, predicted = market[ok], predicted[ok]
     title = f"{result.model.name}"
@@ -65,8 +66,8 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     )
 
     fig_sig, ax = _figure()
-    counts = frame["signal"].value_counts().reindex(list(SIGNALS), fill_value=0)
-    bars = ax.bar(list(SIGNALS), counts.to_numpy(), color=["#55a868", "#c44e52", "#8c8c8c"])
+    counts = result.analyses.signal_counts
+    bars = ax.bar(list(SIGNALS), counts, color=["#55a868", "#c44e52", "#8c8c8c"])
     ax.bar_label(bars)
     ax.set(title=f"Signals, {result.policy.name} policy", ylabel="rows")
 
@@ -78,21 +79,10 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     }
 
 
-def strategy_fee(result: EvaluationResult) -> float:
-    """The fee of the run's strategy metrics (``fee_pct``), 0 if none was computed."""
-    for metric in result.metric_components.values():
-        fee = metric.get_params().get("fee_pct")
-        if isinstance(fee, int | float):
-            return float(fee)
-    return 0.0
-
-
 def equity_figure(result: EvaluationResult) -> Figure:
     """The long-only strategy's equity against buy-and-hold of all cards."""
-    from pokewatch_core.backtesting import backtest
-
-    fee = strategy_fee(result)
-    run = backtest(result.scored_frame, fee)
+    run = result.analyses.backtest
+    fee = run.fee_pct
     fig, ax = _figure()
     if len(run.dates):
         ax.plot(run.dates, run.equity, label=f"strategy (fee {fee:g})", color="#4c72b0")

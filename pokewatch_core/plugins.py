@@ -20,17 +20,17 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from pokewatch_core import hookspecs
-from pokewatch_core.components import Component, Metric, Model, SignalPolicy
+from pokewatch_core.components import KIND_BASES, Component, Metric, Model, SignalPolicy
 from pokewatch_core.errors import ConfigError, PluginError
 
 log = logging.getLogger("pokewatch")
 
 C = TypeVar("C", bound=Component)
 
-HOOKS: dict[str, tuple[str, type[Component]]] = {
-    "pokewatch_register_models": ("model", Model),
-    "pokewatch_register_metrics": ("metric", Metric),
-    "pokewatch_register_signal_policies": ("policy", SignalPolicy),
+HOOKS: dict[str, str] = {  # hook -> the kind of component it registers
+    "pokewatch_register_models": "model",
+    "pokewatch_register_metrics": "metric",
+    "pokewatch_register_signal_policies": "policy",
 }
 
 
@@ -117,20 +117,15 @@ class Plugins:
     metrics: Registry[Metric]
     policies: Registry[SignalPolicy]
     plugins: dict[str, PluginInfo]
-    manager: pluggy.PluginManager
 
     def registry(self, kind: str) -> Registry[Any]:
         """The registry of ``kind`` (``model``, ``metric`` or ``policy``)."""
         registries: dict[str, Registry[Any]] = {
-            "model": self.models,
-            "metric": self.metrics,
-            "policy": self.policies,
+            self.models.kind: self.models,
+            self.metrics.kind: self.metrics,
+            self.policies.kind: self.policies,
         }
         return registries[kind]
-
-    def failed(self) -> list[PluginInfo]:
-        """Plugins that were skipped because of an error."""
-        return [p for p in self.plugins.values() if p.error]
 
 
 def _strict() -> bool:
@@ -199,12 +194,13 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
     models: Registry[Model] = Registry("model", Model)
     metrics: Registry[Metric] = Registry("metric", Metric)
     policies: Registry[SignalPolicy] = Registry("policy", SignalPolicy)
-    registries: dict[str, Registry[Any]] = {"model": models, "metric": metrics, "policy": policies}
+    registries: dict[str, Registry[Any]] = {r.kind: r for r in (models, metrics, policies)}
 
     # Call each plugin's hooks on their own, and keep a plugin's components only if all of its
     # hooks succeed: one broken plugin spoils nothing else, and is never half registered.
     pending: dict[str, list[tuple[str, type[Component]]]] = {}
-    for hook_name, (kind, base) in HOOKS.items():
+    for hook_name, kind in HOOKS.items():
+        base = KIND_BASES[kind]
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = infos[impl.plugin_name]
             if info.error:
@@ -226,7 +222,7 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
         for kind, cls in components:
             registries[kind].add(cls, plugin_name)
             info.components.append((kind, cls.name))
-    return Plugins(models, metrics, policies, infos, pm)
+    return Plugins(models, metrics, policies, infos)
 
 
 def _distribution_of(cls: type) -> str | None:

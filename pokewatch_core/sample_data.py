@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.columns import DATE, ID, PRICE
+
 SET_ID = "sv2a"
 SET_CARDS = 165  # numbered cards; 166-210 are secret rares
 SAMPLE_FILE = "sv2a_sample.parquet"
@@ -191,9 +193,9 @@ def generate_prices(
     dates = pd.date_range(end=pd.Timestamp(end), periods=days, freq="D")
     frame = pd.DataFrame(
         {
-            "card_id": pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_id)),
-            "date": dates.values[day_idx],
-            "market_price": price[card_idx, day_idx],
+            ID: pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_id)),
+            DATE: dates.values[day_idx],
+            PRICE: price[card_idx, day_idx],
             "card_name": pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_name)),
             "card_number": pd.Categorical.from_codes(
                 card_idx, categories=pd.Index(info.card_number)

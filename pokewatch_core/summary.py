@@ -50,20 +50,20 @@ def metrics_table(metrics: dict[str, float], units: dict[str, str] | None = None
 
 def data_overview(result: EvaluationResult) -> dict[str, str]:
     """Counts that tell what was evaluated: rows, cards, dates, missing prices."""
-    frame = result.frame
-    scored = result.scored_frame
-    has_price = scored["market_price"].notna()
-    has_pred = scored["predicted_price"].notna()
+    seen = result.analyses.overview
+    span = seen.date_range()
     overview = {
-        "rows": f"{len(frame):,}",
-        "cards": f"{frame['card_id'].nunique():,}",
-        "dates": f"{frame['date'].min().date()} to {frame['date'].max().date()}",
-        "missing prices": f"{int(frame['market_price'].isna().sum()):,} rows (not scored)",
-        "scored rows": f"{int((has_price & has_pred).sum()):,}",
-        "no prediction": f"{int((has_price & ~has_pred).sum()):,} priced rows",
+        "rows": f"{seen.rows:,}",
+        "cards": f"{seen.cards:,}",
+        "dates": f"{span[0].date()} to {span[1].date()}" if span else "none",
+        "missing prices": f"{seen.no_price:,} rows (not scored)",
+        "scored rows": f"{seen.scored:,}",
+        "no prediction": f"{seen.no_prediction:,} priced rows",
     }
     if result.test_start is not None:
-        overview["test period"] = f"from {result.test_start.date()} ({len(scored):,} rows)"
+        overview["test period"] = (
+            f"from {result.test_start.date()} ({seen.scored_period_rows:,} rows)"
+        )
     return overview
 
 
@@ -73,8 +73,8 @@ def _params_text(params: dict[str, Any]) -> str:
 
 def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
     """The full text summary logged as ``summary/evaluation_summary.txt``."""
-    counts = result.scored_frame["signal"].value_counts()
-    signal_line = ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SIGNALS)
+    counts = result.analyses.signal_counts
+    signal_line = ", ".join(f"{s} {n:,}" for s, n in zip(SIGNALS, counts, strict=True))
     lines = [
         "PokeWatch evaluation summary",
         "============================",
@@ -89,26 +89,14 @@ def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _annualisation(result: EvaluationResult, inferred: float) -> float:
-    """The periods per year the run's Sharpe metric used (the inferred value if none)."""
-    for metric in result.metric_components.values():
-        value = metric.get_params().get("periods_per_year")
-        if isinstance(value, int | float):
-            return float(value)
-    return inferred
-
-
 def signal_quality_section(result: EvaluationResult) -> str:
     """Do the signals make money? Precision and forward returns, strategy vs buy and hold.
     Shares and returns are fractions (0.05 = 5 %)."""
-    from pokewatch_core.backtesting import backtest, signal_quality
-    from pokewatch_core.plots import strategy_fee
-
-    quality = signal_quality(result.scored_frame)
-    fee = strategy_fee(result)
-    run = backtest(result.scored_frame, fee)
+    quality = result.analyses.signal_quality
+    run = result.analyses.backtest
+    fee = run.fee_pct
     hold = float(run.buy_and_hold_equity[-1] - 1.0) if len(run.dates) else float("nan")
-    periods = _annualisation(result, run.periods_per_year)
+    periods = run.periods_per_year
 
     def signed(value: float) -> str:
         return "nan" if math.isnan(value) else f"{value:+.4f}"

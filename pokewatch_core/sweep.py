@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from pokewatch_core.errors import ConfigError, PokeWatchError
-from pokewatch_core.evaluation import EvaluationResult, evaluate_prepared, resolve_components
+from pokewatch_core.evaluation import EvaluationResult, evaluate_prepared
+from pokewatch_core.resolve import resolve_components
 
 MAX_COMBINATIONS = 10_000
 RANGE_DIGITS = 12  # range values are rounded to this many significant digits (0.1 + 0.05 ...)

@@ -27,7 +27,7 @@ from pokewatch_core.components import (
     SignalPolicy,
     has_state,
 )
-from pokewatch_core.data import DATE, ID, PRICE, prepare_prices
+from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.sample_data import generate_prices
 
 __all__ = ["check_metric", "check_model", "check_policy", "example_panel"]
@@ -164,8 +164,8 @@ def _evaluation_frame(seed: int = 0, n: int = 60) -> pd.DataFrame:
             ID: cards,
             DATE: day,
             PRICE: market,
-            "predicted_price": predicted,
-            "signal": pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
+            PREDICTED: predicted,
+            SIGNAL: pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
         }
     )
 

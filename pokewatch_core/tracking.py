@@ -292,7 +292,6 @@ def log_artifacts(
     from mlflow.tracking import MlflowClient
 
     from pokewatch_core import plots
-    from pokewatch_core.backtesting import metrics_by_card
     from pokewatch_core.summary import evaluation_summary
 
     client = MlflowClient()
@@ -302,7 +301,7 @@ def log_artifacts(
     _retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     tables = workdir / "tables"
     tables.mkdir()
-    metrics_by_card(result.scored_frame).to_csv(workdir / TABLES[0], index=False)
+    result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
     result.frame.to_parquet(workdir / TABLES[1], index=False)
     _retry(client.log_artifacts, run_id, str(tables), "tables")
     return [*figures, SUMMARY_ARTIFACT, *TABLES]

@@ -83,7 +83,8 @@ def check_dataset(
     price table, the policy, the metric names (one name may be given as a string) and the
     remaining component parameters."""
     from pokewatch_core.data import prepare_prices
-    from pokewatch_core.evaluation import GivenPredictions, resolve_components
+    from pokewatch_core.evaluation import GivenPredictions
+    from pokewatch_core.resolve import resolve_components
 
     options = dict(config or {})
     policy = options.pop("policy", "threshold")

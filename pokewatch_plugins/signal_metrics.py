@@ -1,19 +1,22 @@
-"""Signal-quality and strategy metrics; definitions in ``pokewatch_core.backtesting``."""
+"""Signal-quality and strategy metrics: fields of the analyses of ``pokewatch_core.analysis``
+(definitions there). The metrics of one horizon share one quality state, those of one fee one
+strategy state, so each is computed once per evaluation and merges exactly across partitions."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from pokewatch_core import Metric, backtest, signal_quality
+from pokewatch_core import Metric, QualityState, StrategyState, quality_state, strategy_state
 
 
 @dataclass
 class _SignalQualityMetric(Metric):
-    """The field of ``signal_quality(frame, horizon)`` that the metric is named after."""
+    """The field of the signal quality at ``horizon`` that the metric is named after."""
 
     unit: ClassVar[str] = "fraction"
     greater_is_better: ClassVar[bool | None] = True
@@ -23,8 +26,17 @@ class _SignalQualityMetric(Metric):
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        return float(getattr(signal_quality(frame, self.horizon), self.name))
+    def state(self, frame: pd.DataFrame) -> QualityState:
+        return quality_state(frame, self.horizon)
+
+    def merge(self, a: QualityState, b: QualityState) -> QualityState:
+        return a.merge(b)
+
+    def finalize(self, state: QualityState) -> float:
+        return float(getattr(state.finalize(), self.name))
+
+    def state_key(self) -> Hashable:
+        return QualityState.key(self.horizon)
 
 
 @dataclass
@@ -88,7 +100,7 @@ class MeanForwardReturnSell(_SignalQualityMetric):
 
 @dataclass
 class _StrategyMetric(Metric):
-    """A figure of ``backtest(frame, fee_pct)``."""
+    """A figure of the strategy's backtest at ``fee_pct``."""
 
     field: ClassVar[str] = ""
     unit: ClassVar[str] = "fraction"
@@ -99,8 +111,17 @@ class _StrategyMetric(Metric):
         if not 0 <= self.fee_pct < 1:
             raise ValueError(f"fee_pct must be in [0, 1), got {self.fee_pct}")
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        return float(getattr(backtest(frame, self.fee_pct), self.field))
+    def state(self, frame: pd.DataFrame) -> StrategyState:
+        return strategy_state(frame, self.fee_pct)
+
+    def merge(self, a: StrategyState, b: StrategyState) -> StrategyState:
+        return a.merge(b)
+
+    def finalize(self, state: StrategyState) -> float:
+        return float(getattr(state.finalize(), self.field))
+
+    def state_key(self) -> Hashable:
+        return StrategyState.key(self.fee_pct)
 
 
 @dataclass
@@ -132,8 +153,8 @@ class StrategySharpe(_StrategyMetric):
             raise ValueError(f"periods_per_year must be in (0, 8784], got {given}")
         self._used: float | None = None
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        run = backtest(frame, self.fee_pct)
+    def finalize(self, state: StrategyState) -> float:
+        run = state.finalize()
         self._used = (
             run.periods_per_year if self.periods_per_year is None else self.periods_per_year
         )

@@ -60,6 +60,17 @@ def assert_same_numbers(local, remote) -> None:
         assert same(remote.metrics[name], value), (name, remote.metrics[name], value)
 
 
+def assert_same_analyses(local, remote) -> None:
+    """The summary, plots and tables of a run read these: the merged ones are the local ones."""
+    assert remote.overview == local.overview
+    assert remote.reports_signals == local.reports_signals
+    pd.testing.assert_frame_equal(remote.by_card, local.by_card, rtol=1e-9)
+    np.testing.assert_allclose(remote.backtest.equity, local.backtest.equity, rtol=1e-9)
+    np.testing.assert_array_equal(remote.backtest.dates, local.backtest.dates)
+    for name, value in vars(local.signal_quality).items():
+        assert same(getattr(remote.signal_quality, name), value), name
+
+
 def assert_same_frame(local, frame_dir: Path) -> None:
     """The workers' parts are the local evaluation frame, row for row (in another order)."""
     written = pd.read_parquet(frame_dir)
@@ -79,7 +90,9 @@ def test_embedded_sample_gives_the_local_numbers(scheduler, tmp_path, test_start
     local = evaluate("baseline_moving_average", embedded_sample_path(), test_start=test_start)
     remote = on_dask(embedded_sample_path(), scheduler, tmp_path / "f", test_start, partitions=7)
     assert remote.partitions == 7 and remote.rows == len(local.frame)
+    assert remote.params == {"engine": "dask", "partitions": 7}
     assert_same_numbers(local, remote)
+    assert_same_analyses(local.analyses, remote.analyses)
     assert_same_frame(local, remote.frame_dir)
     assert sorted(p.name for p in remote.frame_dir.iterdir()) == [
         f"part-{k:05d}.parquet" for k in range(7)

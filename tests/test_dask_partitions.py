@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from pokewatch_core import DataError, embedded_sample_path, evaluate
 from pokewatch_core import partitions as parts
-from pokewatch_core.evaluation import resolve_components
+from pokewatch_core.analysis import OVERVIEW
+from pokewatch_core.evaluation import finalize_metrics, merge_states, resolve_components
 from tests.conftest import make_panel
 from tests.test_metric_states import SUMMED
 
@@ -162,8 +163,10 @@ def test_partition_states_merged_equal_the_local_metrics():
         )
         assert len(frame) == len(table)
         states.append(state)
-    merged = parts.merge_all(metrics, states)
-    values = parts.finalize_states(metrics, merged)
+    merged: dict = {}
+    for state in states:
+        merged = merge_states(metrics, merged, state)
+    values = finalize_metrics(metrics, merged)
     assert set(SUMMED) <= set(values)
     for name, value in values.items():
         assert value == pytest.approx(local.metrics[name], rel=1e-9, abs=1e-12, nan_ok=True), name
@@ -177,8 +180,9 @@ def test_a_partition_without_scored_rows_gives_no_state():
     frame, states = parts.evaluate_partition(
         table, model, policy, metrics, pd.Timestamp("2030-01-01")
     )
-    assert states is None and frame["predicted_price"].isna().all() and len(frame) == len(table)
-    assert parts.merge_states(metrics, None, {"k": 1}) == {"k": 1}
+    assert list(states) == [OVERVIEW]  # it still counts in the overview of the data
+    assert states[OVERVIEW].rows == len(table) and states[OVERVIEW].scored == 0
+    assert frame["predicted_price"].isna().all() and len(frame) == len(table)
 
 
 def test_default_partitions_aim_at_a_million_rows_and_two_per_thread():

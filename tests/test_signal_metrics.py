@@ -246,23 +246,56 @@ def test_periods_per_year_follow_the_data_and_are_logged(freq, periods):
 def test_card_aligned_chunks_give_the_same_figures(data, size):
     """The signal analyses walk the rows in chunks of whole cards: any chunk size gives the
     same numbers as one pass over all rows (shuffled input included)."""
-    from pokewatch_core import backtesting
+    from pokewatch_core import analysis
 
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])
     frame = result.frame.copy()  # a fresh frame: nothing reused between the two passes
     whole = (signal_quality(frame), backtest(frame))
-    original = backtesting.CHUNK_ROWS
+    original = analysis.CHUNK_ROWS
     try:
-        backtesting.CHUNK_ROWS = size
+        analysis.CHUNK_ROWS = size
         chunked = (signal_quality(frame.copy()), backtest(frame.copy()))
     finally:
-        backtesting.CHUNK_ROWS = original
+        analysis.CHUNK_ROWS = original
     for a, b in zip(whole[0].__dict__.values(), chunked[0].__dict__.values(), strict=True):
         assert a == pytest.approx(b, rel=1e-12, nan_ok=True)
     for name in ("total_return", "sharpe", "max_drawdown", "turnover", "periods_per_year"):
         assert getattr(whole[1], name) == pytest.approx(
             getattr(chunked[1], name), rel=1e-12, nan_ok=True
         )
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=panels(max_cards=6, max_days=20), seed=st.integers(0, 2**16))
+def test_analysis_states_of_card_disjoint_pieces_merge_into_the_whole(data, seed):
+    """Split an evaluation frame's cards in two at random: the merged states of the pieces
+    give the figures of the whole (the law a partitioned engine relies on)."""
+    from pokewatch_core import analysis
+
+    frame = evaluate("baseline_moving_average", data, metrics=["rmse"]).frame
+    cards = frame["card_id"].unique()
+    pick = np.random.default_rng(seed).random(len(cards)) < 0.5
+    one = frame["card_id"].isin(cards[pick]).to_numpy()
+    a, b = frame.loc[one].copy(), frame.loc[~one].copy()
+    for make in (analysis.quality_state, analysis.strategy_state, analysis.card_state):
+        merged = make(a).merge(make(b)).finalize()
+        whole = make(frame).finalize()
+        if isinstance(whole, pd.DataFrame):
+            pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+            continue
+        for name in whole.__dataclass_fields__:
+            x, y = getattr(whole, name), getattr(merged, name)
+            if isinstance(x, float):
+                assert y == pytest.approx(x, rel=1e-12, nan_ok=True), name
+        if isinstance(whole, analysis.Backtest):
+            assert (merged.dates == whole.dates).all()
+            np.testing.assert_allclose(merged.strategy_returns, whole.strategy_returns, rtol=1e-12)
+            for name in ("total_return", "sharpe", "max_drawdown", "turnover"):
+                assert getattr(merged, name) == pytest.approx(
+                    getattr(whole, name), rel=1e-9, nan_ok=True
+                )
+    overview = analysis.overview_state
+    assert overview(a, None).merge(overview(b, None)) == overview(frame, None)
 
 
 def test_periods_per_year_follow_the_return_series_not_each_card():

@@ -1,0 +1,142 @@
+"""The layers of pokewatch_core (docs/architecture.md): no module imports from a layer above
+its own, and no modules import each other in a cycle. Every import counts, the ones inside
+functions (lazy imports) included: a lazy import is still a dependency."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "pokewatch_core"
+
+# Lowest first. A module may import from its own layer and the layers below it.
+LAYERS: list[tuple[str, set[str]]] = [
+    (
+        "foundations",
+        {
+            "errors",
+            "columns",
+            "version",
+            "terminal",
+            "hookspecs",
+            "defaults",
+            "card_ids",
+            "files",
+            "interrupts",
+            "progress",
+            "components",
+        },
+    ),
+    ("data", {"data", "price_index", "naive", "sample_data", "features", "analysis"}),
+    ("plugins", {"plugins", "catalog", "resolve", "testing", "gate"}),
+    (
+        "evaluation",
+        {"evaluation", "fair_price", "sweep", "summary", "plots", "partitions", "dask_engine"},
+    ),
+    ("tracking", {"tracking"}),
+    ("interface", {"compare", "cli", "__main__", "pytest_plugin"}),
+]
+
+
+def _module_names() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _module_names()
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[0]
+    for rank, (_, names) in enumerate(LAYERS):
+        if top in names or module in names:
+            return rank
+    raise AssertionError(f"pokewatch_core.{module} is in no layer: add it to LAYERS and docs")
+
+
+def _imports(path: Path) -> set[str]:
+    """The pokewatch_core modules ``path`` imports (relative names; the package's own
+    ``__init__``, a map of lazy names, is not a module of any layer)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "pokewatch_core":  # `from pokewatch_core import plots`
+                found |= {a.name for a in node.names if a.name in MODULES}
+            elif node.module.startswith("pokewatch_core."):
+                found.add(node.module.removeprefix("pokewatch_core."))
+        elif isinstance(node, ast.Import):
+            found |= {
+                a.name.removeprefix("pokewatch_core.")
+                for a in node.names
+                if a.name.startswith("pokewatch_core.")
+            }
+    return found
+
+
+GRAPH = {name: _imports(path) for name, path in MODULES.items() if name}
+
+
+def test_every_module_has_a_layer():
+    for name in GRAPH:
+        _layer(name)
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_no_module_imports_from_a_layer_above(module):
+    upward = [d for d in sorted(GRAPH[module]) if _layer(d) > _layer(module)]
+    assert not upward, (
+        f"pokewatch_core.{module} ({LAYERS[_layer(module)][0]}) imports "
+        + ", ".join(f"{d} ({LAYERS[_layer(d)][0]})" for d in upward)
+    )
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
