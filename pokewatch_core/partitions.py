@@ -139,31 +139,47 @@ def _line(exc: BaseException) -> str:
     return text[:160]
 
 
-def buckets(ids: pd.Series[Any], partitions: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+def buckets(ids: pd.Series[Any] | Any, partitions: int) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The partition of each row's card: a stable hash of the id's text, modulo
-    ``partitions`` (missing ids go to partition 0, where validation names them)."""
-    codes, uniques = pd.factorize(ids)
-    labels = pd.Index(uniques).astype("str").to_numpy(dtype=object)
-    hashed = pd.util.hash_array(labels) % np.uint64(partitions)
-    out = hashed.astype(np.int64).take(codes) if len(labels) else np.zeros(len(ids), np.int64)
+    ``partitions`` (missing ids go to partition 0, where validation names them). ``ids``: a
+    pandas Series or an Arrow array of one batch; each distinct id is hashed once."""
+    if isinstance(ids, pd.Series):
+        raw_codes, uniques = pd.factorize(ids)
+        codes, labels = np.asarray(raw_codes), pd.Index(uniques)
+    else:  # Arrow: encoded in C++, only the distinct ids become Python strings
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        encoded = pc.dictionary_encode(ids)
+        codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
+        labels = pd.Index(encoded.dictionary.to_pandas())
+    text = labels.astype("str").to_numpy(dtype=object)  # as prepare_prices reads an id
+    hashed = pd.util.hash_array(text) % np.uint64(partitions)
+    out = hashed.astype(np.int64).take(codes) if len(text) else np.zeros(len(codes), np.int64)
     out[codes < 0] = 0
     return out
 
 
-def _batches(piece: Piece) -> Iterator[pd.DataFrame]:
-    """The piece's rows, ``BATCH_ROWS`` at a time (a CSV's card ids as text, as
-    ``read_table`` reads them)."""
+def _batches(piece: Piece) -> Iterator[Any]:
+    """The piece's rows as Arrow tables, ``BATCH_ROWS`` at a time (a CSV's card ids as text,
+    as ``read_table`` reads them)."""
+    import pyarrow as pa
+
     try:
         if piece.kind == "csv":
             sep = _CSV_SUFFIXES[Path(piece.path).suffix.lower()]
-            yield from pd.read_csv(piece.path, sep=sep, dtype={ID: "str"}, chunksize=BATCH_ROWS)
+            chunks = pd.read_csv(piece.path, sep=sep, dtype={ID: "str"}, chunksize=BATCH_ROWS)
+            for chunk in chunks:
+                yield pa.Table.from_pandas(chunk, preserve_index=False)
             return
         import pyarrow.parquet as pq
 
         reader = pq.ParquetFile(piece.path)
         groups = list(piece.row_groups) if piece.row_groups is not None else None
         for batch in reader.iter_batches(batch_size=BATCH_ROWS, row_groups=groups):
-            yield batch.to_pandas()
+            yield pa.Table.from_batches([batch])
     except DataError:
         raise
     except Exception as exc:
@@ -177,17 +193,22 @@ def route(piece: Piece, task: int, partitions: int, scratch: str) -> int:
     import pyarrow.parquet as pq
 
     rows = 0
-    for number, frame in enumerate(_batches(piece)):
-        target = buckets(frame[ID], partitions)
-        order = np.argsort(target, kind="stable")
+    made: set[int] = set()
+    for number, table in enumerate(_batches(piece)):
+        target = buckets(table.column(ID), partitions)
+        # small ints sort by radix: linear in the rows
+        small = target.astype(np.int16) if partitions <= np.iinfo(np.int16).max else target
+        order = np.argsort(small, kind="stable")
         bounds = np.searchsorted(target[order], np.arange(partitions + 1))
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        grouped = table.take(pa.array(order))
         for k in np.flatnonzero(np.diff(bounds)):
             folder = Path(scratch) / str(k)
-            folder.mkdir(parents=True, exist_ok=True)
-            part = table.take(pa.array(order[bounds[k] : bounds[k + 1]]))
+            if k not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(int(k))
+            part = grouped.slice(bounds[k], bounds[k + 1] - bounds[k])
             pq.write_table(part, folder / f"{task:05d}-{number:05d}.parquet")
-        rows += len(frame)
+        rows += table.num_rows
     return rows
 
 

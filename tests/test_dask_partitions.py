@@ -35,6 +35,18 @@ def test_a_card_lands_in_one_partition_whatever_type_stores_its_id():
         assert ((text >= 0) & (text < n)).all()
 
 
+@pytest.mark.parametrize(
+    "values", [["a", "b", None, "a"], [7, 12, 7], [1.5, 7.0, None], ["7", "007", " 7"]]
+)
+def test_arrow_columns_route_as_their_pandas_reading_does(values):
+    import pyarrow as pa
+
+    for n in (3, 64):
+        from_arrow = parts.buckets(pa.chunked_array([pa.array(values)]), n)
+        from_pandas = parts.buckets(pa.array(values).to_pandas(), n)
+        assert from_arrow.tolist() == from_pandas.tolist()
+
+
 def test_routing_is_the_same_in_every_process():
     # Python's own str hash is salted per process; the routing must not be
     code = (
