@@ -200,3 +200,16 @@ def test_a_partition_without_scored_rows_gives_no_state():
 def test_default_partitions_aim_at_a_million_rows_and_two_per_thread():
     assert parts.default_partitions(10, 2) == 4
     assert parts.default_partitions(10_500_000, 2) == 11
+
+
+def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
+    from pokewatch_core import ConfigError
+    from pokewatch_core.dask_engine import evaluate_on_dask
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    model, policy, metrics = resolve_components("baseline_moving_average")
+    with pytest.raises(ConfigError, match=r"optional extra: pip install 'pokewatch\[dask\]'"):
+        evaluate_on_dask(
+            str(embedded_sample_path()), model, policy, metrics, output_dir=tmp_path / "f"
+        )
+    assert not (tmp_path / "f").exists()
