@@ -98,7 +98,7 @@ def _sample():
     return embedded_sample_path()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     data=panels(max_cards=6, max_days=20),
     seed=st.integers(0, 2**32 - 1),
