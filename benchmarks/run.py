@@ -286,7 +286,7 @@ def pyfunc_predict(cards: int = 10_000, runs: int = 7) -> float:
     import mlflow
 
     from pokewatch_core import evaluate, generate_prices
-    from pokewatch_core.tracking import log_evaluation
+    from pokewatch_core.tracking.log import log_evaluation
 
     data = generate_prices(cards=cards, days=20, seed=1)
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])

@@ -35,16 +35,17 @@ if TYPE_CHECKING:
     from pokewatch_core.naive import NaiveBaseline, NaiveSums
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
-    from pokewatch_core.sweep import SweepResult, run_sweep
-    from pokewatch_core.tracking import log_evaluation
-    from pokewatch_core.tracking_evaluator import mlflow_metrics
+    from pokewatch_core.sweep import SweepResult
+    from pokewatch_core.tracking.evaluator import mlflow_metrics
+    from pokewatch_core.tracking.log import log_evaluation
+    from pokewatch_core.tracking.sweep import run_sweep
 
 _LAZY = {
     "evaluate": "pokewatch_core.evaluation",
     "score_predictions": "pokewatch_core.evaluation",
-    "run_sweep": "pokewatch_core.sweep",
+    "run_sweep": "pokewatch_core.tracking.sweep",
     "SweepResult": "pokewatch_core.sweep",
-    "mlflow_metrics": "pokewatch_core.tracking_evaluator",
+    "mlflow_metrics": "pokewatch_core.tracking.evaluator",
     "EvaluationResult": "pokewatch_core.evaluation",
     "load_prices": "pokewatch_core.data",
     "NaiveBaseline": "pokewatch_core.naive",
@@ -59,7 +60,7 @@ _LAZY = {
     "strategy_state": "pokewatch_core.analysis",
     "signal_quality": "pokewatch_core.analysis",
     "generate_prices": "pokewatch_core.sample_data",
-    "log_evaluation": "pokewatch_core.tracking",
+    "log_evaluation": "pokewatch_core.tracking.log",
     "embedded_sample_path": "pokewatch_core.sample_data",
 }
 

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 import click
 
 from pokewatch_core.columns import DATE, ID, PRICE
+from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_MODEL, DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
 from pokewatch_core.terminal import printable, printable_lines
 from pokewatch_core.version import __version__
 
-DEFAULT_EXPERIMENT = "pokewatch_baseline"  # repeated from tracking.py to keep mlflow unimported
 GATE_FAILED = 3  # exit code of a gate whose rules did not all pass
 F = TypeVar("F", bound=Callable[..., Any])
 # MLflow's telemetry calls an outside host from every process (and its thread once raced the
@@ -106,7 +106,7 @@ def example(command: str) -> str:
 @click.option(
     "--model",
     "model",
-    default="baseline_moving_average",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Model to evaluate (see 'pokewatch plugins').",
 )
@@ -123,7 +123,7 @@ def example(command: str) -> str:
     default=None,
 )
 @click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
-@click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Signal policy.")
 @click.option(
     "-p",
     "--param",
@@ -185,13 +185,8 @@ def train(
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.resolve import resolve_components
     from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.tracking import (
-        check_reachable,
-        check_run_options,
-        heal_abandoned_runs,
-        log_evaluation,
-        resolve_tracking_uri,
-    )
+    from pokewatch_core.tracking.log import log_evaluation
+    from pokewatch_core.tracking.store import check_run_options, heal_abandoned_runs, reach_store
 
     # 1. Check every option, then the store, before the data loads and long before a run.
     param_values = _pairs(params, "-p")
@@ -208,9 +203,8 @@ def train(
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    _report_healed(heal_abandoned_runs(uri), err=False)
+    store = reach_store(tracking_uri)  # resolved and checked once, before the evaluation
+    _report_healed(heal_abandoned_runs(store.uri), err=False)
     path = data_path or str(embedded_sample_path())
     with StageDisplay() as display:
         # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
@@ -226,7 +220,7 @@ def train(
             run_name=run_name or None,
             tags=tag_values,
             data_source=path,
-            tracking_uri=uri,
+            tracking_uri=store,
             register_model=register_model,
             alias=alias,
         )
@@ -279,7 +273,7 @@ def _report_training(
 )
 @click.option(
     "--model",
-    default="baseline_moving_average",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Model to evaluate (see 'pokewatch plugins').",
 )
@@ -292,7 +286,7 @@ def _report_training(
 )
 @experiment_option("MLflow experiment of the parent and child runs, created if missing.")
 @click.option("--run-name", "--run_name", "run_name", default=None, help="Parent run name.")
-@click.option("--policy", default="threshold", show_default=True, help="Signal policy.")
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Signal policy.")
 @click.option(
     "-p",
     "--param",
@@ -370,8 +364,8 @@ def sweep(
         ranking_direction,
         read_grid,
     )
-    from pokewatch_core.tracking import check_reachable, check_run_options, resolve_tracking_uri
-    from pokewatch_core.tracking_sweep import log_sweep
+    from pokewatch_core.tracking.store import check_run_options, reach_store
+    from pokewatch_core.tracking.sweep import log_sweep
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
     for key, text in _pairs(params, "-p").items():
@@ -387,7 +381,7 @@ def sweep(
     if data_path is not None and not data_path.strip():
         raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
     check_run_options(experiment_name, tracking_uri, None, "champion")
-    check_reachable(resolve_tracking_uri(tracking_uri))
+    store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
     path = data_path or str(embedded_sample_path())
     table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
     plan = SweepPlan(table, model, policy, None, fixed, combinations(swept), test_start)
@@ -412,7 +406,7 @@ def sweep(
         run_name=run_name or None,
         tags=_pairs(tags, "--tag"),
         data_source=path,
-        tracking_uri=tracking_uri,
+        tracking_uri=store,
         log_models=log_models,
         progress=progress,
     )
@@ -468,7 +462,7 @@ def gate(
     """Compare a candidate run with the champion model; exit 3 when a rule fails."""
     from pokewatch_core.gate import parse_rule
     from pokewatch_core.summary import format_value
-    from pokewatch_core.tracking_gate import run_gate
+    from pokewatch_core.tracking.gate import run_gate
 
     parsed = [parse_rule(rule) for rule in rules]
     report = run_gate(candidate, champion_uri, parsed, promote=promote, tracking_uri=tracking_uri)
@@ -718,7 +712,8 @@ def compare(
     """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
     of a run id, as the ranking prints it, is enough)."""
     from pokewatch_core import compare as cmp
-    from pokewatch_core.tracking import get_runs, heal_abandoned_runs, search_runs
+    from pokewatch_core.tracking.runs import get_runs, search_runs
+    from pokewatch_core.tracking.store import heal_abandoned_runs
 
     _report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
     if run_ids:

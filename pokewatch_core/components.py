@@ -209,9 +209,11 @@ class Model(Component):
     """A price model: estimates each card's fair price on a date from earlier prices.
 
     Subclasses set ``name`` and ``description`` and implement ``predict``; ``fit`` is optional.
+    ``artifact_name`` names the model logged to MLflow (empty: ``<name>_model``).
     """
 
     kind: ClassVar[str] = "model"
+    artifact_name: ClassVar[str] = ""
 
     def fit(self, history: pd.DataFrame) -> Self:
         """Learn from ``history`` (``card_id, date, market_price``); returns ``self``."""

@@ -20,6 +20,7 @@ class BaselineMovingAverage(Model):
         "Mean of the card's last window_size observed prices strictly before the date "
         "(needs at least min_periods of them)."
     )
+    artifact_name: ClassVar[str] = "baseline_model"
 
     window_size: int = 3
     min_periods: int = 1

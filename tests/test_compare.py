@@ -16,7 +16,7 @@ def three_runs(tmp_path_factory, empty_store_file):
     """Three finished runs (window sizes 1, 3, 8) in one store, shared by the module's tests
     (each only reads the store)."""
     from pokewatch_core import evaluate
-    from pokewatch_core.tracking import log_evaluation
+    from pokewatch_core.tracking.log import log_evaluation
 
     folder = tmp_path_factory.mktemp("compare")
     store = f"sqlite:///{folder / 'store.db'}"

@@ -49,3 +49,12 @@ def test_nothing_imports_dask_unless_the_dask_engine_runs():
     )
     modules = _modules_after(code)
     assert not {"dask", "distributed"} & modules
+
+
+def test_a_sweep_that_is_not_logged_does_not_import_mlflow():
+    code = (
+        "import pokewatch_core as pc\n"
+        "pc.run_sweep('baseline_moving_average', pc.embedded_sample_path(),"
+        " {'window_size': [2, 3]}, metrics=['rmse'])\n"
+    )
+    assert "mlflow" not in _modules_after(code)

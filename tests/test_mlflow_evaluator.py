@@ -143,7 +143,7 @@ class _Exploding:
     ],
 )
 def test_bad_data_or_options_fail_before_the_model_is_called(config, edit, needle):
-    from pokewatch_core.tracking_evaluator import PokeWatchEvaluator
+    from pokewatch_core.tracking.evaluator import PokeWatchEvaluator
 
     frame = pw.generate_prices(cards=3, days=5, seed=1)[["card_id", "date", "market_price"]]
     frame = frame.dropna().reset_index(drop=True)
@@ -159,7 +159,7 @@ def test_bad_data_or_options_fail_before_the_model_is_called(config, edit, needl
 
 
 def test_one_metric_name_may_be_a_string():
-    from pokewatch_core.tracking_evaluator import score_dataset
+    from pokewatch_core.tracking.evaluator import score_dataset
 
     frame = pw.generate_prices(cards=3, days=5, seed=1)[["card_id", "date", "market_price"]]
     frame = frame.dropna().reset_index(drop=True)

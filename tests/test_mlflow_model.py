@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import evaluate
-from pokewatch_core.tracking import log_evaluation
+from pokewatch_core.tracking.log import log_evaluation
 from tests.conftest import all_runs, free_port, make_panel
 from tests.reference import threshold_signals
 
@@ -91,6 +91,28 @@ def test_round_trip_equals_the_library(logged, panel):
     )
 
 
+def test_a_model_logged_before_the_tracking_package_still_loads(logged, tmp_path):
+    """Models logged by earlier versions carry a code file (``tracking_model.py``, vendored
+    from that version) that imports the serving code from ``pokewatch_core.fair_price``."""
+    import mlflow
+    import yaml
+
+    result, run, _ = logged
+    folder = Path(mlflow.artifacts.download_artifacts(run.model_uri, dst_path=str(tmp_path)))
+    old_code = Path(__file__).parent / "data" / "logged_before" / "tracking_model.py"
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    flavor = meta["flavors"]["python_function"]
+    current = Path(flavor["model_code_path"])
+    (folder / current.name).unlink()  # MLflow keeps the code file by its name at the root
+    shutil.copyfile(old_code, folder / old_code.name)
+    flavor["model_code_path"] = str(current.with_name(old_code.name))
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    requests = pd.DataFrame({"card_id": result.frame["card_id"].iloc[:5].tolist()})
+    old = mlflow.pyfunc.load_model(str(folder)).predict(requests)
+    new = mlflow.pyfunc.load_model(run.model_uri).predict(requests)
+    pd.testing.assert_frame_equal(old, new)
+
+
 def test_missing_date_means_the_day_after_the_last_price(logged, panel):
     import mlflow
 
@@ -134,6 +156,7 @@ def test_no_pickle_and_no_project_files_in_the_logged_model(logged, tmp_path):
     files = [p for p in local.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"MLmodel", "pokewatch_model.json", "history.parquet"} <= names
+    assert (local / "pyfunc.py").is_file()  # the models-from-code file, as the docs say
     for path in files:
         assert path.suffix not in {".pkl", ".pickle", ".joblib", ".cloudpickle"}, path
         assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"

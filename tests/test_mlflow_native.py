@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pokewatch_core.tracking import EXPERIMENT_TAGS, NOTE_TAG
+from pokewatch_core.tracking.store import EXPERIMENT_TAGS, NOTE_TAG
 from tests.conftest import main_in_process
 
 
@@ -30,6 +30,7 @@ def test_metrics_are_linked_to_the_logged_model_and_the_dataset(two_trainings):
             [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )
         logged = client.get_logged_model(model.model_id)
+        assert logged.name == "baseline_model"  # the baseline's own artifact_name
         assert logged.tags[NOTE_TAG] == run.data.tags[NOTE_TAG]
         linked = {m.key: m for m in logged.metrics}
         assert set(linked) == set(run.data.metrics)  # every metric, also on the run

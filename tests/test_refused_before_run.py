@@ -225,7 +225,7 @@ def test_served_model_refuses_request_dates_outside_the_range_clearly():
     """Before: a request dated 3000-01-01 raised pandas' OutOfBoundsDatetime."""
     from pokewatch_core import evaluate
     from pokewatch_core.errors import DataError
-    from pokewatch_core.fair_price import FairPricer
+    from pokewatch_core.tracking.fair_price import FairPricer
 
     result = evaluate("baseline_moving_average", make_panel(cards=2, days=5, seed=1))
     pricer = FairPricer(result.model, result.policy, result.frame)

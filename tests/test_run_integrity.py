@@ -101,7 +101,7 @@ def test_results_dump_is_atomic_or_absent(monkeypatch, tmp_path):
     import pandas as pd
 
     from pokewatch_core import evaluate
-    from pokewatch_core.tracking import keep_results
+    from pokewatch_core.tracking.log import keep_results
 
     result = evaluate("baseline_moving_average", make_panel())
     monkeypatch.chdir(tmp_path)
@@ -243,7 +243,7 @@ def test_run_of_a_killed_process_is_healed_by_the_next_command(tmp_path):
 def test_running_run_of_a_live_process_is_left_alone(run_cli, store, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.tracking import heal_abandoned_runs, run_owner_tags
+    from pokewatch_core.tracking.store import heal_abandoned_runs, run_owner_tags
 
     client = MlflowClient(tracking_uri=store)
     experiment = client.create_experiment("live")
@@ -257,7 +257,7 @@ def test_running_run_of_a_live_process_is_left_alone(run_cli, store, tmp_path):
 
 
 def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
-    from pokewatch_core.tracking import describe_failure
+    from pokewatch_core.tracking.log import describe_failure
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlruns").mkdir()

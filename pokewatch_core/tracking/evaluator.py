@@ -14,8 +14,8 @@ into signals and PokeWatch's metrics (every installed one unless ``"metrics"`` l
 computed exactly as ``pokewatch train`` computes them, logged into the run with the plots,
 the summary and the tables, and returned in MLflow's ``EvaluationResult``.
 
-This module is loaded by MLflow (through the entry point) or by the tracking code, never by
-``import pokewatch_core``.
+This module is loaded by MLflow (through the entry point) or by ``pokewatch_core.mlflow_metrics``,
+never by ``import pokewatch_core``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from mlflow.models.evaluation.base import EvaluationResult as MlflowEvaluationRe
 from mlflow.models.evaluation.base import ModelEvaluator
 
 from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.evaluation import EvaluationResult, score_predictions
 
@@ -87,7 +88,7 @@ def check_dataset(
     from pokewatch_core.resolve import resolve_components
 
     options = dict(config or {})
-    policy = options.pop("policy", "threshold")
+    policy = options.pop("policy", DEFAULT_POLICY)
     metrics = options.pop("metrics", None)
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -108,7 +109,8 @@ def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, 
     returns MLflow evaluation artifacts by name."""
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.tracking import _retry, log_artifacts, metric_entities
+    from pokewatch_core.tracking.log import log_artifacts, metric_entities
+    from pokewatch_core.tracking.store import _retry
 
     client = MlflowClient()
     _retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))
@@ -157,7 +159,7 @@ class PokeWatchEvaluator(ModelEvaluator):  # type: ignore[misc]
 
 
 def mlflow_metrics(
-    policy: str = "threshold",
+    policy: str = DEFAULT_POLICY,
     metrics: list[str] | None = None,
     **params: Any,
 ) -> list[Any]:

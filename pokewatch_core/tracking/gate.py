@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.gate import Rule, Verdict, check_rules
-from pokewatch_core.tracking import _full_run_id, _retry, use_store
+from pokewatch_core.tracking.runs import _full_run_id
+from pokewatch_core.tracking.store import _retry, use_store
 
 GATE_TAG = "pokewatch.gate"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -130,7 +132,7 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
 
 def _check_same_data(table: Any, run: Any, data_path: str) -> None:
     """The file at the candidate's data path must still hold the data it was scored on."""
-    from pokewatch_core.tracking import _dataset_digest
+    from pokewatch_core.tracking.log import _dataset_digest
 
     logged = run.inputs.dataset_inputs[0].dataset.digest
     now = _dataset_digest(table)
@@ -148,8 +150,8 @@ def _rescore_champion(
 
     from pokewatch_core.data import load_prices
     from pokewatch_core.evaluation import evaluate_prepared
-    from pokewatch_core.fair_price import read_components
     from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.tracking.fair_price import read_components
 
     model_uri = f"models:/{version.name}/{version.version}"
     folder = Path(_retry(mlflow.artifacts.download_artifacts, artifact_uri=model_uri))
@@ -165,7 +167,7 @@ def _rescore_champion(
         )
     model, _ = read_components(state)  # its own policy is not used: the candidate's is
     params = dict(candidate.data.params)
-    policy_cls = plugins.policies.get(params.get("policy", "threshold"))
+    policy_cls = plugins.policies.get(params.get("policy", DEFAULT_POLICY))
     policy = policy_cls.from_params(_filtered(policy_cls, params, "policy"))
     metrics = {}
     for name in metric_names:

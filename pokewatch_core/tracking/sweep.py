@@ -1,4 +1,6 @@
-"""MLflow logging of a parameter sweep: one parent run, one nested child run per combination.
+"""The library's sweep (``run_sweep``) and its MLflow logging (``log_sweep``): one parent run,
+one nested child run per combination. ``run_sweep`` lives here, above the evaluation layer's
+``pokewatch_core.sweep`` (grids, plans, ranking), because it may log.
 
 Every combination is evaluated first; then the children are logged one after the other, each
 whole and FINISHED before the next: params, every metric and the dataset, and for the best
@@ -14,25 +16,40 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY
+from pokewatch_core.errors import ConfigError
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.sweep import SweepPlan, Trial, best_trial, ranking, varying_keys
-from pokewatch_core.tracking import (
-    NOTE_TAG,
-    _experiment_id,
+from pokewatch_core.sweep import (
+    SweepPlan,
+    SweepResult,
+    Trial,
+    best_trial,
+    check_grid,
+    combinations,
+    ranking,
+    ranking_direction,
+    varying_keys,
+)
+from pokewatch_core.tracking.log import (
     _log_run,
     _plugin_versions,
-    _retry,
     _stop_run,
-    _store_init_lock,
     make_dataset,
     metric_entities,
+)
+from pokewatch_core.tracking.store import (
+    NOTE_TAG,
+    Store,
+    _experiment_id,
+    _retry,
+    _store_init_lock,
     run_owner_tags,
     use_store,
 )
@@ -83,7 +100,7 @@ def log_sweep(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     data_source: str = "data",
-    tracking_uri: str | None = None,
+    tracking_uri: str | Store | None = None,
     log_models: str = "best",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SweepOutcome:
@@ -268,3 +285,53 @@ def _log_full_child(
     with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
         mlflow.end_run()
     return run_id
+
+
+def run_sweep(
+    model: str,
+    data: pd.DataFrame | str | Path,
+    grid: Mapping[str, Sequence[Any]],
+    policy: str = DEFAULT_POLICY,
+    metrics: Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    test_start: str | None = None,
+    *,
+    metric: str = "rmse",
+    jobs: int = 1,
+    log: bool = False,
+    **log_options: Any,
+) -> SweepResult:
+    """Evaluate every combination of ``grid`` (name -> values) on ``data``, validated once.
+
+    ``params`` are fixed for every combination; ``metric`` picks the best in its own direction.
+    With ``log=True`` the sweep is logged as ``pokewatch sweep`` logs it (``log_options``:
+    ``experiment_name``, ``run_name``, ``tags``, ``tracking_uri``, ``log_models``)."""
+    from pokewatch_core.data import load_prices, prepare_prices
+    from pokewatch_core.plugins import get_plugins
+
+    table = load_prices(data) if isinstance(data, str | Path) else prepare_prices(data)
+    names = list(metrics) if metrics is not None else None
+    if metric not in (names if names is not None else get_plugins().metrics.names()):
+        raise ConfigError(f"metric {metric!r} is not computed by this sweep")
+    greater = ranking_direction(metric)
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    plan = SweepPlan(
+        table, model, policy, names, dict(params or {}), combinations(check_grid(grid)), test_start
+    )
+    plan.check()
+    if log:
+        options = {"experiment_name": DEFAULT_EXPERIMENT, **log_options}
+        outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **options)
+        assert outcome.table is not None
+        return SweepResult(
+            outcome.trials,
+            outcome.table,
+            outcome.best,
+            outcome.parent_run_id,
+            outcome.child_run_ids,
+        )
+    trials = plan.run(jobs)
+    return SweepResult(
+        trials, ranking(trials, metric, greater), best_trial(trials, metric, greater)
+    )

@@ -1,5 +1,8 @@
-"""MLflow logging of an evaluation (DESIGN §5). The only module that imports ``mlflow``,
-and only inside functions, so importing PokeWatch never pays for it."""
+"""One evaluation logged as one MLflow run (DESIGN §5): params, dataset, plots, summary,
+tables, the model and the metrics linked to both, FINISHED only when all of it is logged; a
+failed run is ended with its stage and the results are kept beside the user.
+
+mlflow is imported inside functions only, as everywhere in this package."""
 
 from __future__ import annotations
 
@@ -8,49 +11,41 @@ import errno
 import hashlib
 import math
 import os
-import random
-import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data import DATE, ID, PRICE
-from pokewatch_core.errors import ConfigError, TrackingError
+from pokewatch_core.errors import TrackingError
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins import get_plugins
+from pokewatch_core.tracking.store import (
+    NOTE_TAG,
+    Store,
+    _retry,
+    _store_init_lock,
+    _target,
+    run_owner_tags,
+    use_store,
+)
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pokewatch_core.components import Model
     from pokewatch_core.evaluation import EvaluationResult
 
-DEFAULT_EXPERIMENT = "pokewatch_baseline"
-NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for runs and experiments
-# Experiments PokeWatch creates are model-training ones: the MLflow UI opens them on the runs
-# table, not on the GenAI (traces) overview.
-EXPERIMENT_TAGS = {
-    "mlflow.experimentKind": "custom_model_development",
-    NOTE_TAG: (
-        "Evaluations logged by PokeWatch (pokewatch train): one run per evaluation of a "
-        "card price model, with its parameters, the metrics (also linked to the logged model "
-        "and the evaluated dataset), plots, a summary, the evaluation tables and the model "
-        "as an MLflow pyfunc that serves fair prices and BUY/SELL/HOLD signals."
-    ),
-}
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
 FAILED_STAGE_TAG = "pokewatch.failed_stage"
-HOST_TAG, PID_TAG, PID_START_TAG = "pokewatch.host", "pokewatch.pid", "pokewatch.pid_start"
-ABANDONED_TAG = "pokewatch.abandoned"
-T = TypeVar("T")
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
-MODEL_CODE = Path(__file__).with_name("tracking_model.py")
+MODEL_CODE = Path(__file__).with_name("pyfunc.py")  # models-from-code: MLflow copies this file
 
 
 @dataclass(frozen=True)
@@ -66,81 +61,10 @@ class LoggedRun:
     registered_version: str | None = None
 
 
-def resolve_tracking_uri(explicit: str | None = None) -> str | None:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the same in ``./.env``, else
-    None (MLflow's own default: a SQLite store in the working directory)."""
-    if explicit:
-        return explicit
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    env_file = Path(".env")
-    if env_file.is_file():
-        from dotenv import dotenv_values
-
-        value = dotenv_values(env_file).get("MLFLOW_TRACKING_URI")
-        if value:
-            return str(value)
-    return None
-
-
-# MLflow's tracking stores (a "+driver" suffix, as in postgresql+psycopg, is allowed).
-TRACKING_SCHEMES = (
-    "file",
-    "sqlite",
-    "postgresql",
-    "mysql",
-    "mssql",
-    "http",
-    "https",
-    "databricks",
-    "databricks-uc",
-    "uc",
-)
-
-
-def check_run_options(
-    experiment_name: str,
-    tracking_uri: str | None,
-    register_model: str | None,
-    alias: str,
-) -> None:
-    """Refuse, with a ``ConfigError``, the run options MLflow would only reject after a whole
-    evaluation (or halfway through logging): an empty or invalid experiment name, a tracking
-    URI of no known store, an invalid registered-model or alias name."""
-    from urllib.parse import urlparse
-
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils import validation
-
-    if not experiment_name.strip():
-        raise ConfigError("--experiment-name must not be empty")
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri:
-        scheme = urlparse(uri).scheme
-        if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
-            raise ConfigError(
-                f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
-                f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
-            )
-    checks: list[tuple[str, str, Callable[[str], None]]] = [
-        ("--experiment-name", experiment_name, validation._validate_experiment_name)
-    ]
-    if register_model is not None:
-        checks += [
-            ("--register-model", register_model, validation._validate_model_name),
-            ("--alias", alias, validation._validate_model_alias_name),
-            ("--alias", alias, validation._validate_model_alias_name_reserved),
-        ]
-    for option, value, check in checks:
-        try:
-            check(value)
-        except MlflowException as exc:
-            raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
-
-
-def model_artifact_name(model_name: str) -> str:
-    """``baseline_model`` for the baseline, ``<model>_model`` otherwise (DESIGN §5)."""
-    return "baseline_model" if model_name == "baseline_moving_average" else f"{model_name}_model"
+def model_artifact_name(model: Model) -> str:
+    """The name of the logged model: the model's own ``artifact_name``, else
+    ``<name>_model`` (DESIGN §5)."""
+    return model.artifact_name or f"{model.name}_model"
 
 
 def _plugin_versions(result: EvaluationResult) -> dict[str, str]:
@@ -210,7 +134,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     import mlflow
     import pandas as pd
 
-    from pokewatch_core.fair_price import FairPricer
+    from pokewatch_core.tracking.fair_price import FairPricer
 
     pricer = FairPricer(result.model, result.policy, result.frame)
     files = pricer.save(workdir / "model_state")
@@ -219,7 +143,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     with _environment(**NO_UV_FILES):
         info = _retry(
             mlflow.pyfunc.log_model,
-            name=model_artifact_name(result.model.name),
+            name=model_artifact_name(result.model),
             python_model=str(MODEL_CODE),
             artifacts={k: str(v) for k, v in files.items()},
             pip_requirements=_pip_requirements(result),
@@ -320,114 +244,6 @@ def metric_entities(metrics: dict[str, float]) -> list[Any]:
     return [Metric(k, _clean_metric(v), stamp, 0) for k, v in metrics.items()]
 
 
-def use_store(tracking_uri: str | None) -> str:
-    """Point MLflow at the resolved tracking URI (see ``resolve_tracking_uri``), after a fast
-    reachability check; returns the URI in effect."""
-    import mlflow
-
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    return str(mlflow.get_tracking_uri())
-
-
-def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
-    """For an HTTP tracking URI, fail fast (``TrackingError``) if the server does not answer,
-    instead of MLflow's minutes of retries. Other URIs are not checked."""
-    if not uri or not uri.startswith(("http://", "https://")):
-        return
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answers; /health may just be routed elsewhere
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from exc
-
-
-_TRANSIENT = ("database is locked", "database table is locked", "already exists")
-
-
-def _retry(
-    call: Callable[..., T],
-    *args: Any,
-    attempts: int = 8,
-    interruptible: bool = True,
-    **kwargs: Any,
-) -> T:
-    """Run ``call``, retrying transient store errors (SQLite locks, creation races) with
-    bounded, jittered exponential backoff. An ``interruptible`` call first raises a pending
-    SIGTERM/SIGHUP (see ``interrupts``); the calls that end a failed run are not."""
-    delay = 0.05
-    for attempt in range(attempts):
-        if interruptible:
-            check_interrupted()
-        try:
-            return call(*args, **kwargs)
-        except Exception as exc:
-            if attempt == attempts - 1 or not any(t in str(exc) for t in _TRANSIENT):
-                raise
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
-
-
-@contextmanager
-def _store_init_lock(uri: str) -> Iterator[None]:
-    """Serialise the first contact with a SQLite store across processes: MLflow creates and
-    migrates the schema on first use, and concurrent migrations corrupt it."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with (db.parent / f"{db.name}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _experiment_id(name: str) -> str:
-    """The id of the experiment ``name``, created if missing; a deleted one is refused.
-
-    Not ``mlflow.set_experiment``: when another process creates the experiment between its
-    lookup and its create, it returns without activating it, and the run lands in the
-    Default experiment."""
-    from mlflow.entities import LifecycleStage
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return str(client.create_experiment(name, tags=EXPERIMENT_TAGS))
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise TrackingError(f"experiment {name!r} was created but cannot be found")
-    if experiment.lifecycle_stage == LifecycleStage.ACTIVE:
-        for key, value in EXPERIMENT_TAGS.items():  # experiments of older versions
-            if key not in experiment.tags:
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
-        raise ConfigError(
-            f"experiment {name!r} is deleted; restore it or choose another --experiment-name"
-        )
-    return str(experiment.experiment_id)
-
-
 def run_description(result: EvaluationResult, data_source: str) -> str:
     """A run's short description: model, policy, data set and its first three metrics."""
     from pokewatch_core.summary import format_metric
@@ -448,28 +264,6 @@ PROJECTS_RUN_TAG = "pokewatch.projects_run_id"
 EVALUATION_RUN_TAG = "pokewatch.evaluation_run_id"
 
 
-def _target(experiment_name: str | None) -> tuple[str | None, Any]:
-    """``(experiment id, None)`` for a new run; ``(None, None)`` to log into the enclosing
-    ``mlflow run`` run (``MLFLOW_RUN_ID``); ``(experiment id, enclosing run)`` for a new run
-    beside an enclosing run that is in another experiment.
-
-    With no name, the enclosing run's experiment counts as requested unless it is MLflow's
-    Default experiment (``mlflow run`` given no experiment)."""
-    from mlflow.tracking import MlflowClient
-    from mlflow.tracking.default_experiment import DEFAULT_EXPERIMENT_ID
-
-    enclosing = None
-    if os.environ.get("MLFLOW_RUN_ID"):
-        client = MlflowClient()
-        enclosing = client.get_run(os.environ["MLFLOW_RUN_ID"])
-        experiment = client.get_experiment(enclosing.info.experiment_id)
-        if experiment_name == experiment.name or (
-            experiment_name is None and experiment.experiment_id != DEFAULT_EXPERIMENT_ID
-        ):
-            return None, None
-    return _experiment_id(experiment_name or DEFAULT_EXPERIMENT), enclosing
-
-
 def _source_tags(enclosing: Any) -> dict[str, str]:
     tags = {k: v for k, v in enclosing.data.tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
     tags[PROJECTS_RUN_TAG] = enclosing.info.run_id
@@ -487,7 +281,7 @@ def _point_to(enclosing: Any, run: Any) -> None:
         f"run {run.info.run_id}."
     )
     client.set_tag(enclosing.info.run_id, EVALUATION_RUN_TAG, run.info.run_id)
-    client.set_tag(enclosing.info.run_id, "mlflow.note.content", note)
+    client.set_tag(enclosing.info.run_id, NOTE_TAG, note)
 
 
 @contextmanager
@@ -563,80 +357,6 @@ def _unwritable(path: Path) -> str:
         return str(target)
 
 
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, from /proc), or None where
-    unknown: with the pid it names one process, even after the pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
-
-
-def run_owner_tags() -> dict[str, str]:
-    """Tags naming the process that owns a run: host, pid and the process's start time."""
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-    start = _process_start(os.getpid())
-    if start is not None:
-        tags[PID_START_TAG] = start
-    return tags
-
-
-def _owner_alive(tags: dict[str, str]) -> bool:
-    try:
-        pid = int(tags[PID_TAG])
-    except (KeyError, ValueError):
-        return True  # not ours to judge
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    recorded = tags.get(PID_START_TAG)
-    current = _process_start(pid)
-    return recorded is None or current is None or recorded == current
-
-
-def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
-    """Mark FAILED (tag ``pokewatch.abandoned=true``) the RUNNING runs started by PokeWatch on
-    this host whose process is gone (killed with SIGKILL, power loss): a signal PokeWatch can
-    catch ends its run itself. Returns the ids of the runs healed. Never raises: healing is a
-    courtesy of the next command, not its purpose."""
-    try:
-        import mlflow
-
-        uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-            return []  # no store yet: nothing to heal, and nothing to create
-        with _store_init_lock(uri):  # opening a store may migrate it: not beside a training
-            return _heal(_client(uri))
-    except Exception:
-        return []
-
-
-def _heal(client: Any) -> list[str]:
-    from mlflow.entities import ViewType
-
-    host = socket.gethostname().replace("'", "")
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    healed = []
-    for start in range(0, len(experiments), 100):  # MLflow's limit per search
-        runs = client.search_runs(
-            experiments[start : start + 100],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
-            run_view_type=ViewType.ALL,
-            max_results=1000,
-        )
-        for run in runs:
-            if _owner_alive(dict(run.data.tags)):
-                continue
-            client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
-            client.set_terminated(run.info.run_id, "FAILED")
-            healed.append(run.info.run_id)
-    return healed
-
-
 def _stop_run(run_id: str, status: str, stage: str) -> None:
     """End the active run ``run_id`` with ``status`` and the stage tag, whatever fails.
 
@@ -661,7 +381,7 @@ def log_evaluation(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     data_source: str = "data",
-    tracking_uri: str | None = None,
+    tracking_uri: str | Store | None = None,
     register_model: str | None = None,
     alias: str = "champion",
     log_model: bool = True,
@@ -669,11 +389,13 @@ def log_evaluation(
     """Log ``result`` as one MLflow run: params, metrics, plots, summary, tables, dataset,
     model.
 
-    The run goes to experiment ``experiment_name`` (None: ``pokewatch_baseline``). Inside
-    ``mlflow run`` (``MLFLOW_RUN_ID`` set) the evaluation is logged into the Projects run when
-    that run is in the requested experiment (or, with None, when ``mlflow run`` was given an
-    experiment); otherwise into a new run in the requested experiment that carries the
-    Projects run's source tags, and the Projects run gets a note pointing to it.
+    ``tracking_uri`` is resolved and checked first (``store.reach_store``), unless it is a
+    ``Store`` that already was. The run goes to experiment ``experiment_name`` (None:
+    ``pokewatch_baseline``). Inside ``mlflow run`` (``MLFLOW_RUN_ID`` set) the evaluation is
+    logged into the Projects run when that run is in the requested experiment (or, with None,
+    when ``mlflow run`` was given an experiment); otherwise into a new run in the requested
+    experiment that carries the Projects run's source tags, and the Projects run gets a note
+    pointing to it.
 
     The run ends FINISHED only when everything is logged. If anything fails after the run
     started, the run is ended FAILED (KILLED on an interrupt or signal) with the tag
@@ -803,99 +525,3 @@ def _log_run(
         registered_model=register_model if version else None,
         registered_version=version,
     )
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A logged run as plain data, for comparisons."""
-
-    run_id: str
-    run_name: str
-    status: str
-    start_time: int
-    params: dict[str, str]
-    metrics: dict[str, float]
-
-
-def _record(run: Any) -> RunRecord:
-    return RunRecord(
-        run_id=run.info.run_id,
-        run_name=run.info.run_name or "",
-        status=run.info.status,
-        start_time=int(run.info.start_time or 0),
-        params=dict(run.data.params),
-        metrics=dict(run.data.metrics),
-    )
-
-
-def _client(tracking_uri: str | None) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-
-
-def search_runs(
-    experiment_name: str,
-    metric: str,
-    ascending: bool,
-    limit: int,
-    tracking_uri: str | None = None,
-) -> list[RunRecord]:
-    """Finished runs of an experiment ranked by ``metric`` (runs without it last)."""
-    from pokewatch_core.errors import ConfigError
-
-    client = _client(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        raise ConfigError(f"no experiment named {experiment_name!r} in {client.tracking_uri}")
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="attributes.status = 'FINISHED'",
-        order_by=[f"metrics.`{metric}` {'ASC' if ascending else 'DESC'}"],
-        max_results=limit,
-    )
-    records = [_record(r) for r in runs]
-    # MLflow puts NaN first or last depending on the store; keep undefined values last
-    defined = [r for r in records if not math.isnan(r.metrics.get(metric, math.nan))]
-    return defined + [r for r in records if r not in defined]
-
-
-def get_runs(run_ids: list[str], tracking_uri: str | None = None) -> list[RunRecord]:
-    """The runs with these ids (any experiment). A unique prefix of an id is enough (the
-    tables print 8 or 12 characters); an unknown or ambiguous one is a ``ConfigError``."""
-    client = _client(tracking_uri)
-    return [_record(client.get_run(_full_run_id(client, run_id))) for run_id in run_ids]
-
-
-def _full_run_id(client: Any, prefix: str) -> str:
-    """The one run id that starts with ``prefix`` (deleted runs included, as ``get_run``)."""
-    from mlflow.entities import ViewType
-
-    wanted = prefix.strip().lower()
-    if not wanted or any(c not in "0123456789abcdef" for c in wanted):
-        raise ConfigError(f"no run {prefix!r} in {client.tracking_uri} (run ids are hex)")
-    experiments: list[str] = []
-    token = None
-    while True:  # every experiment, page by page
-        page = client.search_experiments(view_type=ViewType.ALL, page_token=token)
-        experiments += [e.experiment_id for e in page]
-        token = page.token
-        if not token:
-            break
-    matches = sorted(
-        {
-            r.info.run_id
-            for chunk in range(0, len(experiments), 100)  # MLflow searches 100 at most
-            for r in client.search_runs(
-                experiments[chunk : chunk + 100],
-                filter_string=f"attributes.run_id LIKE '{wanted}%'",
-                run_view_type=ViewType.ALL,
-                max_results=10,
-            )
-        }
-    )
-    if not matches:
-        raise ConfigError(f"no run {prefix!r} in {client.tracking_uri}")
-    if len(matches) > 1:
-        raise ConfigError(f"run id prefix {prefix!r} is ambiguous: matches {', '.join(matches)}")
-    return str(matches[0])

@@ -1,0 +1,336 @@
+"""The tracking store: which one (URI resolution and the run options checked up front), whether
+it answers (one reachability check per command, carried as a ``Store``), how to talk to it
+(retries of transient errors, the SQLite first-contact lock), where runs go (experiments) and
+who owns a run (owner tags, healing of runs whose process is gone).
+
+mlflow is imported inside functions only, as everywhere in this package."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pokewatch_core.defaults import DEFAULT_EXPERIMENT
+from pokewatch_core.errors import ConfigError, TrackingError
+from pokewatch_core.interrupts import check_interrupted
+
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for runs and experiments
+# Experiments PokeWatch creates are model-training ones: the MLflow UI opens them on the runs
+# table, not on the GenAI (traces) overview.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    NOTE_TAG: (
+        "Evaluations logged by PokeWatch (pokewatch train): one run per evaluation of a "
+        "card price model, with its parameters, the metrics (also linked to the logged model "
+        "and the evaluated dataset), plots, a summary, the evaluation tables and the model "
+        "as an MLflow pyfunc that serves fair prices and BUY/SELL/HOLD signals."
+    ),
+}
+HOST_TAG, PID_TAG, PID_START_TAG = "pokewatch.host", "pokewatch.pid", "pokewatch.pid_start"
+ABANDONED_TAG = "pokewatch.abandoned"
+T = TypeVar("T")
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str | None:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the same in ``./.env``, else
+    None (MLflow's own default: a SQLite store in the working directory)."""
+    if explicit:
+        return explicit
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    env_file = Path(".env")
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        value = dotenv_values(env_file).get("MLFLOW_TRACKING_URI")
+        if value:
+            return str(value)
+    return None
+
+
+# MLflow's tracking stores (a "+driver" suffix, as in postgresql+psycopg, is allowed).
+TRACKING_SCHEMES = (
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+
+
+def check_run_options(
+    experiment_name: str,
+    tracking_uri: str | None,
+    register_model: str | None,
+    alias: str,
+) -> None:
+    """Refuse, with a ``ConfigError``, the run options MLflow would only reject after a whole
+    evaluation (or halfway through logging): an empty or invalid experiment name, a tracking
+    URI of no known store, an invalid registered-model or alias name."""
+    from urllib.parse import urlparse
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    if not experiment_name.strip():
+        raise ConfigError("--experiment-name must not be empty")
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri:
+        scheme = urlparse(uri).scheme
+        if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
+            raise ConfigError(
+                f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
+                f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
+            )
+    checks: list[tuple[str, str, Callable[[str], None]]] = [
+        ("--experiment-name", experiment_name, validation._validate_experiment_name)
+    ]
+    if register_model is not None:
+        checks += [
+            ("--register-model", register_model, validation._validate_model_name),
+            ("--alias", alias, validation._validate_model_alias_name),
+            ("--alias", alias, validation._validate_model_alias_name_reserved),
+        ]
+    for option, value, check in checks:
+        try:
+            check(value)
+        except MlflowException as exc:
+            raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
+
+
+@dataclass(frozen=True)
+class Store:
+    """A tracking store resolved (``resolve_tracking_uri``) and found reachable
+    (``check_reachable``), as ``reach_store`` returns it. The logging functions take one in
+    place of a URI and then neither resolve nor check again: one check per command.
+    ``uri`` None is MLflow's own default store."""
+
+    uri: str | None
+
+
+def reach_store(tracking_uri: str | None = None) -> Store:
+    """Resolve the tracking URI and check that its server answers (``TrackingError`` if not)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    return Store(uri)
+
+
+def use_store(tracking_uri: str | Store | None) -> str:
+    """Point MLflow at the store: a ``Store`` as it is, a URI (or None) once resolved and
+    checked (``reach_store``). Returns the URI in effect."""
+    import mlflow
+
+    store = tracking_uri if isinstance(tracking_uri, Store) else reach_store(tracking_uri)
+    if store.uri:
+        mlflow.set_tracking_uri(store.uri)
+    return str(mlflow.get_tracking_uri())
+
+
+def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
+    """For an HTTP tracking URI, fail fast (``TrackingError``) if the server does not answer,
+    instead of MLflow's minutes of retries. Other URIs are not checked."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers; /health may just be routed elsewhere
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from exc
+
+
+_TRANSIENT = ("database is locked", "database table is locked", "already exists")
+
+
+def _retry(
+    call: Callable[..., T],
+    *args: Any,
+    attempts: int = 8,
+    interruptible: bool = True,
+    **kwargs: Any,
+) -> T:
+    """Run ``call``, retrying transient store errors (SQLite locks, creation races) with
+    bounded, jittered exponential backoff. An ``interruptible`` call first raises a pending
+    SIGTERM/SIGHUP (see ``interrupts``); the calls that end a failed run are not."""
+    delay = 0.05
+    for attempt in range(attempts):
+        if interruptible:
+            check_interrupted()
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not any(t in str(exc) for t in _TRANSIENT):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _store_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first contact with a SQLite store across processes: MLflow creates and
+    migrates the schema on first use, and concurrent migrations corrupt it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with (db.parent / f"{db.name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _experiment_id(name: str) -> str:
+    """The id of the experiment ``name``, created if missing; a deleted one is refused.
+
+    Not ``mlflow.set_experiment``: when another process creates the experiment between its
+    lookup and its create, it returns without activating it, and the run lands in the
+    Default experiment."""
+    from mlflow.entities import LifecycleStage
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return str(client.create_experiment(name, tags=EXPERIMENT_TAGS))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise TrackingError(f"experiment {name!r} was created but cannot be found")
+    if experiment.lifecycle_stage == LifecycleStage.ACTIVE:
+        for key, value in EXPERIMENT_TAGS.items():  # experiments of older versions
+            if key not in experiment.tags:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise ConfigError(
+            f"experiment {name!r} is deleted; restore it or choose another --experiment-name"
+        )
+    return str(experiment.experiment_id)
+
+
+def _target(experiment_name: str | None) -> tuple[str | None, Any]:
+    """``(experiment id, None)`` for a new run; ``(None, None)`` to log into the enclosing
+    ``mlflow run`` run (``MLFLOW_RUN_ID``); ``(experiment id, enclosing run)`` for a new run
+    beside an enclosing run that is in another experiment.
+
+    With no name, the enclosing run's experiment counts as requested unless it is MLflow's
+    Default experiment (``mlflow run`` given no experiment)."""
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking.default_experiment import DEFAULT_EXPERIMENT_ID
+
+    enclosing = None
+    if os.environ.get("MLFLOW_RUN_ID"):
+        client = MlflowClient()
+        enclosing = client.get_run(os.environ["MLFLOW_RUN_ID"])
+        experiment = client.get_experiment(enclosing.info.experiment_id)
+        if experiment_name == experiment.name or (
+            experiment_name is None and experiment.experiment_id != DEFAULT_EXPERIMENT_ID
+        ):
+            return None, None
+    return _experiment_id(experiment_name or DEFAULT_EXPERIMENT), enclosing
+
+
+def _client(tracking_uri: str | None) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), or None where
+    unknown: with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def run_owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run: host, pid and the process's start time."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[PID_START_TAG] = start
+    return tags
+
+
+def _owner_alive(tags: dict[str, str]) -> bool:
+    try:
+        pid = int(tags[PID_TAG])
+    except (KeyError, ValueError):
+        return True  # not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    recorded = tags.get(PID_START_TAG)
+    current = _process_start(pid)
+    return recorded is None or current is None or recorded == current
+
+
+def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
+    """Mark FAILED (tag ``pokewatch.abandoned=true``) the RUNNING runs started by PokeWatch on
+    this host whose process is gone (killed with SIGKILL, power loss): a signal PokeWatch can
+    catch ends its run itself. Returns the ids of the runs healed. Never raises: healing is a
+    courtesy of the next command, not its purpose."""
+    try:
+        import mlflow
+
+        uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            return []  # no store yet: nothing to heal, and nothing to create
+        with _store_init_lock(uri):  # opening a store may migrate it: not beside a training
+            return _heal(_client(uri))
+    except Exception:
+        return []
+
+
+def _heal(client: Any) -> list[str]:
+    from mlflow.entities import ViewType
+
+    host = socket.gethostname().replace("'", "")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    healed = []
+    for start in range(0, len(experiments), 100):  # MLflow's limit per search
+        runs = client.search_runs(
+            experiments[start : start + 100],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+            run_view_type=ViewType.ALL,
+            max_results=1000,
+        )
+        for run in runs:
+            if _owner_alive(dict(run.data.tags)):
+                continue
+            client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
+            client.set_terminated(run.info.run_id, "FAILED")
+            healed.append(run.info.run_id)
+    return healed

@@ -1,0 +1,99 @@
+"""The trace of `pokewatch train`: each stage of the pipe (docs/architecture.md) runs once, in
+order — resolve, check the store, validate, fit, predict, decide, score, analyse, log — and
+logging computes nothing the evaluation already holds."""
+
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+import pytest
+
+import pokewatch_plugins.signal_metrics as signal_metrics
+from pokewatch_core import analysis, data, get_plugins, resolve
+from pokewatch_core.tracking import log as tracking_log
+from pokewatch_core.tracking import store as tracking_store
+from pokewatch_plugins.baseline import BaselineMovingAverage
+from pokewatch_plugins.threshold import ThresholdPolicy
+from tests.conftest import all_runs, make_panel
+
+
+@pytest.fixture
+def trace(monkeypatch):
+    """The stages called, in order (the real functions still run); a call made while logging
+    is marked ``log:``."""
+    seen: list[str] = []
+    logging = []
+
+    def spy(owner, name, label):
+        real = getattr(owner, name)
+
+        @functools.wraps(real)
+        def called(*args, **kwargs):
+            seen.append(f"log: {label}" if logging else label)
+            if label == "log":
+                logging.append(True)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if label == "log":
+                    logging.pop()
+
+        monkeypatch.setattr(owner, name, called)
+
+    spy(resolve, "resolve_components", "resolve")
+    spy(tracking_store, "check_reachable", "check store")
+    spy(data, "prepare_prices", "validate")
+    spy(BaselineMovingAverage, "fit", "fit")
+    spy(BaselineMovingAverage, "predict", "predict")
+    spy(ThresholdPolicy, "decide", "decide")
+    for module in (analysis, signal_metrics):
+        spy(module, "quality_state", "signal quality")
+        spy(module, "strategy_state", "strategy")
+    spy(analysis, "card_state", "per-card table")
+    spy(analysis, "overview_state", "overview")
+    spy(tracking_log, "log_evaluation", "log")
+    return seen
+
+
+@pytest.mark.parametrize("test_start", [None, "2024-01-20"])
+def test_train_visits_each_stage_once_in_order(run_cli, store, trace, tmp_path, test_start):
+    path = tmp_path / "prices.parquet"
+    make_panel(cards=6, days=40, seed=4).to_parquet(path)
+    args = ["train", "--data-path", str(path), "--tracking-uri", store]
+    if test_start:
+        args += ["--test-start", test_start]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert trace == [
+        "resolve",
+        "check store",
+        "validate",
+        "fit",
+        "predict",
+        "decide",
+        "signal quality",  # shared by the eight signal-quality metrics
+        "strategy",  # shared by the four strategy metrics
+        "overview",  # the analyses reuse the metrics' states, adding only these two
+        "per-card table",
+        "log",
+        # MLflow tries the logged model on its input example (a few cards): that is the
+        # served model's first request, not the evaluation again
+        "log: predict",
+        "log: decide",
+    ]
+    (run,) = all_runs(store)
+    assert run.info.status == "FINISHED"
+    assert set(run.data.metrics) == set(get_plugins().metrics.names())
+
+
+def test_analyses_without_signal_metrics_are_computed_once_on_first_use(trace):
+    from pokewatch_core import evaluate
+
+    result = evaluate("baseline_moving_average", make_panel(cards=3, days=20), metrics=["rmse"])
+    assert "signal quality" not in trace  # nothing asked for it yet
+    first = result.analyses
+    assert result.analyses is first
+    assert trace.count("signal quality") == 1 and trace.count("strategy") == 1
+    assert not first.reports_signals
+    assert isinstance(first.by_card, pd.DataFrame)

@@ -1,0 +1,68 @@
+"""The tracking store is resolved and checked once per command: `pokewatch train` checks the
+server before it evaluates and hands the checked ``Store`` to the logger, which does not check
+again; a plain URI given to the library is still checked. The logged model's name comes from
+the model (``Model.artifact_name``), not from a list of default names in the core."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from pokewatch_core import Model, TrackingError, evaluate
+from pokewatch_core.tracking import store as tracking_store
+from pokewatch_core.tracking.log import log_evaluation, model_artifact_name
+from tests.conftest import all_runs, free_port, make_panel
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """The URIs ``check_reachable`` is asked about, in order (the real check still runs)."""
+    seen: list[str | None] = []
+    real = tracking_store.check_reachable
+
+    def counted(uri, *args, **kwargs):
+        seen.append(uri)
+        return real(uri, *args, **kwargs)
+
+    monkeypatch.setattr(tracking_store, "check_reachable", counted)
+    return seen
+
+
+def test_train_checks_the_store_once(run_cli, store, checks):
+    result = run_cli("train", "--tracking-uri", store)
+    assert result.exit_code == 0, result.stderr
+    assert checks == [store]
+    (run,) = all_runs(store)
+    assert run.info.status == "FINISHED"
+
+
+def test_a_checked_store_is_not_checked_again(store, checks):
+    result = evaluate("baseline_moving_average", make_panel(), metrics=["rmse"])
+    checked = tracking_store.reach_store(store)
+    assert checks == [store]
+    logged = log_evaluation(result, tracking_uri=checked, log_model=False)
+    assert checks == [store]
+    assert logged.tracking_uri == store
+    (run,) = all_runs(store)
+    assert run.info.run_id == logged.run_id and run.info.status == "FINISHED"
+
+
+def test_a_plain_uri_given_to_the_library_is_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = evaluate("baseline_moving_average", make_panel(), metrics=["rmse"])
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TrackingError, match="cannot reach the MLflow tracking server"):
+        log_evaluation(result, tracking_uri=uri)
+
+
+def test_the_logged_model_is_named_by_the_model():
+    class Plain(Model):
+        name: ClassVar[str] = "plain"
+
+    class Named(Model):
+        name: ClassVar[str] = "named"
+        artifact_name: ClassVar[str] = "house_model"
+
+    assert model_artifact_name(Plain()) == "plain_model"
+    assert model_artifact_name(Named()) == "house_model"
