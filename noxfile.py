@@ -18,6 +18,8 @@ def _sync(session: nox.Session) -> None:
         "uv",
         "sync",
         "--locked",
+        "--extra",
+        "dask",  # the dask engine's LocalCluster tests
         f"--python={session.virtualenv.location}",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )

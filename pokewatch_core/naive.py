@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from itertools import pairwise
 from typing import Any
@@ -54,7 +54,10 @@ def _cached(known: dict[int, tuple[weakref.ref[Any], Any]], owner: Any, make: An
 
 @dataclass(frozen=True)
 class NaiveSums:
-    """Sums over an evaluation frame's scored rows (market price and prediction)."""
+    """Sums over an evaluation frame's scored rows (market price and prediction).
+
+    Every field is a sum or a count, so the sums of frames holding different cards add up
+    (``+``) to the sums of their rows together: the relative metrics' mergeable state."""
 
     scored: int  # scored rows
     abs_error: float  # sum |predicted - market|
@@ -63,7 +66,17 @@ class NaiveSums:
     naive_abs_error: float  # sum |naive - market| over those
     moved: int  # those whose market differs from the naive forecast
     same_direction: int  # those where sign(predicted - naive) == sign(market - naive)
-    scale: float  # the MASE scale (NaN without one-step changes)
+    change_sum: float = 0.0  # sum of |one-step change| of each card's fitting prices
+    changes: int = 0  # number of those one-step changes
+
+    @property
+    def scale(self) -> float:
+        """The MASE scale: mean absolute one-step change (NaN without one-step changes)."""
+        return self.change_sum / self.changes if self.changes else float("nan")
+
+    def __add__(self, other: NaiveSums) -> NaiveSums:
+        """The sums of both frames' rows (frames of different cards)."""
+        return NaiveSums(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass
@@ -93,9 +106,11 @@ class _Totals:
             np.count_nonzero(same),
         ]
 
-    def sums(self, scale: float) -> NaiveSums:
+    def sums(self, change_sum: float, changes: int) -> NaiveSums:
         v = self.values
-        return NaiveSums(int(v[0]), v[1], v[2], v[3], v[4], int(v[5]), int(v[6]), scale)
+        return NaiveSums(
+            int(v[0]), v[1], v[2], v[3], v[4], int(v[5]), int(v[6]), change_sum, changes
+        )
 
 
 class NaiveBaseline:
@@ -130,15 +145,22 @@ class NaiveBaseline:
         return PriceIndex.build(self.history[[ID, DATE, PRICE]])
 
     @cached_property
-    def scale(self) -> float:
-        """Mean absolute one-step change of each card's observed prices over the fitting
-        rows, pooled across cards."""
+    def scale_sums(self) -> tuple[float, int]:
+        """Sum and count of the absolute one-step changes of each card's observed prices
+        over the fitting rows (the MASE scale is their ratio, pooled across cards)."""
         rows = self.history[[ID, DATE, PRICE]]
         mask = self._fitting
         index = self.index if mask is None else PriceIndex.build(rows.loc[mask])
         same = index.codes[1:] == index.codes[:-1]
         changes = np.abs(np.diff(index.prices))[same]
-        return float(changes.mean()) if len(changes) else float("nan")
+        return float(changes.sum()), len(changes)
+
+    @property
+    def scale(self) -> float:
+        """Mean absolute one-step change of each card's observed prices over the fitting
+        rows, pooled across cards (NaN without one-step changes)."""
+        total, count = self.scale_sums
+        return total / count if count else float("nan")
 
     def last_price(self, frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The naive forecast of each row of ``frame`` (``card_id, date``): the card's last
@@ -158,7 +180,7 @@ class NaiveBaseline:
         totals = _Totals()
         if self._fitting is not None or not self.index.covers(frame):
             totals.add(market, predicted, self.last_price(frame))
-            return totals.sums(self.scale)
+            return totals.sums(*self.scale_sums)
         # the frame is the history itself: walk it sorted, a chunk of whole cards at a time
         card = codes_of(frame[ID])[0]
         dates = frame[DATE].to_numpy()
@@ -183,4 +205,4 @@ class NaiveBaseline:
             same = seen_card[1:] == seen_card[:-1]
             change_sum += float(np.abs(np.diff(seen))[same].sum())
             changes += int(np.count_nonzero(same))
-        return totals.sums(change_sum / changes if changes else float("nan"))
+        return totals.sums(change_sum, changes)

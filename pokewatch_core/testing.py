@@ -12,12 +12,21 @@ this package adds the fixture ``pokewatch_panel`` (a small realistic price table
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
+from pokewatch_core.components import (
+    SIGNALS,
+    UNITS,
+    Component,
+    Metric,
+    Model,
+    SignalPolicy,
+    has_state,
+)
 from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.sample_data import generate_prices
 
@@ -164,7 +173,9 @@ def _evaluation_frame(seed: int = 0, n: int = 60) -> pd.DataFrame:
 def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = None) -> None:
     """Check a metric: metadata (a unit from ``UNITS``, a direction), parameters, a float
     result, determinism, row-order invariance, NaN predictions, and no error (NaN allowed) on
-    a frame with no scored rows. The frame's ``card_id`` holds plain strings, as in a run."""
+    a frame with no scored rows. The frame's ``card_id`` holds plain strings, as in a run.
+    A metric that declares a state must merge exactly: the states of two card-disjoint halves,
+    merged, finalize to the whole frame's value."""
     obj: Metric = _instance(metric, Metric)
     assert obj.unit in UNITS, f"{obj.name}: unit {obj.unit!r} is not one of {', '.join(UNITS)}"
     assert obj.greater_is_better in (True, False, None), (
@@ -192,6 +203,26 @@ def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = Non
         predicted_price=np.nan, signal=pd.Categorical([None] * len(frame), categories=list(SIGNALS))
     )
     float(obj.compute(empty))  # must not raise
+    if has_state(obj):
+        _check_state(obj, frame, value)
+
+
+def _check_state(obj: Metric, frame: pd.DataFrame, value: float) -> None:
+    """The mergeable-state law on two card-disjoint halves of ``frame`` (each fitted on its
+    own cards, as a partition of a cluster is); states must survive pickling."""
+    cards = np.asarray(frame[ID].astype(str))
+    first = np.isin(cards, np.unique(cards)[::2])
+    states = []
+    for half in (frame.loc[first], frame.loc[~first]):
+        part = type(obj).from_params(obj.get_params())
+        if type(part).fit is not Metric.fit:
+            part = part.fit(half[[ID, DATE, PRICE]].assign(fitting=True)) or part
+        states.append(pickle.loads(pickle.dumps(part.state(half))))
+    merged = float(obj.finalize(obj.merge(*states)))
+    assert np.isclose(merged, value, rtol=1e-9, atol=1e-12, equal_nan=True), (
+        f"{obj.name}: finalize(merge(state(a), state(b))) is {merged}, compute(a + b) {value} "
+        "(frames a and b of different cards)"
+    )
 
 
 def check_policy(policy: type[SignalPolicy] | SignalPolicy) -> None:

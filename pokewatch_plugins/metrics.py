@@ -40,6 +40,10 @@ def _scored_count(frame: pd.DataFrame) -> int:
     return len(unscored) - int(np.count_nonzero(unscored))
 
 
+# Each metric's state is a tuple of sums and counts over the scored rows: the states of frames
+# holding different cards add up to the state of their rows together.
+
+
 @dataclass
 class Rmse(Metric):
     name: ClassVar[str] = "rmse"
@@ -49,11 +53,17 @@ class Rmse(Metric):
     unit: ClassVar[str] = "price"
     greater_is_better: ClassVar[bool | None] = False
 
-    def compute(self, frame: pd.DataFrame) -> float:
+    def state(self, frame: pd.DataFrame) -> tuple[float, int]:
+        """Sum of squared errors and number of scored rows."""
         error, _, n = _errors(frame)
-        if not n:
-            return float("nan")
-        return float(np.sqrt(np.dot(error, error) / n))
+        return float(np.dot(error, error)), n
+
+    def merge(self, a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
+        return a[0] + b[0], a[1] + b[1]
+
+    def finalize(self, state: tuple[float, int]) -> float:
+        squares, n = state
+        return float(np.sqrt(squares / n)) if n else float("nan")
 
 
 @dataclass
@@ -65,15 +75,21 @@ class Mape(Metric):
     unit: ClassVar[str] = "percent"
     greater_is_better: ClassVar[bool | None] = False
 
-    def compute(self, frame: pd.DataFrame) -> float:
+    def state(self, frame: pd.DataFrame) -> tuple[float, int]:
+        """Sum of |error| / |market| and number of scored rows."""
         error, unscored, n = _errors(frame)
-        if not n:
-            return float("nan")
         np.abs(error, out=error)
         with np.errstate(invalid="ignore", divide="ignore"):
             np.divide(error, np.abs(_market(frame)), out=error)
         error[unscored] = 0.0  # 0 / NaN market is NaN again
-        return float(error.sum() / n * 100.0)
+        return float(error.sum()), n
+
+    def merge(self, a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
+        return a[0] + b[0], a[1] + b[1]
+
+    def finalize(self, state: tuple[float, int]) -> float:
+        ratios, n = state
+        return ratios / n * 100.0 if n else float("nan")
 
 
 @dataclass
@@ -84,8 +100,15 @@ class DatasetSize(Metric):
     )
     unit: ClassVar[str] = "count"
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        return float(_scored_count(frame))
+    def state(self, frame: pd.DataFrame) -> int:
+        """Number of scored rows."""
+        return _scored_count(frame)
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+    def finalize(self, state: int) -> float:
+        return float(state)
 
 
 @dataclass
@@ -95,12 +118,18 @@ class CoverageRate(Metric):
     unit: ClassVar[str] = "percent"
     greater_is_better: ClassVar[bool | None] = True
 
-    def compute(self, frame: pd.DataFrame) -> float:
+    def state(self, frame: pd.DataFrame) -> tuple[int, int]:
+        """Number of scored rows and number of rows with a market price."""
         market = _market(frame)
         priced = len(market) - int(np.count_nonzero(np.isnan(market)))
-        if not priced:
-            return float("nan")
-        return 100.0 * _scored_count(frame) / priced
+        return _scored_count(frame), priced
+
+    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return a[0] + b[0], a[1] + b[1]
+
+    def finalize(self, state: tuple[int, int]) -> float:
+        scored, priced = state
+        return 100.0 * scored / priced if priced else float("nan")
 
 
 def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
@@ -118,14 +147,20 @@ class _SignalRate(Metric):
     signal: ClassVar[str] = ""
     unit: ClassVar[str] = "percent"
 
-    def compute(self, frame: pd.DataFrame) -> float:
+    def state(self, frame: pd.DataFrame) -> tuple[int, int]:
+        """Number of scored rows with the signal and number of scored rows."""
         unscored = _unscored(frame)
         total = len(unscored) - int(np.count_nonzero(unscored))
-        if not total:
-            return float("nan")
         hits = _is_signal(frame["signal"], self.signal)
         hits[unscored] = False
-        return 100.0 * int(np.count_nonzero(hits)) / total
+        return int(np.count_nonzero(hits)), total
+
+    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return a[0] + b[0], a[1] + b[1]
+
+    def finalize(self, state: tuple[int, int]) -> float:
+        hits, total = state
+        return 100.0 * hits / total if total else float("nan")
 
 
 @dataclass

@@ -17,6 +17,7 @@ All are over *scored* rows (a market price and a prediction):
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
@@ -41,6 +42,21 @@ class _Relative(Metric):
         baseline = self._baseline or NaiveBaseline.of(frame)
         return baseline.sums(frame)
 
+    # The state: the naive sums (counts and sums, the MASE scale as a sum and a count of
+    # one-step changes), shared by the five metrics and added up across partitions.
+
+    def state(self, frame: pd.DataFrame) -> NaiveSums:
+        """The naive sums of ``frame`` (after ``fit``: against the fitted history)."""
+        return self.sums(frame)
+
+    def merge(self, a: NaiveSums, b: NaiveSums) -> NaiveSums:
+        """The sums of both frames' rows."""
+        return a + b
+
+    def state_key(self) -> Hashable:
+        """One state for the relative metrics of an evaluation."""
+        return ("naive_sums",)
+
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
@@ -55,8 +71,7 @@ class Mae(_Relative):
     unit: ClassVar[str] = "price"
     greater_is_better: ClassVar[bool | None] = False
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        sums = self.sums(frame)
+    def finalize(self, sums: NaiveSums) -> float:
         return _ratio(sums.abs_error, sums.scored)
 
 
@@ -69,8 +84,7 @@ class Wape(_Relative):
     unit: ClassVar[str] = "percent"
     greater_is_better: ClassVar[bool | None] = False
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        sums = self.sums(frame)
+    def finalize(self, sums: NaiveSums) -> float:
         return 100.0 * _ratio(sums.abs_error, sums.market)
 
 
@@ -83,8 +97,7 @@ class Mase(_Relative):
     unit: ClassVar[str] = "ratio"
     greater_is_better: ClassVar[bool | None] = False
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        sums = self.sums(frame)
+    def finalize(self, sums: NaiveSums) -> float:
         return _ratio(_ratio(sums.abs_error, sums.scored), sums.scale)
 
 
@@ -97,8 +110,7 @@ class SkillVsNaive(_Relative):
     unit: ClassVar[str] = "ratio"
     greater_is_better: ClassVar[bool | None] = True
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        sums = self.sums(frame)
+    def finalize(self, sums: NaiveSums) -> float:
         return 1.0 - _ratio(sums.abs_error_with_naive, sums.naive_abs_error)
 
 
@@ -112,8 +124,7 @@ class DirectionalAccuracy(_Relative):
     unit: ClassVar[str] = "fraction"
     greater_is_better: ClassVar[bool | None] = True
 
-    def compute(self, frame: pd.DataFrame) -> float:
-        sums = self.sums(frame)
+    def finalize(self, sums: NaiveSums) -> float:
         return _ratio(sums.same_direction, sums.moved)
 
 

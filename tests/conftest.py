@@ -48,7 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked ``slow`` (whole documented walkthroughs that build environments or repeat
     what quicker tests cover) run in CI and with ``--slow`` or ``-m slow``, not in the
     README's quick command."""
-    if config.getoption("--slow") or "slow" in (config.getoption("markexpr") or ""):
+    markexpr = config.getoption("markexpr") or ""
+    if config.getoption("--slow") or "slow" in markexpr or "dask" in markexpr:
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
     if slow:

@@ -39,6 +39,18 @@ def test_evaluate_does_not_import_mlflow():
     assert "mlflow" not in _modules_after(code)
 
 
+def test_nothing_imports_dask_unless_the_dask_engine_runs():
+    code = (
+        "import pokewatch_core as pc\n"
+        "import pokewatch_core.dask_engine, pokewatch_core.partitions\n"
+        "pc.evaluate('baseline_moving_average', pc.embedded_sample_path())\n"
+        "from pokewatch_core.cli import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+    )
+    modules = _modules_after(code)
+    assert not {"dask", "distributed"} & modules
+
+
 def test_a_sweep_that_is_not_logged_does_not_import_mlflow():
     code = (
         "import pokewatch_core as pc\n"

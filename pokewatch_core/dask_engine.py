@@ -1,0 +1,299 @@
+"""The dask engine: evaluate on a Dask cluster, partitioned by card, metrics merged exactly.
+
+The workers read the input (a parquet/CSV file, a folder or a glob of parquet files), route
+its rows to partitions by a stable hash of ``card_id`` through a scratch folder, validate and
+evaluate each partition, write its evaluation frame as one part of a parquet dataset and
+return only metric states; the client merges and finalizes them. A metric without a state is
+computed on the gathered evaluation frame when it has at most ``gather_rows`` rows, else the
+run is refused before it starts.
+
+Paths (data, ``output_dir``) must be the same for the client and every worker: on several
+machines, a shared filesystem. dask is imported only when ``evaluate_on_dask`` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pokewatch_core import partitions as parts
+from pokewatch_core.analysis import Analyses, QualityState, analyses_from
+from pokewatch_core.components import Component, Metric, Model, SignalPolicy
+from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
+from pokewatch_core.evaluation import finalize_metrics, merge_states
+from pokewatch_core.naive import FITTING
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+DEFAULT_GATHER_ROWS = 5_000_000
+"""Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
+at 130 bytes a row)."""
+SCRATCH = "_routing"  # inside output_dir while the run lasts; parquet readers skip "_" names
+EXTRA = "pip install 'pokewatch[dask]'"
+
+
+@dataclass
+class DaskEvaluation:
+    """What ``evaluate_on_dask`` returns: the metrics, the merged states (by state key: the
+    metrics' and the analyses'), the analyses finalized from them, where the evaluation frame
+    was written, and how the work was split."""
+
+    metrics: dict[str, float]
+    states: dict[Hashable, Any]
+    analyses: Analyses  # overview, signal quality, strategy, per-card table (merged)
+    frame_dir: Path
+    partitions: int
+    rows: int
+    frame: pd.DataFrame | None = None  # gathered only for metrics without a state
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run parameters this engine adds."""
+        return {"engine": "dask", "partitions": self.partitions}
+
+
+def evaluate_on_dask(
+    data: str | Path,
+    model: Model,
+    policy: SignalPolicy,
+    metrics: Mapping[str, Metric],
+    test_start: str | pd.Timestamp | None = None,
+    *,
+    output_dir: str | Path,
+    scheduler: str = "local",
+    partitions: int | None = None,
+    gather_rows: int = DEFAULT_GATHER_ROWS,
+    workers: int | None = None,
+    memory_limit: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DaskEvaluation:
+    """Evaluate built components (``resolve_components``) on ``data`` on a Dask cluster.
+
+    ``scheduler``: ``"local"`` (a ``LocalCluster`` of ``workers`` processes bound to
+    127.0.0.1, each with ``memory_limit``, started and stopped here) or a scheduler address
+    (``tcp://host:8786``). ``partitions``: how many card partitions (default: about a million
+    rows each, at least two per worker thread). ``output_dir`` (new or empty) receives the
+    evaluation frame as ``part-NNNNN.parquet`` files, one per partition, written by the
+    workers. Raises ``ConfigError``/``DataError`` (exit 2) before any work for bad options, a
+    component the workers cannot import, or a stateless metric over more than
+    ``gather_rows`` rows.
+    """
+    report = progress or (lambda stage: None)
+    from pokewatch_core.evaluation import parse_test_start
+
+    start = parse_test_start(test_start)
+    if partitions is not None and partitions < 1:
+        raise ConfigError(f"partitions must be at least 1, got {partitions}")
+    out = Path(output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
+    existed = out.exists()
+    scratch = str(out / SCRATCH)
+    report("connecting to the dask scheduler")
+    with _client(scheduler, workers, memory_limit) as client:
+        from distributed import KilledWorker
+
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            return _run(client, str(data), model, policy, dict(metrics), start, out, scratch,
+                        partitions, gather_rows, report)  # fmt: skip
+        except BaseException as exc:
+            _remove(out, existed)  # no half-written dataset is left
+            if isinstance(exc, KilledWorker):
+                raise PokeWatchError(
+                    f"dask workers died running {exc.task!s:.60} (out of memory? use more "
+                    "partitions or a higher memory limit per worker)"
+                ) from exc
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove(out: Path, keep_folder: bool) -> None:
+    """Remove what the run wrote to ``out`` (and ``out`` itself unless it was there)."""
+    if not keep_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for item in out.iterdir():
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+
+
+def _run(
+    client: Client,
+    data: str,
+    model: Model,
+    policy: SignalPolicy,
+    metrics: dict[str, Metric],
+    start: pd.Timestamp | None,
+    out: Path,
+    scratch: str,
+    partitions: int | None,
+    gather_rows: int,
+    report: Callable[[str], None],
+) -> DaskEvaluation:
+    _check_workers(client, model, policy, metrics)
+    report("reading the input's layout")
+    pieces: list[parts.Piece] = client.submit(parts.plan, data, pure=False).result()
+    rows = sum(piece.rows for piece in pieces)
+    threads = sum(client.nthreads().values())
+    n = partitions or parts.default_partitions(rows, threads)
+    unmerged = parts.stateless(metrics)
+    if unmerged and rows > gather_rows:
+        raise ConfigError(
+            f"metric '{unmerged[0]}' declares no mergeable state and the input's {rows} rows "
+            f"exceed the {gather_rows} the client may gather (raise gather_rows, or give "
+            "the metric state/merge/finalize)"
+        )
+    report(f"routing {rows} rows to {n} partitions by card")
+    routed = client.map(
+        parts.route, pieces, range(len(pieces)), [n] * len(pieces), [scratch] * len(pieces),
+        pure=False,
+    )  # fmt: skip
+    for future in routed:
+        future.result()
+    from distributed import as_completed
+
+    tasks = client.map(
+        parts.evaluate_bucket,
+        range(n),
+        output_dir=str(out),
+        scratch=scratch,
+        model=model,
+        policy=policy,
+        metrics=metrics,
+        test_start=start,
+        source=data,
+        keep_frame=bool(unmerged),
+        pure=False,
+    )
+    merged: dict[Hashable, Any] = {}
+    total, frames = 0, []
+    for done, future in enumerate(as_completed(tasks, loop=client.loop), start=1):
+        count, states, frame = future.result()
+        future.release()
+        merged = merge_states(metrics, merged, states)
+        total += count
+        if frame is not None:
+            frames.append(frame)
+        report(f"evaluated partition {done}/{n}")
+    if QualityState.key(1) not in merged:  # an analysis every partition with scored rows has
+        raise DataError(f"{data}: no rows on or after test_start {start.date() if start else ''}")
+    values = finalize_metrics(metrics, merged)
+    gathered = None
+    if unmerged:
+        gathered = pd.concat(frames, ignore_index=True)
+        values.update(_stateless_values(gathered, metrics, unmerged, start))
+    ordered = {name: values[name] for name in metrics}
+    analyses = analyses_from(merged, {m.state_key() for m in metrics.values()})
+    return DaskEvaluation(ordered, merged, analyses, out, n, total, gathered)
+
+
+def _stateless_values(
+    frame: pd.DataFrame, metrics: dict[str, Metric], names: list[str], start: pd.Timestamp | None
+) -> dict[str, float]:
+    """Metrics without a state, on the gathered evaluation frame, as the local engine does."""
+    from pokewatch_core.evaluation import _guarded
+
+    fitting = None if start is None else (frame[DATE] < start).to_numpy()
+    scored = frame if fitting is None else frame.loc[~fitting]
+    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: True if fitting is None else fitting})
+    values = {}
+    for name in names:
+        metric = metrics[name]
+        if type(metric).fit is not Metric.fit:
+            _guarded("metric", metric, "fit", lambda m=metric: m.fit(history))  # type: ignore[misc]
+        values[name] = float(
+            _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
+        )
+    return values
+
+
+@contextmanager
+def _client(scheduler: str, workers: int | None, memory_limit: str | None) -> Iterator[Client]:
+    """A client of ``scheduler``: a LocalCluster started here for ``"local"``."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ConfigError(f"the dask engine needs the optional extra: {EXTRA}") from exc
+    if scheduler == "local":
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=memory_limit or "auto",
+            silence_logs=logging.CRITICAL,  # failures reach the client as exceptions,
+        )
+        try:
+            with Client(cluster, set_as_default=False) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    if workers is not None or memory_limit is not None:
+        raise ConfigError("workers and memory_limit apply to scheduler 'local' only")
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        line = " ".join(str(exc).split())[:160]
+        raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {line}") from exc
+    with client:
+        yield client
+
+
+def _importable(modules: list[str]) -> tuple[str, dict[str, str]]:
+    """Run on each worker: its pokewatch version and the modules it cannot import."""
+    from pokewatch_core.version import __version__
+
+    problems = {}
+    for module in modules:
+        try:
+            import_module(module)
+        except Exception as exc:
+            problems[module] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:160]
+    return __version__, problems
+
+
+def _check_workers(
+    client: Client, model: Model, policy: SignalPolicy, metrics: dict[str, Metric]
+) -> None:
+    """Every worker must run this pokewatch and import every component's module (a plugin's
+    distribution installed in each worker's environment)."""
+    from pokewatch_core.version import __version__
+
+    components: list[Component] = [model, policy, *metrics.values()]
+    modules = {type(c).__module__: c for c in components if type(c).__module__ != "__main__"}
+    try:
+        answers = client.run(_importable, sorted(modules))
+    except Exception as exc:
+        line = " ".join(str(exc).split())[:160]
+        raise ConfigError(
+            f"cannot run PokeWatch on the dask workers ({line}); install it there: {EXTRA}"
+        ) from exc
+    if not answers:
+        raise ConfigError("the dask scheduler has no workers")
+    for worker, (version, problems) in sorted(answers.items()):
+        if version != __version__:
+            raise ConfigError(
+                f"dask worker {worker} runs pokewatch {version}, this client {__version__}"
+            )
+        for module, problem in problems.items():
+            c = modules[module]
+            raise ConfigError(
+                f"{c.kind} '{c.name}' cannot be imported on dask worker {worker} "
+                f"({problem}); install its distribution in every worker's environment"
+            )
