@@ -568,6 +568,53 @@ def overview_state(frame: pd.DataFrame, scored: np.ndarray[Any, Any] | None) -> 
     )
 
 
+SAMPLE: Hashable = ("price_sample",)  # the state key of the bounded sample of price pairs
+SAMPLE_ROWS = 20_000  # more points add nothing visible to a histogram or a scatter plot
+
+
+@dataclass(frozen=True)
+class PriceSample:
+    """A uniform sample of at most ``SAMPLE_ROWS`` scored rows' (market, predicted) prices,
+    out of ``rows``: what the plots of an evaluation whose frame is not in memory draw.
+    Merging keeps each side in proportion to the rows it stands for."""
+
+    rows: int
+    market: np.ndarray[Any, np.dtype[np.float64]]
+    predicted: np.ndarray[Any, np.dtype[np.float64]]
+
+    def merge(self, other: PriceSample) -> PriceSample:
+        """A sample of both frames' scored rows."""
+        market = np.concatenate([self.market, other.market])
+        predicted = np.concatenate([self.predicted, other.predicted])
+        rows = self.rows + other.rows
+        if len(market) <= SAMPLE_ROWS:
+            return PriceSample(rows, market, predicted)
+        # each kept point stands for rows / len(sample) rows of its side
+        weight = np.concatenate(
+            [
+                np.full(len(self.market), self.rows / max(len(self.market), 1)),
+                np.full(len(other.market), other.rows / max(len(other.market), 1)),
+            ]
+        )
+        rng = np.random.default_rng(rows)
+        pick = np.sort(rng.choice(len(market), SAMPLE_ROWS, replace=False, p=weight / weight.sum()))
+        return PriceSample(rows, market[pick], predicted[pick])
+
+
+def price_sample(frame: pd.DataFrame) -> PriceSample:
+    """A uniform sample of ``frame``'s scored rows (a market price and a prediction)."""
+    market = frame[PRICE].to_numpy(dtype=np.float64)
+    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
+    both = np.flatnonzero(~(np.isnan(market) | np.isnan(predicted)))
+    if len(both) > SAMPLE_ROWS:
+        both = np.sort(np.random.default_rng(len(both)).choice(both, SAMPLE_ROWS, replace=False))
+    return PriceSample(
+        int(np.count_nonzero(~(np.isnan(market) | np.isnan(predicted)))),
+        market[both],
+        predicted[both],
+    )
+
+
 @dataclass(frozen=True)
 class Analyses:
     """The analyses an evaluation's summary, plots and tables show: signal quality at horizon

@@ -7,13 +7,15 @@ Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback); 1 anyt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,6 +164,33 @@ def example(command: str) -> str:
 @click.option("--id-col", default=None, help="Column holding the card id.")
 @click.option("--date-col", default=None, help="Column holding the date.")
 @click.option("--price-col", default=None, help="Column holding the market price.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Evaluate in this process, or on a Dask cluster (pip install 'pokewatch[dask]').",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS|local",
+    help="With --engine dask: a scheduler address (tcp://host:8786), or 'local' (default) "
+    "for a cluster on this machine.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine dask: card partitions (default: about a million rows each).",
+)
+@click.option(
+    "--frame-dir",
+    default=None,
+    metavar="DIR",
+    help="With --engine dask: a new or empty folder, shared with the workers, for the "
+    "evaluation frame's parts (default: a temporary folder, removed once logged).",
+)
 def train(
     model: str,
     data_path: str | None,
@@ -178,6 +207,10 @@ def train(
     id_col: str | None,
     date_col: str | None,
     price_col: str | None,
+    engine: str,
+    scheduler: str | None,
+    partitions: int | None,
+    frame_dir: str | None,
 ) -> None:
     """Evaluate a model walk-forward and log the run to MLflow."""
     from pokewatch_core.data import load_prices
@@ -198,6 +231,8 @@ def train(
         context.get_parameter_source("alias") is not click.core.ParameterSource.DEFAULT
     ):
         raise click.BadParameter("--alias needs --register-model")
+    _check_engine_options(engine, scheduler, partitions, frame_dir, register_model, id_col,
+                          date_col, price_col)  # fmt: skip
     built = resolve_components(model, policy, list(metrics) or None, param_values)
     start = parse_test_start(test_start)
     if experiment_name is not None and not experiment_name.strip():
@@ -206,11 +241,19 @@ def train(
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluation
     _report_healed(heal_abandoned_runs(store.uri), err=False)
     path = data_path or str(embedded_sample_path())
-    with StageDisplay() as display:
+    with StageDisplay() as display, _frame_folder(engine, frame_dir) as parts:
         # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
-        display(f"reading {Path(path).name}")
-        table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
-        result = evaluate_prepared(table, *built, start, source=path, progress=display)
+        if parts is None:
+            display(f"reading {Path(path).name}")
+            table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
+            result = evaluate_prepared(table, *built, start, source=path, progress=display)
+        else:  # the workers read, validate and evaluate their partitions
+            from pokewatch_core.dask_engine import dask_result
+
+            result = dask_result(
+                path, *built, start, output_dir=parts, scheduler=scheduler or "local",
+                partitions=partitions, progress=display,
+            )  # fmt: skip
         display("analysing")
         analyses = result.analyses
         display("logging to MLflow")
@@ -225,6 +268,52 @@ def train(
             alias=alias,
         )
     _report_training(result, analyses.reports_signals, data_path, logged, alias)
+
+
+def _check_engine_options(
+    engine: str,
+    scheduler: str | None,
+    partitions: int | None,
+    frame_dir: str | None,
+    register_model: str | None,
+    *columns: str | None,
+) -> None:
+    """Refuse options that do not go with the engine asked for."""
+    if engine == "local":
+        given = [o for o, v in (("--scheduler", scheduler), ("--partitions", partitions),
+                                ("--frame-dir", frame_dir)) if v is not None]  # fmt: skip
+        if given:
+            raise click.BadParameter(f"{given[0]} needs --engine dask")
+        return
+    if register_model is not None:
+        raise click.BadParameter(
+            "--register-model needs --engine local: a dask evaluation logs no model (its "
+            "evaluation frame stays partitioned on disk)"
+        )
+    if any(c is not None for c in columns):
+        raise click.BadParameter(
+            "--id-col/--date-col/--price-col need --engine local (the workers read the "
+            "standard columns card_id, date, market_price)"
+        )
+    if scheduler not in (None, "local") and frame_dir is None:
+        raise click.BadParameter(
+            "--frame-dir is needed with a remote --scheduler: a folder this machine and the "
+            "workers share"
+        )
+
+
+@contextlib.contextmanager
+def _frame_folder(engine: str, frame_dir: str | None) -> Iterator[str | None]:
+    """Where the dask workers write the evaluation frame: ``--frame-dir``, else a temporary
+    folder removed once the run is logged (the artifact store keeps the parts). None for the
+    local engine."""
+    if engine == "local":
+        yield None
+    elif frame_dir is not None:
+        yield frame_dir
+    else:
+        with tempfile.TemporaryDirectory(prefix="pokewatch-frame-") as folder:
+            yield str(Path(folder) / "frame")
 
 
 def _report_training(

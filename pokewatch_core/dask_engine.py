@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from pokewatch_core.naive import FITTING
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from pokewatch_core.evaluation import EvaluationResult
 
 DEFAULT_GATHER_ROWS = 5_000_000
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
@@ -60,6 +63,44 @@ class DaskEvaluation:
     def params(self) -> dict[str, Any]:
         """The run parameters this engine adds."""
         return {"engine": "dask", "partitions": self.partitions}
+
+
+def dask_result(
+    data: str | Path,
+    model: Model,
+    policy: SignalPolicy,
+    metrics: Mapping[str, Metric],
+    test_start: str | pd.Timestamp | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    scheduler: str = "local",
+    partitions: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """``evaluate_on_dask`` as an ``EvaluationResult`` (what ``evaluate(engine="dask")``
+    returns): the frame stays in ``output_dir`` (default: a new temporary folder, the
+    caller's to remove), the analyses and the plots' sample come from the merged states."""
+    from pokewatch_core.evaluation import EvaluationResult, parse_test_start
+
+    if output_dir is None:
+        output_dir = tempfile.mkdtemp(prefix="pokewatch-frame-")
+    run = evaluate_on_dask(
+        data, model, policy, metrics, test_start,
+        output_dir=output_dir, scheduler=scheduler, partitions=partitions, progress=progress,
+    )  # fmt: skip
+    result = EvaluationResult(
+        run.metrics,
+        run.frame,
+        model,
+        policy,
+        dict(metrics),
+        parse_test_start(test_start),
+        run.states,
+        frame_dir=run.frame_dir,
+        engine_params=run.params,
+    )
+    result.analyses = run.analyses  # merged already: nothing to compute again
+    return result
 
 
 def evaluate_on_dask(

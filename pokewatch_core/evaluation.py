@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.analysis import Analyses, analyses_from, analysis_states
+from pokewatch_core.analysis import SAMPLE, Analyses, analyses_from, analysis_states
 from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy, has_state
 from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, load_prices, prepare_prices
@@ -28,16 +28,39 @@ T = TypeVar("T")
 
 @dataclass
 class EvaluationResult:
-    """What ``evaluate`` returns: metrics, the evaluation frame and the components used."""
+    """What ``evaluate`` returns: metrics, the evaluation frame and the components used.
+
+    The dask engine leaves the evaluation frame on disk, a parquet part per partition in
+    ``frame_dir``: its result reads it into memory only if ``frame`` is asked for, and its
+    ``analyses`` and plots come from the partitions' merged states."""
 
     metrics: dict[str, float]
-    frame: pd.DataFrame
+    held_frame: pd.DataFrame | None
     model: Model
     policy: SignalPolicy
     metric_components: dict[str, Metric] = field(default_factory=dict)
     test_start: pd.Timestamp | None = None
     states: dict[Hashable, Any] = field(default_factory=dict, repr=False)
     """The metrics' states by ``state_key`` (over the scored rows)."""
+    frame_dir: Path | None = None
+    """Where the evaluation frame was written (dask engine), None when held in memory."""
+    engine_params: dict[str, Any] = field(default_factory=dict)
+    """The engine's own run parameters (``engine``, ``partitions``); none for the local one."""
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The evaluation frame: the input's columns plus ``predicted_price`` and ``signal``.
+        For a result of the dask engine, read whole from ``frame_dir`` on first use."""
+        if self.held_frame is None:
+            if self.frame_dir is None:
+                raise ValueError("this result holds no evaluation frame")
+            self.held_frame = pd.read_parquet(self.frame_dir)
+        return self.held_frame
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the evaluation frame is held in memory (the local engine)."""
+        return self.frame_dir is None
 
     @property
     def model_params(self) -> dict[str, Any]:
@@ -55,7 +78,7 @@ class EvaluationResult:
         params: dict[str, Any] = {"model_type": self.model.name, "policy": self.policy.name}
         if self.test_start is not None:
             params["test_start"] = self.test_start.date().isoformat()
-        return params
+        return {**params, **self.engine_params}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -95,9 +118,24 @@ class EvaluationResult:
     def analyses(self) -> Analyses:
         """The overview, signal quality, strategy backtest and per-card table that the
         summary, plots, tables and terminal show: computed once, on first use, reusing the
-        metrics' states."""
+        metrics' states (a result of the dask engine has them all, merged)."""
+        keys = {m.state_key() for m in self.metric_components.values()}
+        if not self.in_memory:
+            return analyses_from(self.states, keys)
         states = analysis_states(self.frame, self.scored_frame, self.scored_mask, self.states)
-        return analyses_from(states, {m.state_key() for m in self.metric_components.values()})
+        return analyses_from(states, keys)
+
+    def price_pairs(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Market and predicted prices of the scored rows that have both: every such row when
+        the frame is in memory, else the partitions' merged sample (``PriceSample``)."""
+        if not self.in_memory:
+            sample = self.states[SAMPLE]
+            return sample.market, sample.predicted
+        frame = self.scored_frame
+        market = frame[PRICE].to_numpy(dtype=np.float64)
+        predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
+        ok = ~(np.isnan(market) | np.isnan(predicted))
+        return market[ok], predicted[ok]
 
 
 def _guarded(kind: str, component: Component, phase: str, call: Callable[[], T]) -> T:
@@ -176,6 +214,10 @@ def evaluate(
     *,
     source: str | None = None,
     progress: Callable[[str], None] | None = None,
+    engine: str = "local",
+    scheduler: str = "local",
+    partitions: int | None = None,
+    output_dir: str | Path | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` walk-forward, one step ahead, and compute ``metrics``.
 
@@ -185,11 +227,31 @@ def evaluate(
     component) to values or strings. With ``test_start``, the model is fitted on the rows
     before it and only rows on or after it are predicted and scored. ``progress`` is called
     with the name of each stage as it starts.
+
+    ``engine="dask"`` (``pip install 'pokewatch[dask]'``) evaluates on a Dask cluster:
+    ``data`` is then a path (a parquet/CSV file, a folder or a glob of parquet files) that
+    the workers read; ``scheduler`` is ``"local"`` (a LocalCluster started for the call) or
+    an address; ``partitions`` the number of card partitions; ``output_dir`` where the
+    workers write the evaluation frame (default: a new temporary folder). See
+    docs/scaling.md.
     """
     report = progress or (lambda stage: None)
     report("checking the data")
     model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
     start = parse_test_start(test_start)
+    if engine == "dask":
+        from pokewatch_core.dask_engine import dask_result
+
+        if not isinstance(data, str | Path):
+            raise ConfigError("engine 'dask': data must be a path the workers can read")
+        return dask_result(
+            data, model_obj, policy_obj, metric_objs, start, output_dir=output_dir,
+            scheduler=scheduler, partitions=partitions, progress=progress,
+        )  # fmt: skip
+    if engine != "local":
+        raise ConfigError(f"unknown engine {engine!r} (use 'local' or 'dask')")
+    if scheduler != "local" or partitions is not None or output_dir is not None:
+        raise ConfigError("scheduler, partitions and output_dir apply to engine 'dask' only")
     if isinstance(data, str | Path):
         table = load_prices(data)
     else:

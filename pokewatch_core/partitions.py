@@ -245,7 +245,13 @@ def evaluate_partition(
     """The evaluation frame of a validated partition (whole cards) and its states by key: the
     stateful metrics' and the analyses' (overview, signal quality, strategy, per-card table).
     A partition with no row in the scored period has only the overview's state."""
-    from pokewatch_core.analysis import OVERVIEW, analysis_states, overview_state
+    from pokewatch_core.analysis import (
+        OVERVIEW,
+        SAMPLE,
+        analysis_states,
+        overview_state,
+        price_sample,
+    )
     from pokewatch_core.evaluation import evaluate_prepared
 
     if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
@@ -258,6 +264,7 @@ def evaluate_partition(
     result = evaluate_prepared(table, model, policy, stateful, test_start)
     known = result.states
     extra = analysis_states(result.frame, result.scored_frame, result.scored_mask, known)
+    extra[SAMPLE] = price_sample(result.scored_frame)  # what the plots draw
     return result.frame, {**known, **extra}
 
 

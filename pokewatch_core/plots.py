@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pokewatch_core.components import SIGNALS
-from pokewatch_core.data import PREDICTED, PRICE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,11 +25,7 @@ def _figure() -> tuple[Figure, Any]:
 
 def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     """The three plots, by artifact path (``plots/…png``)."""
-    frame = result.scored_frame
-    market = frame[PRICE].to_numpy(dtype=np.float64)
-    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
-    ok = ~(np.isnan(market) | np.isnan(predicted))
-    market, predicted = market[ok], predicted[ok]
+    market, predicted = result.price_pairs()  # a bounded sample if the frame is on disk
     title = f"{result.model.name}"
 
     fig_err, ax = _figure()

@@ -18,7 +18,8 @@ import pytest
 
 from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
 from pokewatch_core.dask_engine import evaluate_on_dask
-from pokewatch_core.evaluation import resolve_components
+from pokewatch_core.resolve import resolve_components
+from tests.conftest import all_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.dask]
 
@@ -239,3 +240,119 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
             output_dir=tmp_path / "f",
         )
     assert not (tmp_path / "f").exists()
+
+
+def _run_record(store: str, run_id: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    run = client.get_run(run_id)
+    files: list[str] = []
+    pending = [""]
+    while pending:
+        for item in client.list_artifacts(run_id, pending.pop() or None):
+            (pending.append(item.path) if item.is_dir else files.append(item.path))
+    return client, run, sorted(files)
+
+
+def test_train_on_dask_logs_the_local_run_with_a_partitioned_frame(
+    run_cli, store, scheduler, tmp_path
+):
+    """`pokewatch train --engine dask` against the same train on the local engine: the same
+    metrics (1e-9), the same params plus engine and partitions, the same artifacts — the
+    evaluation frame as a folder of parts written by the workers — and no model."""
+    import re
+
+    local = run_cli("train", "--tracking-uri", store)
+    assert local.exit_code == 0, local.stderr
+    frame_dir = tmp_path / "frame"
+    remote = run_cli(
+        "train", "--tracking-uri", store, "--engine", "dask", "--scheduler", scheduler,
+        "--partitions", "3", "--frame-dir", str(frame_dir),
+    )  # fmt: skip
+    assert remote.exit_code == 0, remote.stderr
+    ids = [re.search(r"Run (\w+) logged", r.stdout).group(1) for r in (local, remote)]
+    client, local_run, local_files = _run_record(store, ids[0])
+    _, dask_run, dask_files = _run_record(store, ids[1])
+    assert local_run.info.status == dask_run.info.status == "FINISHED"
+
+    assert set(dask_run.data.metrics) == set(local_run.data.metrics)
+    for name, value in local_run.data.metrics.items():
+        assert same(dask_run.data.metrics[name], value), name
+    assert dask_run.data.params == {**local_run.data.params, "engine": "dask", "partitions": "3"}
+
+    parts = sorted(p.name for p in frame_dir.glob("part-*.parquet"))
+    assert len(parts) == 3
+    expected = [f for f in local_files if f != "tables/predictions.parquet"]
+    expected += [f"tables/predictions/{name}" for name in parts]
+    assert dask_files == sorted(expected)
+
+    def table(run_id: str, path: str) -> pd.DataFrame:
+        folder = client.download_artifacts(run_id, path, str(tmp_path / run_id))
+        frame = pd.read_parquet(folder) if path.startswith("tables/predictions") else None
+        frame = pd.read_csv(folder, dtype={"card_id": str}) if frame is None else frame
+        return frame.sort_values(["card_id", *(["date"] if "date" in frame else [])])
+
+    for local_path, dask_path in [
+        ("tables/metrics_by_card.csv",) * 2,
+        ("tables/predictions.parquet", "tables/predictions"),
+    ]:
+        a, b = table(ids[0], local_path), table(ids[1], dask_path)
+        pd.testing.assert_frame_equal(
+            a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False,
+            check_categorical=False, rtol=1e-9,
+        )  # fmt: skip
+    summaries = [
+        client.download_artifacts(i, "summary/evaluation_summary.txt", str(tmp_path / f"s{i}"))
+        for i in ids
+    ]
+    assert Path(summaries[1]).read_text() == Path(summaries[0]).read_text()
+    assert local_run.outputs.model_outputs and not dask_run.outputs.model_outputs
+
+
+def test_evaluate_with_engine_dask_returns_a_result_like_the_local_one(scheduler, tmp_path):
+    path = embedded_sample_path()
+    local = evaluate("baseline_moving_average", path, test_start="2024-06-01")
+    remote = evaluate(
+        "baseline_moving_average", str(path), test_start="2024-06-01", engine="dask",
+        scheduler=scheduler, partitions=2, output_dir=tmp_path / "frame",
+    )  # fmt: skip
+    assert not remote.in_memory and remote.frame_dir == tmp_path / "frame"
+    assert remote.params == {**local.params, "engine": "dask", "partitions": 2}
+    for name, value in local.metrics.items():
+        assert same(remote.metrics[name], value), name
+    assert remote.analyses.overview == local.analyses.overview
+    pd.testing.assert_frame_equal(remote.analyses.by_card, local.analyses.by_card, rtol=1e-9)
+    market, predicted = remote.price_pairs()  # the plots' bounded sample
+    assert 0 < len(market) == len(predicted) <= 20_000
+    assert np.isin(market, local.price_pairs()[0]).all()
+    key = ["card_id", "date"]
+    on_disk = remote.frame.sort_values(key, ignore_index=True)  # read on first use
+    in_memory = local.frame.sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(on_disk, in_memory, check_dtype=False, check_categorical=False)
+
+
+def test_engine_options_are_checked(tmp_path):
+    panel = pd.DataFrame(
+        {"card_id": ["a", "a"], "date": ["2024-01-01", "2024-01-02"], "market_price": [1, 2]}
+    )
+    with pytest.raises(ConfigError, match="data must be a path"):
+        evaluate("baseline_moving_average", panel, engine="dask")
+    with pytest.raises(ConfigError, match="apply to engine 'dask' only"):
+        evaluate("baseline_moving_average", panel, partitions=2)
+    with pytest.raises(ConfigError, match="unknown engine 'spark'"):
+        evaluate("baseline_moving_average", panel, engine="spark")
+
+
+def test_the_readme_dask_command_as_printed(run_cli, store):
+    from tests.test_documented_commands import code_blocks, commands
+
+    block = next(b for b in code_blocks("README.md", "bash") if "sample-data" in b)
+    (line,) = commands(block, "uv run --extra dask pokewatch")
+    args = line.split()[5:]  # after "uv run --extra dask pokewatch"
+    assert args[:3] == ["train", "--engine", "dask"]
+    result = run_cli(*args, "--tracking-uri", store)
+    assert result.exit_code == 0, result.stderr
+    (run,) = all_runs(store)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["engine"] == "dask" and run.data.params["partitions"] == "4"

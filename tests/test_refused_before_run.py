@@ -49,6 +49,13 @@ def _refused(result, store: str, needle: str) -> None:
         (["--alias", "prod"], "--alias needs --register-model"),
         (["--experiment-name", ""], "--experiment-name must not be empty"),
         (["--data-path", ""], "--data-path must not be empty"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+        (["--partitions", "4"], "--partitions needs --engine dask"),
+        (["--engine", "dask", "--partitions", "0"], "--partitions"),
+        (["--engine", "dask", "--register-model", "m"], "--register-model needs --engine local"),
+        (["--engine", "dask", "--id-col", "sku"], "need --engine local"),
+        (["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--frame-dir is needed"),
+        (["--engine", "spark"], "--engine"),
     ],
 )
 def test_bad_values_are_refused_before_the_run(args, needle, run_cli, store, tmp_path):

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data import DATE, ID, PRICE
-from pokewatch_core.errors import TrackingError
+from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL
+from pokewatch_core.errors import ConfigError, TrackingError
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins import get_plugins
 from pokewatch_core.tracking.store import (
@@ -176,12 +176,22 @@ def make_dataset(result: EvaluationResult, data_source: str) -> Any:
     from mlflow.data.pandas_dataset import PandasDataset
     from mlflow.models import infer_signature
 
+    rows = result.analyses.overview.rows
+
     class _Dataset(PandasDataset):  # type: ignore[misc]
         @property
         def schema(self) -> Any:
             return infer_signature(self.df.head(SCHEMA_ROWS)).inputs
 
-    table = result.frame.drop(columns=["predicted_price", "signal"])
+        @property
+        def profile(self) -> Any:
+            return {"num_rows": rows, "num_elements": rows * self.df.shape[1]}
+
+    if result.in_memory:
+        table = result.frame.drop(columns=[PREDICTED, SIGNAL])
+        digest = _dataset_digest(table)
+    else:  # the frame is on disk, in parts: its first rows give the schema
+        table, digest = _partitioned_head(result)
     with warnings.catch_warnings():  # local paths match two MLflow sources; int-column hints
         warnings.simplefilter("ignore", UserWarning)
         dataset = _Dataset(
@@ -189,9 +199,26 @@ def make_dataset(result: EvaluationResult, data_source: str) -> Any:
             source=resolve_dataset_source(data_source),
             targets=PRICE,
             name=Path(data_source).name,
-            digest=_dataset_digest(table),
+            digest=digest,
         )
     return dataset
+
+
+def _partitioned_head(result: EvaluationResult) -> tuple[pd.DataFrame, str]:
+    """The first rows of a partitioned evaluation frame's input columns, and a digest of the
+    input from the merged overview (rows, cards, date range) and the columns: the same for
+    the same data however it is partitioned (not the in-memory digest)."""
+    import pyarrow.parquet as pq
+
+    assert result.frame_dir is not None
+    first = min(result.frame_dir.glob("part-*.parquet"))
+    head = next(pq.ParquetFile(first).iter_batches(batch_size=SCHEMA_ROWS)).to_pandas()
+    table = head.drop(columns=[PREDICTED, SIGNAL])
+    seen = result.analyses.overview
+    md5 = hashlib.md5(usedforsecurity=False)
+    md5.update(f"{seen.rows},{seen.cards},{seen.first_day},{seen.last_day}".encode())
+    md5.update(",".join(map(str, table.columns)).encode())
+    return table, md5.hexdigest()[:8]
 
 
 def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
@@ -206,6 +233,7 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
 
 
 TABLES = ("tables/metrics_by_card.csv", "tables/predictions.parquet")
+PARTITIONED_FRAME = "tables/predictions"  # a folder of part-NNNNN.parquet (dask engine)
 
 
 def log_artifacts(
@@ -226,9 +254,14 @@ def log_artifacts(
     tables = workdir / "tables"
     tables.mkdir()
     result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
-    result.frame.to_parquet(workdir / TABLES[1], index=False)
+    if result.frame_dir is None:
+        result.frame.to_parquet(workdir / TABLES[1], index=False)
+        _retry(client.log_artifacts, run_id, str(tables), "tables")
+        return [*figures, SUMMARY_ARTIFACT, *TABLES]
+    # the workers wrote the frame as a partitioned dataset: logged as that folder
     _retry(client.log_artifacts, run_id, str(tables), "tables")
-    return [*figures, SUMMARY_ARTIFACT, *TABLES]
+    _retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
+    return [*figures, SUMMARY_ARTIFACT, TABLES[0], PARTITIONED_FRAME + "/"]
 
 
 def _clean_metric(value: float) -> float:
@@ -315,7 +348,10 @@ def keep_results(
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=parent))
         (tmp / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         (tmp / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
-        result.frame.to_parquet(tmp / "predictions.parquet", index=False)
+        if result.frame_dir is None:
+            result.frame.to_parquet(tmp / "predictions.parquet", index=False)
+        else:  # already on disk, whole: say where
+            (tmp / "predictions_folder.txt").write_text(f"{result.frame_dir}\n")
         (tmp / "evaluation_summary.txt").write_text(evaluation_summary(result, data_source))
         os.replace(tmp, folder)
     except Exception as exc:
@@ -406,6 +442,11 @@ def log_evaluation(
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    if register_model and not result.in_memory:
+        raise ConfigError(
+            "register_model: a dask-engine evaluation logs no model (its frame stays "
+            "partitioned on disk); register one trained with the local engine"
+        )
     effective_uri = use_store(tracking_uri)
     with _store_init_lock(effective_uri):
         experiment_id, enclosing = _retry(_target, experiment_name)
@@ -497,7 +538,9 @@ def _log_run(
     stage[0] = "artifacts"
     log_artifacts(result, run.info.run_id, workdir, data_source)
     stage[0] = "model"
-    model = _log_model(result, workdir) if log_model else None
+    # a partitioned frame is not held anywhere as one table: no servable model (the pyfunc
+    # keeps the whole price history); log_evaluation refuses register_model for it
+    model = _log_model(result, workdir) if log_model and result.in_memory else None
     model_uri = str(model.model_uri) if model is not None else None
     if model is not None:  # the logged model's page shows the same description
         _retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
