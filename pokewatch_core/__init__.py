@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         strategy_state,
     )
     from pokewatch_core.data import load_prices, prepare_prices, read_table
-    from pokewatch_core.evaluation import EvaluationResult, evaluate, score_predictions
+    from pokewatch_core.engines import evaluate
+    from pokewatch_core.evaluation import EvaluationResult, score_predictions
     from pokewatch_core.naive import NaiveBaseline, NaiveSums
     from pokewatch_core.price_index import PriceIndex
     from pokewatch_core.sample_data import embedded_sample_path, generate_prices
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from pokewatch_core.tracking.sweep import run_sweep
 
 _LAZY = {
-    "evaluate": "pokewatch_core.evaluation",
+    "evaluate": "pokewatch_core.engines",
     "score_predictions": "pokewatch_core.evaluation",
     "run_sweep": "pokewatch_core.tracking.sweep",
     "SweepResult": "pokewatch_core.sweep",

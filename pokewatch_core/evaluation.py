@@ -14,7 +14,7 @@ import pandas as pd
 from pokewatch_core.analysis import SAMPLE, Analyses, analyses_from, analysis_states
 from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy, has_state
-from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, load_prices, prepare_prices
+from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError, PluginError
 from pokewatch_core.naive import FITTING
@@ -204,62 +204,6 @@ def parse_test_start(value: Any) -> pd.Timestamp | None:
     return stamp.floor("D")
 
 
-def evaluate(
-    model: str | Model | type[Model],
-    data: pd.DataFrame | str | Path,
-    policy: str | SignalPolicy | type[SignalPolicy] = DEFAULT_POLICY,
-    metrics: Sequence[str | Metric | type[Metric]] | None = None,
-    params: Mapping[str, Any] | None = None,
-    test_start: str | pd.Timestamp | None = None,
-    *,
-    source: str | None = None,
-    progress: Callable[[str], None] | None = None,
-    engine: str = "local",
-    scheduler: str = "local",
-    partitions: int | None = None,
-    output_dir: str | Path | None = None,
-) -> EvaluationResult:
-    """Evaluate ``model`` on ``data`` walk-forward, one step ahead, and compute ``metrics``.
-
-    ``data`` is a price table (DataFrame, or a parquet/CSV path). Components are given by
-    name or as classes/instances; ``metrics=None`` means every registered metric. ``params``
-    maps parameter names (``window_size``, or ``policy.buy_threshold_pct`` to aim at one
-    component) to values or strings. With ``test_start``, the model is fitted on the rows
-    before it and only rows on or after it are predicted and scored. ``progress`` is called
-    with the name of each stage as it starts.
-
-    ``engine="dask"`` (``pip install 'pokewatch[dask]'``) evaluates on a Dask cluster:
-    ``data`` is then a path (a parquet/CSV file, a folder or a glob of parquet files) that
-    the workers read; ``scheduler`` is ``"local"`` (a LocalCluster started for the call) or
-    an address; ``partitions`` the number of card partitions; ``output_dir`` where the
-    workers write the evaluation frame (default: a new temporary folder). See
-    docs/scaling.md.
-    """
-    report = progress or (lambda stage: None)
-    report("checking the data")
-    model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
-    start = parse_test_start(test_start)
-    if engine == "dask":
-        from pokewatch_core.dask_engine import dask_result
-
-        if not isinstance(data, str | Path):
-            raise ConfigError("engine 'dask': data must be a path the workers can read")
-        return dask_result(
-            data, model_obj, policy_obj, metric_objs, start, output_dir=output_dir,
-            scheduler=scheduler, partitions=partitions, progress=progress,
-        )  # fmt: skip
-    if engine != "local":
-        raise ConfigError(f"unknown engine {engine!r} (use 'local' or 'dask')")
-    if scheduler != "local" or partitions is not None or output_dir is not None:
-        raise ConfigError("scheduler, partitions and output_dir apply to engine 'dask' only")
-    if isinstance(data, str | Path):
-        table = load_prices(data)
-    else:
-        table = prepare_prices(data, source or "data")
-
-    return _evaluate_table(table, model_obj, policy_obj, metric_objs, start, source, report)
-
-
 def evaluate_prepared(
     table: pd.DataFrame,
     model: Model,
@@ -274,12 +218,12 @@ def evaluate_prepared(
     ``prepare_prices``: nothing is resolved or validated again, and ``table`` is not changed,
     so one validated table serves many evaluations."""
     report = progress or (lambda stage: None)
-    return _evaluate_table(
+    return evaluate_table(
         table.copy(deep=False), model, policy, metrics, parse_test_start(test_start), source, report
     )
 
 
-def _evaluate_table(
+def evaluate_table(
     table: pd.DataFrame,
     model_obj: Model,
     policy_obj: SignalPolicy,
@@ -288,6 +232,8 @@ def _evaluate_table(
     source: str | None,
     report: Callable[[str], None],
 ) -> EvaluationResult:
+    """The local engine: fit, predict, decide and score on a validated ``table`` (changed in
+    place) with built components."""
     dates = table[DATE]
     history = table[[ID, DATE, PRICE]]
     before = None

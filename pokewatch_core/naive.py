@@ -6,14 +6,12 @@ The MASE scale is the mean absolute one-step change of each card's observed pric
 fitting rows (the rows the model was fitted on), pooled across cards (Hyndman & Koehler,
 m = 1).
 
-The sums the five metrics need are computed once per evaluation frame, in card-aligned chunks
-when the frame holds the history's own rows (no ``test_start``), so memory stays bounded.
+The sums the five metrics need (their shared state) are computed in card-aligned chunks when
+the frame holds the history's own rows (no ``test_start``), so memory stays bounded.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -28,28 +26,6 @@ from pokewatch_core.price_index import PriceIndex, card_aligned_chunks, observed
 
 FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
 CHUNK_ROWS = 1 << 20
-
-_lock = threading.Lock()
-# id(history) -> its baseline, for as long as a metric holds that baseline (a baseline holds
-# its history, so the history cannot be the weak side here)
-_baselines: weakref.WeakValueDictionary[int, NaiveBaseline] = weakref.WeakValueDictionary()
-
-
-def _cached(known: dict[int, tuple[weakref.ref[Any], Any]], owner: Any, make: Any) -> Any:
-    """``make()``, once per live ``owner`` object (forgotten when the owner dies)."""
-    key = id(owner)
-    with _lock:
-        entry = known.get(key)
-    if entry is not None and entry[0]() is owner:
-        return entry[1]
-    value = make()
-
-    def drop(_: object) -> None:
-        known.pop(key, None)  # atomic on a dict; may run while the interpreter shuts down
-
-    with _lock:
-        known[key] = (weakref.ref(owner, drop), value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -118,19 +94,13 @@ class NaiveBaseline:
 
     def __init__(self, history: pd.DataFrame) -> None:
         self.history = history
-        self._sums_by_frame: dict[int, tuple[weakref.ref[Any], Any]] = {}
 
     @classmethod
     def of(cls, history: pd.DataFrame) -> NaiveBaseline:
         """The baseline of ``history`` (``card_id, date, market_price`` and an optional boolean
-        ``fitting``; without it every row is a fitting row), one per history frame however
-        many metrics ask."""
-        with _lock:
-            baseline = _baselines.get(id(history))
-            if baseline is None or baseline.history is not history:
-                baseline = cls(history)
-                _baselines[id(history)] = baseline
-        return baseline
+        ``fitting``; without it every row is a fitting row). Cheap: the index and the scale
+        are built on first use."""
+        return cls(history)
 
     @cached_property
     def _fitting(self) -> np.ndarray[Any, Any] | None:
@@ -169,12 +139,9 @@ class NaiveBaseline:
         return self.index.lag(pos, count, 1)
 
     def sums(self, frame: pd.DataFrame) -> NaiveSums:
-        """The sums of the relative metrics over ``frame`` (an evaluation frame), once per
-        frame."""
-        sums: NaiveSums = _cached(self._sums_by_frame, frame, lambda: self._sums(frame))
-        return sums
-
-    def _sums(self, frame: pd.DataFrame) -> NaiveSums:
+        """The sums of the relative metrics over ``frame`` (an evaluation frame). The five
+        relative metrics share them as one state (one ``state_key``), so an evaluation
+        computes them once."""
         market = frame[PRICE].to_numpy(dtype=np.float64)
         predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
         totals = _Totals()

@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("data", {"data", "price_index", "naive", "sample_data", "features", "analysis"}),
     ("plugins", {"plugins", "catalog", "resolve", "testing", "gate"}),
-    ("evaluation", {"evaluation", "sweep", "summary", "plots", "partitions", "dask_engine"}),
+    ("evaluation", {"evaluation", "sweep", "summary", "plots"}),
+    ("engines", {"engines", "partitions", "dask_engine"}),
     # fair_price: the old import path of the serving code, kept for models logged before
     ("tracking", {"tracking", "fair_price"}),
     ("interface", {"compare", "cli", "__main__", "pytest_plugin"}),
