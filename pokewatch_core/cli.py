@@ -76,12 +76,15 @@ tracking_uri_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="pokewatch")
 @click.option("--debug", is_flag=True, help="Show tracebacks and MLflow's own log messages.")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
     """PokeWatch: evaluate trading-card price models and log every run to MLflow."""
     _quiet_libraries(loud=debug)
+    if context.invoked_subcommand is None:  # `pokewatch --debug` alone: the help, as bare
+        click.echo(context.get_help())
 
 
 def _quiet_libraries(loud: bool) -> None:

@@ -20,6 +20,22 @@ def test_bare_pokewatch_prints_the_normal_help(run_cli):
     assert all(name in bare.stdout for name in COMMANDS)
 
 
+def test_debug_is_an_option_of_the_command_line(run_cli, tmp_path):
+    """`--debug` alone prints the help; before a command it adds the traceback to the one
+    error line (and only then)."""
+    alone = run_cli("--debug")
+    assert alone.exit_code == 0 and "Commands:" in alone.stdout
+    missing = str(tmp_path / "missing.csv")
+    quiet = run_cli("train", "--data-path", missing)
+    loud = run_cli("--debug", "train", "--data-path", missing)
+    assert quiet.exit_code == loud.exit_code == 2
+    assert quiet.stderr.strip().splitlines() == [f"pokewatch: error: {missing}: no such file"]
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
+    unknown = run_cli("train", "--debug")  # a group option: before the command
+    assert unknown.exit_code == 2 and "No such option '--debug'" in unknown.stderr
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_option_has_help_text(name):
     command = cli.commands[name]
