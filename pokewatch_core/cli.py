@@ -98,6 +98,43 @@ def _quiet_libraries(loud: bool) -> None:
     logging.getLogger("mlflow").setLevel(logging.DEBUG if loud else logging.WARNING)
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logging.getLogger("distributed").setLevel(logging.DEBUG if loud else logging.ERROR)
+
+
+def engine_options(command: F) -> F:
+    """``--engine``, ``--scheduler``, ``--partitions``, ``--frame-dir`` (train and sweep)."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "dask"]),
+            default="local",
+            show_default=True,
+            help="Evaluate in this process, or on a Dask cluster (pip install 'pokewatch[dask]').",
+        ),
+        click.option(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS|local",
+            help="With --engine dask: a scheduler address (tcp://host:8786), or 'local' (default) "
+            "for a cluster on this machine.",
+        ),
+        click.option(
+            "--partitions",
+            type=click.IntRange(min=1),
+            default=None,
+            help="With --engine dask: card partitions (default: about a million rows each).",
+        ),
+        click.option(
+            "--frame-dir",
+            default=None,
+            metavar="DIR",
+            help="With --engine dask: a new or empty folder, shared with the workers, for the "
+            "evaluation frame's parts (default: a temporary folder, removed once logged).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def example(command: str) -> str:
@@ -167,33 +204,7 @@ def example(command: str) -> str:
 @click.option("--id-col", default=None, help="Column holding the card id.")
 @click.option("--date-col", default=None, help="Column holding the date.")
 @click.option("--price-col", default=None, help="Column holding the market price.")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "dask"]),
-    default="local",
-    show_default=True,
-    help="Evaluate in this process, or on a Dask cluster (pip install 'pokewatch[dask]').",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS|local",
-    help="With --engine dask: a scheduler address (tcp://host:8786), or 'local' (default) "
-    "for a cluster on this machine.",
-)
-@click.option(
-    "--partitions",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --engine dask: card partitions (default: about a million rows each).",
-)
-@click.option(
-    "--frame-dir",
-    default=None,
-    metavar="DIR",
-    help="With --engine dask: a new or empty folder, shared with the workers, for the "
-    "evaluation frame's parts (default: a temporary folder, removed once logged).",
-)
+@engine_options
 def train(
     model: str,
     data_path: str | None,
@@ -427,6 +438,7 @@ def _report_training(
 @click.option("--id-col", default=None, help="Column holding the card id.")
 @click.option("--date-col", default=None, help="Column holding the date.")
 @click.option("--price-col", default=None, help="Column holding the market price.")
+@engine_options
 def sweep(
     model: str,
     data_path: str | None,
@@ -444,20 +456,21 @@ def sweep(
     id_col: str | None,
     date_col: str | None,
     price_col: str | None,
+    engine: str,
+    scheduler: str | None,
+    partitions: int | None,
+    frame_dir: str | None,
 ) -> None:
     """Evaluate every combination of parameter values: one parent run, a child run each."""
-    from pokewatch_core.data import load_prices
     from pokewatch_core.plugins import get_plugins
     from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.sweep import (
-        SweepPlan,
         combinations,
         parse_values,
         ranking_direction,
         read_grid,
     )
     from pokewatch_core.tracking.store import check_run_options, reach_store
-    from pokewatch_core.tracking.sweep import log_sweep
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
     for key, text in _pairs(params, "-p").items():
@@ -472,14 +485,88 @@ def sweep(
     swept = {k: v for k, v in grid.items() if len(v) > 1}
     if data_path is not None and not data_path.strip():
         raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
+    _check_engine_options(engine, scheduler, partitions, frame_dir, None, id_col, date_col,
+                          price_col)  # fmt: skip
+    if engine == "dask" and jobs > 1:
+        raise click.BadParameter(
+            "--jobs needs --engine local (the cluster's workers run in parallel)"
+        )
     check_run_options(experiment_name, tracking_uri, None, "champion")
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
     path = data_path or str(embedded_sample_path())
-    table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
-    plan = SweepPlan(table, model, policy, None, fixed, combinations(swept), test_start)
-    plan.check()  # every combination builds: a bad value stops here, before any run
-    if plan.test_start is not None:
-        plan.evaluate(0)  # a test start after the data fails here, not after the parent run
+    columns = {"id_col": id_col, "date_col": date_col, "price_col": price_col}
+    engine_settings = {"scheduler": scheduler, "partitions": partitions, "frame_dir": frame_dir}
+    with _sweep_plan(engine, path, columns, engine_settings) as make_plan:
+        plan = make_plan(model, policy, fixed, combinations(swept), test_start)
+        plan.check()  # every combination builds: a bad value stops here, before any run
+        if plan.test_start is not None:  # a test start after the data fails here, not later
+            plan.release(plan.evaluate(0))
+        outcome = _log_sweep(plan, metric, greater, jobs, experiment_name, run_name, tags,
+                             path, store, log_models)  # fmt: skip
+    assert outcome.table is not None
+    shown = outcome.table.head(10)
+    columns_shown = ["rank", "trial", *[k for k in swept], metric]
+    _echo(
+        f"Swept {len(plan.combos)} combinations of {model} with policy {policy}; best by "
+        f"{metric} ({'largest' if greater else 'smallest'} first):"
+    )
+    _echo(shown[columns_shown].to_string(index=False))
+    best_id = outcome.child_run_ids[outcome.best.number]
+    _echo(
+        f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
+        f"'{outcome.experiment_name}' at {outcome.tracking_uri}"
+    )
+
+
+@contextlib.contextmanager
+def _sweep_plan(
+    engine: str, path: str, columns: dict[str, str | None], settings: dict[str, Any]
+) -> Iterator[Callable[..., Any]]:
+    """A maker of the sweep's plan: on the local engine over the table read and validated
+    once here; on the dask engine over the workers of one cluster for the whole sweep, the
+    trials' frames in ``--frame-dir`` (else a temporary folder)."""
+    if engine == "local":
+        from pokewatch_core.data import load_prices
+        from pokewatch_core.sweep import SweepPlan
+
+        table = load_prices(path, **columns)
+        yield lambda *args: SweepPlan(table, args[0], args[1], None, *args[2:])
+        return
+    from pokewatch_core.dask_engine import DaskSweepPlan, local_scheduler
+
+    with contextlib.ExitStack() as stack:
+        scheduler = settings["scheduler"] or "local"
+        if scheduler == "local":
+            scheduler = stack.enter_context(local_scheduler())
+        frames = settings["frame_dir"]
+        if frames is None:
+            frames = stack.enter_context(tempfile.TemporaryDirectory(prefix="pokewatch-"))
+        Path(frames).mkdir(parents=True, exist_ok=True)
+
+        def make(model: str, policy: str, *rest: Any) -> DaskSweepPlan:
+            plan = DaskSweepPlan(None, model, policy, None, *rest)
+            plan.data, plan.scheduler, plan.frames = path, scheduler, Path(frames)
+            plan.partitions = settings["partitions"]
+            return plan
+
+        yield make
+
+
+def _log_sweep(
+    plan: Any,
+    metric: str,
+    greater: bool | None,
+    jobs: int,
+    experiment_name: str,
+    run_name: str | None,
+    tags: tuple[str, ...],
+    path: str,
+    store: Any,
+    log_models: str,
+) -> Any:
+    """Evaluate and log the sweep, with progress on stderr (about ten lines in a log)."""
+    from pokewatch_core.tracking.sweep import log_sweep
+
     live = sys.stderr.isatty()
     step = max(1, -(-len(plan.combos) // 10))  # in a log: about ten lines
 
@@ -489,7 +576,7 @@ def sweep(
         elif done % step == 0 or done == total:
             click.echo(f"{what} {done}/{total} combinations", err=True)
 
-    outcome = log_sweep(
+    return log_sweep(
         plan,
         metric=metric,
         greater_is_better=greater,
@@ -501,19 +588,6 @@ def sweep(
         tracking_uri=store,
         log_models=log_models,
         progress=progress,
-    )
-    assert outcome.table is not None
-    shown = outcome.table.head(10)
-    columns = ["rank", "trial", *[k for k in swept], metric]
-    _echo(
-        f"Swept {len(plan.combos)} combinations of {model} with policy {policy}; best by "
-        f"{metric} ({'largest' if greater else 'smallest'} first):"
-    )
-    _echo(shown[columns].to_string(index=False))
-    best_id = outcome.child_run_ids[outcome.best.number]
-    _echo(
-        f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
-        f"'{outcome.experiment_name}' at {outcome.tracking_uri}"
     )
 
 

@@ -32,6 +32,8 @@ from pokewatch_core.data import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
 from pokewatch_core.evaluation import finalize_metrics, merge_states
 from pokewatch_core.naive import FITTING
+from pokewatch_core.resolve import resolve_components
+from pokewatch_core.sweep import SweepPlan
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -263,27 +265,41 @@ def _stateless_values(
 
 
 @contextmanager
+def local_scheduler(workers: int | None = None, memory_limit: str | None = None) -> Iterator[str]:
+    """The address of a ``LocalCluster`` of this machine (worker processes bound to
+    127.0.0.1, no dashboard), started for the block and stopped after it."""
+    try:
+        from distributed import LocalCluster
+    except ImportError as exc:
+        raise ConfigError(f"the dask engine needs the optional extra: {EXTRA}") from exc
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit=memory_limit or "auto",
+        silence_logs=logging.CRITICAL,  # failures reach the client as exceptions,
+    )
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+@contextmanager
 def _client(scheduler: str, workers: int | None, memory_limit: str | None) -> Iterator[Client]:
     """A client of ``scheduler``: a LocalCluster started here for ``"local"``."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as exc:
         raise ConfigError(f"the dask engine needs the optional extra: {EXTRA}") from exc
     if scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            memory_limit=memory_limit or "auto",
-            silence_logs=logging.CRITICAL,  # failures reach the client as exceptions,
-        )
-        try:
-            with Client(cluster, set_as_default=False) as client:
-                yield client
-        finally:
-            cluster.close()
+        with (
+            local_scheduler(workers, memory_limit) as address,
+            Client(address, set_as_default=False) as client,
+        ):
+            yield client
         return
     if workers is not None or memory_limit is not None:
         raise ConfigError("workers and memory_limit apply to scheduler 'local' only")
@@ -294,6 +310,32 @@ def _client(scheduler: str, workers: int | None, memory_limit: str | None) -> It
         raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {line}") from exc
     with client:
         yield client
+
+
+@dataclass
+class DaskSweepPlan(SweepPlan):
+    """A sweep whose trials run on the dask engine: each reads ``data`` on the workers of
+    ``scheduler`` (one cluster for the whole sweep) and writes its frame under ``frames``;
+    a trial's frame is removed once its metrics are kept."""
+
+    data: str = ""
+    scheduler: str = "local"
+    partitions: int | None = None
+    frames: Path = Path(".")
+
+    def evaluate(self, number: int) -> EvaluationResult:
+        model, policy, metrics = resolve_components(
+            self.model, self.policy, self.metrics, self.params(number)
+        )
+        folder = Path(tempfile.mkdtemp(prefix=f"trial-{number}-", dir=self.frames))
+        return dask_result(
+            self.data, model, policy, metrics, self.test_start, output_dir=folder,
+            scheduler=self.scheduler, partitions=self.partitions,
+        )  # fmt: skip
+
+    def release(self, result: EvaluationResult) -> None:
+        if result.frame_dir is not None:
+            shutil.rmtree(result.frame_dir, ignore_errors=True)
 
 
 def _importable(modules: list[str]) -> tuple[str, dict[str, str]]:

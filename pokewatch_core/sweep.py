@@ -159,7 +159,7 @@ class Trial:
 class SweepPlan:
     """What a sweep evaluates: the validated table and the settings shared by every trial."""
 
-    table: pd.DataFrame
+    table: pd.DataFrame | None  # None for an engine that reads the data itself
     model: str
     policy: str
     metrics: list[str] | None
@@ -181,7 +181,12 @@ class SweepPlan:
         model, policy, metrics = resolve_components(
             self.model, self.policy, self.metrics, self.params(number)
         )
+        assert self.table is not None, "a plan without a table evaluates elsewhere"
         return evaluate_prepared(self.table, model, policy, metrics, self.test_start)
+
+    def release(self, result: EvaluationResult) -> None:
+        """Free what evaluating a trial left behind once its metrics are kept (nothing here:
+        a result in memory goes with its last reference)."""
 
     def run(self, jobs: int = 1, on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
         """Evaluate every trial (on ``jobs`` processes); ``on_trial`` is called with each as it
@@ -205,6 +210,7 @@ class SweepPlan:
 def _trial(plan: SweepPlan, number: int) -> Trial:
     result = plan.evaluate(number)
     logged = {k: str(v) for k, v in result.params.items()}
+    plan.release(result)
     return Trial(number, plan.params(number), dict(result.metrics), logged)
 
 

@@ -356,3 +356,37 @@ def test_the_readme_dask_command_as_printed(run_cli, store):
     (run,) = all_runs(store)
     assert run.info.status == "FINISHED"
     assert run.data.params["engine"] == "dask" and run.data.params["partitions"] == "4"
+
+
+def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path):
+    """`pokewatch sweep --engine dask`: one cluster for every combination, each child's
+    metrics the local sweep's (1e-9), engine and partitions in each child's params; only the
+    best trial's frame is kept in --frame-dir (the others are removed once scored)."""
+    from mlflow.tracking import MlflowClient
+
+    grid = ["-p", "window_size=3,5,7"]
+    local = run_cli("sweep", *grid, "--tracking-uri", store, "--experiment-name", "local")
+    frames = tmp_path / "frames"
+    remote = run_cli(
+        "sweep", *grid, "--tracking-uri", store, "--experiment-name", "dask", "--engine", "dask",
+        "--scheduler", scheduler, "--partitions", "2", "--frame-dir", str(frames),
+    )  # fmt: skip
+    assert local.exit_code == 0, local.stderr
+    assert remote.exit_code == 0, remote.stderr
+    client = MlflowClient(tracking_uri=store)
+
+    def children(experiment: str) -> dict[str, object]:
+        exp = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([exp.experiment_id], "tags.`pokewatch.sweep` = 'child'")
+        return {r.data.params["window_size"]: r for r in runs}
+
+    on_local, on_dask = children("local"), children("dask")
+    assert set(on_local) == set(on_dask) == {"3", "5", "7"}
+    for size, run in on_local.items():
+        other = on_dask[size]
+        assert other.info.status == "FINISHED"
+        assert other.data.params == {**run.data.params, "engine": "dask", "partitions": "2"}
+        for name, value in run.data.metrics.items():
+            assert same(other.data.metrics[name], value), (size, name)
+    kept = [p for p in frames.iterdir()]
+    assert len(kept) == 1 and list(kept[0].glob("part-*.parquet"))  # the best's, logged

@@ -318,6 +318,9 @@ def test_the_library_function(tmp_path):
         (["-p", "window_size=2,3", "-p", "model.window_size=4,5"], "given twice"),
         (["-p", "window_size=2,3", "-p", "window_size=7"], "given twice"),
         (["-p", "window_size=2,3", "--metric", "dataset_size"], "no better direction"),
+        (["-p", "window_size=2,3", "--engine", "dask", "--jobs", "2"], "--jobs needs --engine"),
+        (["-p", "window_size=2,3", "--partitions", "2"], "--partitions needs --engine dask"),
+        (["-p", "window_size=2,3", "--engine", "dask", "--id-col", "x"], "need --engine local"),
     ],
 )
 def test_bad_sweeps_are_refused_before_any_run(args, needle, run_cli, store):
