@@ -432,7 +432,6 @@ def _strategy_chunk(
 
 
 BY_CARD: Hashable = ("by_card",)  # the state key of the per-card table
-BY_CARD_SUMS = ("scored_rows", "squared_error", "abs_pct_error", "buy", "sell", "hold")
 
 
 @dataclass(frozen=True)
@@ -440,7 +439,8 @@ class CardState:
     """Per-card sums behind ``metrics_by_card``: one row per card with a row in the frame."""
 
     cards: np.ndarray[Any, Any]  # card ids (str)
-    sums: np.ndarray[Any, np.dtype[np.float64]]  # shape (cards, len(BY_CARD_SUMS))
+    # shape (cards, 6): scored rows, squared error, |pct error|, BUY, SELL, HOLD rows
+    sums: np.ndarray[Any, np.dtype[np.float64]]
 
     def merge(self, other: CardState) -> CardState:
         """Both frames' cards (a card in both adds up)."""

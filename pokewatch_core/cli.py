@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 import click
 
 from pokewatch_core.columns import DATE, ID, PRICE
-from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_MODEL, DEFAULT_POLICY
+from pokewatch_core.defaults import (
+    COMPARE_METRICS,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL,
+    DEFAULT_POLICY,
+)
 from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
 from pokewatch_core.terminal import printable, printable_lines
@@ -889,7 +894,7 @@ def compare(
         else:
             _echo(cmp.side_by_side_table(runs))
         return
-    chosen = list(metrics) or list(cmp.DEFAULT_METRICS)
+    chosen = list(metrics) or list(COMPARE_METRICS)
     order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
     runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
     present = sorted({m for r in runs for m in r.metrics})

@@ -9,7 +9,6 @@ from pokewatch_core.summary import format_value
 from pokewatch_core.terminal import printable
 from pokewatch_core.tracking.runs import RunRecord
 
-DEFAULT_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
 RUN_PARAMS = ("model_type", "policy")
 
 

@@ -320,16 +320,6 @@ def _number(metric: Metric, value: Any) -> float:
         raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
 
 
-def metric_states(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[Hashable, Any]:
-    """The states of the metrics that declare one, over ``frame`` (the scored rows of whole
-    cards): one per ``state_key``. Metrics without a state are left out."""
-    states: dict[Hashable, Any] = {}
-    for metric in metrics.values():
-        if has_state(metric):
-            _state_of(metric, frame, states)
-    return states
-
-
 def merge_states(
     metrics: dict[str, Metric], a: dict[Hashable, Any], b: dict[Hashable, Any]
 ) -> dict[Hashable, Any]:

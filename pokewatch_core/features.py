@@ -28,7 +28,6 @@ from pokewatch_core.files import atomic_write_table
 from pokewatch_core.price_index import PriceIndex
 
 SNAPSHOT = re.compile(r"^(?P<set>.+)_prices_(?P<date>\d{4}-\d{2}-\d{2})\.(?:parquet|csv)$")
-FEATURES = ("lag_1", "price_return_1d", "rolling_mean_3", "rolling_mean_5")
 
 
 def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Path, str]]:
