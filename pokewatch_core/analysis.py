@@ -568,6 +568,42 @@ def overview_state(frame: pd.DataFrame, scored: np.ndarray[Any, Any] | None) -> 
     )
 
 
+ROWS_HASH: Hashable = ("rows_hash",)  # the state key of the input's content digest
+
+
+@dataclass(frozen=True)
+class RowsHash:
+    """An order-free digest of a table's ``card_id, date, market_price`` rows: the sum,
+    modulo 2**64, of one 64-bit hash per row. Exact to merge (sums of different rows add up),
+    whatever the partitioning; any changed, added or removed row changes it (but for a
+    2**-64 chance)."""
+
+    value: int
+
+    def merge(self, other: RowsHash) -> RowsHash:
+        """The digest of both tables' rows."""
+        return RowsHash((self.value + other.value) % 2**64)
+
+    def hexdigest(self) -> str:
+        """The digest as 16 hex digits."""
+        return f"{self.value:016x}"
+
+
+def rows_hash(table: pd.DataFrame) -> RowsHash:
+    """The ``RowsHash`` of a validated table (ids as text, dates as days, prices as floats)."""
+    if not len(table):
+        return RowsHash(0)
+    rows = pd.DataFrame(
+        {
+            ID: np.asarray(table[ID], dtype=object).astype(str),
+            DATE: day_numbers(table[DATE].to_numpy()),
+            PRICE: table[PRICE].to_numpy(dtype=np.float64),
+        }
+    )
+    hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy(dtype=np.uint64)
+    return RowsHash(int(hashes.sum(dtype=np.uint64)))  # wraps modulo 2**64
+
+
 SAMPLE: Hashable = ("price_sample",)  # the state key of the bounded sample of price pairs
 SAMPLE_ROWS = 20_000  # more points add nothing visible to a histogram or a scatter plot
 

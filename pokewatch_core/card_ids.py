@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.columns import ID
+
 # What pandas itself makes of a list of strings: ``str`` (Arrow-backed) on pandas 3, object
 # before. Ids are handed out in exactly that dtype.
 _PLAIN_DTYPE = pd.Series(["x"]).dtype
@@ -49,14 +51,12 @@ def plain_ids(codes: Codes, categories: pd.Index[Any], index: Any = None) -> pd.
     if not _ARROW:
         values = labels.take(codes) if len(labels) else np.full(len(codes), None, dtype=object)
         values[codes < 0] = None
-        return pd.Series(values, index=index, name="card_id", dtype=_PLAIN_DTYPE)
+        return pd.Series(values, index=index, name=ID, dtype=_PLAIN_DTYPE)
     import pyarrow as pa
 
     indices = pa.array(codes, mask=codes < 0) if (codes < 0).any() else pa.array(codes)
     strings = pa.array(labels, type=pa.large_string()).take(indices)
-    series = pd.Series(
-        pd.array(strings, dtype=_PLAIN_DTYPE), index=index, name="card_id", copy=False
-    )
+    series = pd.Series(pd.array(strings, dtype=_PLAIN_DTYPE), index=index, name=ID, copy=False)
     remember(series, codes, categories)
     return series
 

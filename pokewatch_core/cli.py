@@ -27,6 +27,7 @@ from pokewatch_core.defaults import (
     DEFAULT_EXPERIMENT,
     DEFAULT_MODEL,
     DEFAULT_POLICY,
+    DEFAULT_SWEEP_METRIC,
 )
 from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
@@ -289,6 +290,19 @@ def train(
     _report_training(result, analyses.reports_signals, data_path, logged, alias)
 
 
+def _quiet_dask() -> None:
+    """distributed sets its loggers' levels when it is first imported (INFO for the
+    scheduler's banner): import it now and quiet them, unless ``--debug``."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return  # the engine says which extra to install
+    loud = bool(click.get_current_context().find_root().params.get("debug"))
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.DEBUG if loud else logging.ERROR)
+
+
 def _check_engine_options(
     engine: str,
     scheduler: str | None,
@@ -319,6 +333,7 @@ def _check_engine_options(
             "--frame-dir is needed with a remote --scheduler: a folder this machine and the "
             "workers share"
         )
+    _quiet_dask()
 
 
 @contextlib.contextmanager
@@ -413,7 +428,7 @@ def _report_training(
 )
 @click.option(
     "--metric",
-    default="rmse",
+    default=DEFAULT_SWEEP_METRIC,
     show_default=True,
     metavar="NAME",
     help="Metric that picks the best combination, in its own direction (rmse: smallest).",

@@ -81,6 +81,24 @@ def ranking_table(runs: list[RunRecord], metrics: list[str]) -> str:
     return _table(header, rows)
 
 
+SAME_WITHIN = 1e-9
+"""Metric values this close (relative) are the same figure: sums added in another order (the
+dask engine's merged states, another machine) differ in the last bits only."""
+
+
+def _differ(values: list[Any]) -> bool:
+    numbers = [v for v in values if isinstance(v, float)]
+    if len(numbers) == len(values) and numbers:
+        if all(math.isnan(v) for v in numbers):
+            return False
+        if any(math.isnan(v) for v in numbers):
+            return True
+        return not all(
+            math.isclose(v, numbers[0], rel_tol=SAME_WITHIN, abs_tol=1e-12) for v in numbers
+        )
+    return len({str(v) for v in values}) > 1
+
+
 def side_by_side(runs: list[RunRecord]) -> dict[str, Any]:
     """Every param and metric of the runs, with ``differs`` set where they disagree."""
 
@@ -89,8 +107,7 @@ def side_by_side(runs: list[RunRecord]) -> dict[str, Any]:
         out = []
         for key in keys:
             values = [getattr(r, kind).get(key) for r in runs]
-            shown = {"nan" if isinstance(v, float) and math.isnan(v) else v for v in values}
-            out.append({"name": key, "values": values, "differs": len(shown) > 1})
+            out.append({"name": key, "values": values, "differs": _differ(values)})
         return out
 
     return {

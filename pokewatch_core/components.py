@@ -245,6 +245,9 @@ class Metric(Component):
     kind: ClassVar[str] = "metric"
     unit: ClassVar[str] = "ratio"
     greater_is_better: ClassVar[bool | None] = None
+    inferred_params: ClassVar[tuple[str, ...]] = ()
+    """Parameters that, left unset, the metric infers from the data and logs as inferred
+    (re-scoring a logged run infers them again rather than taking the logged value)."""
 
     def fit(self, history: pd.DataFrame) -> Self:
         """Optional: learn from the price history before ``compute``. ``history`` has

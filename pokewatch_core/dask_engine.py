@@ -13,6 +13,7 @@ machines, a shared filesystem. dask is imported only when ``evaluate_on_dask`` i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -84,12 +85,19 @@ def dask_result(
     caller's to remove), the analyses and the plots' sample come from the merged states."""
     from pokewatch_core.evaluation import EvaluationResult, parse_test_start
 
+    made = output_dir is None
     if output_dir is None:
         output_dir = tempfile.mkdtemp(prefix="pokewatch-frame-")
-    run = evaluate_on_dask(
-        data, model, policy, metrics, test_start,
-        output_dir=output_dir, scheduler=scheduler, partitions=partitions, progress=progress,
-    )  # fmt: skip
+    try:
+        run = evaluate_on_dask(
+            data, model, policy, metrics, test_start,
+            output_dir=output_dir, scheduler=scheduler, partitions=partitions,
+            progress=progress,
+        )  # fmt: skip
+    except BaseException:
+        if made:  # a folder the caller never saw
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     result = EvaluationResult(
         run.metrics,
         run.frame,
@@ -142,6 +150,8 @@ def evaluate_on_dask(
         raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
     existed = out.exists()
     scratch = str(out / SCRATCH)
+    if scheduler == "local":  # a remote cluster's paths need only exist on its side
+        parts.input_files(str(data))  # a missing path is one line, before a cluster starts
     report("connecting to the dask scheduler")
     with _client(scheduler, workers, memory_limit) as client:
         from distributed import KilledWorker
@@ -160,6 +170,32 @@ def evaluate_on_dask(
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+SETTLE_SECONDS = 600  # how long a failed run waits for the tasks already running
+
+
+def _settle(client: Client, futures: list[Any]) -> None:
+    """Cancel ``futures`` and wait until no worker is still running a task (a running task
+    cannot be stopped, and would write its part after the folder was cleaned)."""
+    import time
+
+    with contextlib.suppress(Exception):
+        client.cancel(futures)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            busy = client.run(_executing)
+        except Exception:
+            return  # the workers are gone: nothing of theirs can write any more
+        if not any(busy.values()):
+            return
+        time.sleep(0.1)
+
+
+def _executing(dask_worker: Any) -> int:
+    """Run on a worker: how many tasks it is executing now."""
+    return len(dask_worker.state.executing)
 
 
 def _remove(out: Path, keep_folder: bool) -> None:
@@ -205,8 +241,12 @@ def _run(
         parts.route, pieces, range(len(pieces)), [n] * len(pieces), [scratch] * len(pieces),
         pure=False,
     )  # fmt: skip
-    for future in routed:
-        future.result()
+    try:
+        for future in routed:
+            future.result()
+    except BaseException:
+        _settle(client, routed)
+        raise
     from distributed import as_completed
 
     tasks = client.map(
@@ -224,14 +264,18 @@ def _run(
     )
     merged: dict[Hashable, Any] = {}
     total, frames = 0, []
-    for done, future in enumerate(as_completed(tasks, loop=client.loop), start=1):
-        count, states, frame = future.result()
-        future.release()
-        merged = merge_states(metrics, merged, states)
-        total += count
-        if frame is not None:
-            frames.append(frame)
-        report(f"evaluated partition {done}/{n}")
+    try:
+        for done, future in enumerate(as_completed(tasks, loop=client.loop), start=1):
+            count, states, frame = future.result()
+            future.release()
+            merged = merge_states(metrics, merged, states)
+            total += count
+            if frame is not None:
+                frames.append(frame)
+            report(f"evaluated partition {done}/{n}")
+    except BaseException:
+        _settle(client, tasks)  # no task may write a part after the folder is cleaned
+        raise
     if QualityState.key(1) not in merged:  # an analysis every partition with scored rows has
         raise DataError(f"{data}: no rows on or after test_start {start.date() if start else ''}")
     values = finalize_metrics(metrics, merged)
@@ -277,7 +321,9 @@ def local_scheduler(workers: int | None = None, memory_limit: str | None = None)
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        # no dashboard; the scheduler's own HTTP endpoint on a free loopback port
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
         memory_limit=memory_limit or "auto",
         silence_logs=logging.CRITICAL,  # failures reach the client as exceptions,
     )

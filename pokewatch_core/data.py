@@ -103,9 +103,24 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read parquet file: {_exc_line(exc)}") from exc
 
 
+# pandas' default missing-value markers, for every column but the card id
+NA_TEXT = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+           "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")  # fmt: skip
+
+
+def csv_options(path: str | Path, sep: str, id_col: str) -> dict[str, Any]:
+    """``pd.read_csv`` options that keep card ids as text: ``007`` stays ``007`` and ids
+    such as ``NA`` or ``null`` stay ids (only an empty id is missing), while the other columns
+    know pandas' usual missing-value markers."""
+    header = pd.read_csv(path, sep=sep, nrows=0).columns
+    na_values: dict[Any, list[str]] = {c: list(NA_TEXT) for c in header if c != id_col}
+    na_values[id_col] = [""]
+    return {"dtype": {id_col: "str"}, "keep_default_na": False, "na_values": na_values}
+
+
 def _read_csv(path: Path, sep: str, id_col: str) -> pd.DataFrame:
     try:  # a dtype for a column the file lacks is ignored; the missing column is named later
-        frame = pd.read_csv(path, sep=sep, dtype={id_col: "str"})
+        frame: pd.DataFrame = pd.read_csv(path, sep=sep, **csv_options(path, sep, id_col))
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: empty table (the file has no header and no rows)") from exc
     except Exception as exc:

@@ -9,5 +9,6 @@ from __future__ import annotations
 DEFAULT_MODEL = "baseline_moving_average"
 DEFAULT_POLICY = "threshold"
 DEFAULT_EXPERIMENT = "pokewatch_baseline"
+DEFAULT_SWEEP_METRIC = "rmse"  # what picks a sweep's best combination
 COMPARE_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
 """The metric columns of ``pokewatch compare`` when none is asked for."""

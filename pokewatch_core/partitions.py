@@ -32,6 +32,7 @@ from pokewatch_core.data import (
     ID,
     PREDICTED,
     SIGNAL,
+    csv_options,
     prepare_prices,
 )
 from pokewatch_core.errors import DataError
@@ -170,7 +171,8 @@ def _batches(piece: Piece) -> Iterator[Any]:
     try:
         if piece.kind == "csv":
             sep = _CSV_SUFFIXES[Path(piece.path).suffix.lower()]
-            chunks = pd.read_csv(piece.path, sep=sep, dtype={ID: "str"}, chunksize=BATCH_ROWS)
+            options = csv_options(piece.path, sep, ID)
+            chunks = pd.read_csv(piece.path, sep=sep, chunksize=BATCH_ROWS, **options)
             for chunk in chunks:
                 yield pa.Table.from_pandas(chunk, preserve_index=False)
             return
@@ -247,10 +249,12 @@ def evaluate_partition(
     A partition with no row in the scored period has only the overview's state."""
     from pokewatch_core.analysis import (
         OVERVIEW,
+        ROWS_HASH,
         SAMPLE,
         analysis_states,
         overview_state,
         price_sample,
+        rows_hash,
     )
     from pokewatch_core.evaluation import evaluate_prepared
 
@@ -259,12 +263,14 @@ def evaluate_partition(
         frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
         signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
         frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
-        return frame, {OVERVIEW: overview_state(frame, np.zeros(len(frame), dtype=bool))}
+        no_rows = np.zeros(len(frame), dtype=bool)
+        return frame, {OVERVIEW: overview_state(frame, no_rows), ROWS_HASH: rows_hash(table)}
     stateful = {name: m for name, m in metrics.items() if has_state(m)}
     result = evaluate_prepared(table, model, policy, stateful, test_start)
     known = result.states
     extra = analysis_states(result.frame, result.scored_frame, result.scored_mask, known)
     extra[SAMPLE] = price_sample(result.scored_frame)  # what the plots draw
+    extra[ROWS_HASH] = rows_hash(table)  # the dataset's digest
     return result.frame, {**known, **extra}
 
 
@@ -288,6 +294,9 @@ def evaluate_bucket(
     """Partition task: read partition ``k``, validate it, evaluate it, write its evaluation
     frame to ``output_dir`` and return its row count, its states (``evaluate_partition``) and
     (``keep_frame``) its frame."""
+    from pokewatch_core.plugins import get_plugins
+
+    get_plugins()  # this worker's registry: a failing plugin is named by its distribution
     raw = read_partition(scratch, k)
     if raw is None:
         return 0, {}, None

@@ -144,6 +144,7 @@ class StrategySharpe(_StrategyMetric):
     )
     field: ClassVar[str] = "sharpe"
     unit: ClassVar[str] = "ratio"
+    inferred_params: ClassVar[tuple[str, ...]] = ("periods_per_year",)
     periods_per_year: float | None = None
 
     def __post_init__(self) -> None:

@@ -61,22 +61,39 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: Path) -> set[str]:
-    """The pokewatch_core modules ``path`` imports (relative names; the package's own
-    ``__init__``, a map of lazy names, is not a module of any layer)."""
+    """The pokewatch_core modules ``path`` imports (relative names). A name the package
+    loads lazily (``from pokewatch_core import log_evaluation``) counts as its module;
+    relative imports are resolved."""
+    from pokewatch_core import _LAZY
+
+    here = path.relative_to(ROOT).with_suffix("").parts
+    package = here[:-1]  # the package a relative import starts from
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "pokewatch_core":  # `from pokewatch_core import plots`
-                found |= {a.name for a in node.names if a.name in MODULES}
-            elif node.module.startswith("pokewatch_core."):
-                found.add(node.module.removeprefix("pokewatch_core."))
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # from . import x / from .tracking.log import y
+                base = package[: len(package) - (node.level - 1)]
+                module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                module = node.module or ""
+                if not (module == "pokewatch_core" or module.startswith("pokewatch_core.")):
+                    continue
+                module = module.removeprefix("pokewatch_core").lstrip(".")
+            for alias in node.names:
+                inner = f"{module}.{alias.name}" if module else alias.name
+                if inner in MODULES:
+                    found.add(inner)  # a submodule
+                elif not module and alias.name in _LAZY:
+                    found.add(_LAZY[alias.name].removeprefix("pokewatch_core."))
+                elif module:
+                    found.add(module)
         elif isinstance(node, ast.Import):
             found |= {
                 a.name.removeprefix("pokewatch_core.")
                 for a in node.names
                 if a.name.startswith("pokewatch_core.")
             }
-    return found
+    return found - {""}
 
 
 GRAPH = {name: _imports(path) for name, path in MODULES.items() if name}
@@ -135,6 +152,18 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles():
     assert _cycles(GRAPH) == []
+
+
+def test_lazy_names_and_relative_imports_count(tmp_path):
+    module = ROOT / "_probe.py"
+    try:
+        module.write_text(
+            "from pokewatch_core import log_evaluation\nfrom .tracking.store import Store\n"
+            "from . import cli\n"
+        )
+        assert _imports(module) == {"tracking.log", "tracking.store", "cli"}
+    finally:
+        module.unlink()
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 
 import pytest
@@ -150,3 +151,14 @@ def test_unknown_metric_names_the_metrics_present(run_cli, three_runs):
     present = sorted(next(iter(runs.values())).data.metrics)
     assert f"metrics present: {', '.join(present)}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_metrics_that_differ_in_the_last_bits_are_the_same():
+    from pokewatch_core.compare import _differ
+
+    assert not _differ([1.6122781, 1.6122781 * (1 + 3e-16)])  # another order of additions
+    assert not _differ([0.0, 1e-15])
+    assert _differ([1.0, 1.0 + 1e-6])
+    assert not _differ([math.nan, math.nan])
+    assert _differ([math.nan, 1.0])
+    assert _differ(["1", "3"]) and not _differ(["a", "a"])

@@ -213,6 +213,13 @@ def test_bad_rows_in_a_partition_are_a_data_error_and_leave_no_dataset(scheduler
         on_dask(folder, scheduler, tmp_path / "f")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "f").exists()
+    # a folder that was there stays, empty: no part written by a task still running when
+    # the first one failed (many partitions, so that others are under way)
+    given = tmp_path / "given"
+    given.mkdir()
+    with pytest.raises(DataError, match="duplicate"):
+        on_dask(folder, scheduler, given, partitions=16)
+    assert list(given.iterdir()) == []
 
 
 def test_options_are_checked_before_connecting(tmp_path):

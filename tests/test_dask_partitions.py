@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from pokewatch_core import DataError, embedded_sample_path, evaluate
 from pokewatch_core import partitions as parts
-from pokewatch_core.analysis import OVERVIEW
+from pokewatch_core.analysis import OVERVIEW, ROWS_HASH
 from pokewatch_core.evaluation import finalize_metrics, merge_states, resolve_components
-from tests.conftest import make_panel
+from tests.conftest import make_panel, panels
 from tests.test_metric_states import SUMMED
 
 
@@ -191,7 +191,8 @@ def test_a_partition_without_scored_rows_gives_no_state():
     frame, states = parts.evaluate_partition(
         table, model, policy, metrics, pd.Timestamp("2030-01-01")
     )
-    assert list(states) == [OVERVIEW]  # it still counts in the overview of the data
+    # it still counts in the overview and the digest of the data
+    assert list(states) == [OVERVIEW, ROWS_HASH]
     assert states[OVERVIEW].rows == len(table) and states[OVERVIEW].scored == 0
     assert frame["predicted_price"].isna().all() and len(frame) == len(table)
 
@@ -212,3 +213,22 @@ def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
             str(embedded_sample_path()), model, policy, metrics, output_dir=tmp_path / "f"
         )
     assert not (tmp_path / "f").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=panels(max_cards=6, max_days=12), seed=st.integers(0, 2**16))
+def test_the_rows_hash_is_free_of_order_and_partitioning_and_sees_a_changed_price(data, seed):
+    from pokewatch_core.analysis import rows_hash
+    from pokewatch_core.data import prepare_prices
+
+    table = prepare_prices(data)
+    rng = np.random.default_rng(seed)
+    shuffled = prepare_prices(data.sample(frac=1.0, random_state=seed))
+    pick = rng.random(len(table)) < 0.5
+    pieces = rows_hash(table.loc[pick]).merge(rows_hash(table.loc[~pick]))
+    assert rows_hash(shuffled) == rows_hash(table) == pieces
+    priced = np.flatnonzero(table["market_price"].notna().to_numpy())
+    if len(priced):
+        changed = table.copy()
+        changed.iloc[priced[0], changed.columns.get_loc("market_price")] += 0.01
+        assert rows_hash(changed) != rows_hash(table)

@@ -94,3 +94,120 @@ def test_library_example_runs(tmp_path):
     (run,) = all_runs(uri)
     assert run.data.tags["selected_by"] == "rmse"
     assert run.info.run_name.startswith("best-window-")
+
+
+CORE = ROOT / "pokewatch_core"
+
+
+def _core_files() -> list[Path]:
+    return sorted(CORE.rglob("*.py"))
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a file that is not a docstring and not a dict key."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            skip.add(id(body[0].value))  # docstrings
+        if isinstance(node, ast.Dict):
+            skip.update(id(k) for k in node.keys if k is not None)
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+    ]
+
+
+# A string equal to a default's name that is not the default: (file, string) -> why.
+NOT_A_DEFAULT = {
+    ("cli.py", "threshold"): "the gate table's column of rule thresholds",
+    ("analysis.py", "rmse"): "a column of the per-card table",
+    ("analysis.py", "mape"): "a column of the per-card table",
+}
+
+
+def test_the_core_names_no_default_component_outside_defaults_py():
+    """DESIGN: the core knows components through their metadata; the names of the default
+    components, their parameters and the default experiment appear only in defaults.py."""
+    from pokewatch_core import defaults, get_plugins
+
+    plugins = get_plugins()
+    names = {defaults.DEFAULT_EXPERIMENT, "baseline_model"}
+    for kind in ("model", "metric", "policy"):
+        for name in plugins.registry(kind).names():
+            cls = plugins.registry(kind).get(name)
+            if cls.__module__.startswith("pokewatch_plugins"):
+                names.add(name)
+                names.update(cls.param_specs())
+    found = [
+        (str(path.relative_to(CORE)), line, text)
+        for path in _core_files()
+        if path.name != "defaults.py"
+        for line, text in _string_constants(path)
+        if text in names and (str(path.relative_to(CORE)), text) not in NOT_A_DEFAULT
+    ]
+    assert found == []
+
+
+def test_column_names_are_written_once():
+    """The column names are the constants of pokewatch_core/columns.py."""
+    from pokewatch_core import columns
+
+    names = {columns.ID, columns.DATE, columns.PRICE, columns.PREDICTED, columns.SIGNAL}
+    found = [
+        (str(path.relative_to(CORE)), line, text)
+        for path in _core_files()
+        if path.name != "columns.py"
+        for line, text in _string_constants(path)
+        if text in names and (path.name, text) != ("features.py", "date")  # a regex group
+    ]
+    assert found == []
+
+
+# Module-level state that functions change, and why it is there. Everything else a result
+# needs is computed once and held by the result (no module-level analysis caches).
+MUTABLE_STATE = {
+    ("card_ids.py", "_known"): "the codes of the id columns PokeWatch made (weakly, by object)",
+    ("interrupts.py", "_received"): "signals received while a run is being logged",
+    ("plugins.py", "_loaded"): "the process's plugin registry, loaded once",
+    ("plugins.py", "_extra"): "plugins registered in-process",
+    ("sweep.py", "_PLAN"): "the sweep plan a forked worker inherits",
+}
+MUTATORS = {"append", "extend", "update", "pop", "popitem", "clear", "setdefault", "add"}
+
+
+def _changed_module_state(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    top = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else targets
+        top.update(t.id for t in targets if isinstance(t, ast.Name))
+    changed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            changed.update(node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in top and node.func.attr in MUTATORS:
+                changed.add(owner.id)
+        elif isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id in top
+                ):
+                    changed.add(target.value.id)
+    return changed
+
+
+def test_module_level_state_is_only_what_is_listed():
+    found = {(path.name, name) for path in _core_files() for name in _changed_module_state(path)}
+    assert found == set(MUTABLE_STATE)
+    # no module keys anything on memory addresses but the view check of data.same_buffers
+    users = [p.name for p in _core_files() if ".ctypes" in p.read_text()]
+    assert users == ["data.py"]

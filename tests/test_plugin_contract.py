@@ -111,6 +111,21 @@ def test_ids_mapped_with_id_col_and_other_spellings_stay_text(tmp_path):
     assert table["card_id"].tolist() == ["2.5", "2.50", "0"]
 
 
+def test_ids_that_look_like_missing_markers_stay_ids(tmp_path):
+    """`NA`, `null`, `None` are card ids in the id column (only an empty id is missing);
+    in the price column they still mean a missing price."""
+    path = tmp_path / "markers.csv"
+    path.write_text(
+        "card_id,date,market_price\nNA,2025-01-01,1\nnull,2025-01-01,NA\nNone,2025-01-01,2\n"
+    )
+    table = pw.load_prices(path)
+    assert table["card_id"].tolist() == ["NA", "null", "None"]
+    assert table["market_price"].isna().tolist() == [False, True, False]
+    path.write_text("card_id,date,market_price\n,2025-01-01,1\n")
+    with pytest.raises(pw.DataError, match="missing card id"):
+        pw.load_prices(path)
+
+
 def test_frames_given_to_metrics_and_policies_hold_plain_strings():
     seen: dict[str, pd.Series] = {}
 

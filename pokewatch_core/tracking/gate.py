@@ -173,8 +173,8 @@ def _rescore_champion(
     for name in metric_names:
         cls = plugins.metrics.get(name)
         given = _filtered(cls, params, name)
-        if cls.param_specs().get("periods_per_year") and "periods_per_year" in given:
-            given.pop("periods_per_year")  # logged as inferred: infer again on the same data
+        for inferred in cls.inferred_params:  # logged as inferred: infer again on this data
+            given.pop(inferred, None)
         metrics[name] = cls.from_params(given)
     table = load_prices(data_path)
     _check_same_data(table, candidate, data_path)

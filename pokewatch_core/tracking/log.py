@@ -25,6 +25,7 @@ from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins import get_plugins
+from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
@@ -102,8 +103,8 @@ def _signature() -> Any:
             ColSpec("string", ID),
             ColSpec("datetime", DATE),
             ColSpec("double", PRICE),
-            ColSpec("double", "fair_price"),
-            ColSpec("string", "signal"),
+            ColSpec("double", FAIR),
+            ColSpec("string", SIGNAL),
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -205,18 +206,19 @@ def make_dataset(result: EvaluationResult, data_source: str) -> Any:
 
 
 def _partitioned_head(result: EvaluationResult) -> tuple[pd.DataFrame, str]:
-    """The first rows of a partitioned evaluation frame's input columns, and a digest of the
-    input from the merged overview (rows, cards, date range) and the columns: the same for
-    the same data however it is partitioned (not the in-memory digest)."""
+    """The first rows of a partitioned evaluation frame's input columns (for the schema),
+    and the digest of the input's rows the partitions merged (``RowsHash``: the same for
+    the same rows however they are partitioned or ordered)."""
     import pyarrow.parquet as pq
+
+    from pokewatch_core.analysis import ROWS_HASH
 
     assert result.frame_dir is not None
     first = min(result.frame_dir.glob("part-*.parquet"))
     head = next(pq.ParquetFile(first).iter_batches(batch_size=SCHEMA_ROWS)).to_pandas()
     table = head.drop(columns=[PREDICTED, SIGNAL])
-    seen = result.analyses.overview
     md5 = hashlib.md5(usedforsecurity=False)
-    md5.update(f"{seen.rows},{seen.cards},{seen.first_day},{seen.last_day}".encode())
+    md5.update(result.states[ROWS_HASH].hexdigest().encode())
     md5.update(",".join(map(str, table.columns)).encode())
     return table, md5.hexdigest()[:8]
 

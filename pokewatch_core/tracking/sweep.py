@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY
+from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY, DEFAULT_SWEEP_METRIC
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweep import (
@@ -296,7 +296,7 @@ def run_sweep(
     params: Mapping[str, Any] | None = None,
     test_start: str | None = None,
     *,
-    metric: str = "rmse",
+    metric: str = DEFAULT_SWEEP_METRIC,
     jobs: int = 1,
     log: bool = False,
     **log_options: Any,
