@@ -397,3 +397,41 @@ def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path
             assert same(other.data.metrics[name], value), (size, name)
     kept = [p for p in frames.iterdir()]
     assert len(kept) == 1 and list(kept[0].glob("part-*.parquet"))  # the best's, logged
+
+
+def test_the_extra_installs_cleanly_in_a_fresh_environment(tmp_path):
+    """`pokewatch[dask]` into a new, empty virtual environment (uv, from the checkout): the
+    dask engine runs there on a LocalCluster and gives the local engine's numbers."""
+    import os
+    import shutil
+    import subprocess
+
+    uv = shutil.which("uv")
+    assert uv, "uv is how the project is installed (README); CI installs it"
+    env = tmp_path / "env"
+    root = Path(__file__).resolve().parents[1]
+    clean = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT")}
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env)], env=clean, check=True)
+    python = env / "bin" / "python"
+    installed = subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(python), f"{root}[dask]"],
+        env=clean, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    script = (
+        "from pokewatch_core import evaluate, embedded_sample_path\n"
+        "if __name__ == '__main__':\n"
+        "    r = evaluate('baseline_moving_average', str(embedded_sample_path()),\n"
+        "                 engine='dask', partitions=2, metrics=['rmse', 'strategy_sharpe'])\n"
+        "    print(repr(r.metrics['rmse']), repr(r.metrics['strategy_sharpe']))\n"
+    )
+    (tmp_path / "run.py").write_text(script)
+    ran = subprocess.run(
+        [str(python), str(tmp_path / "run.py")], cwd=tmp_path, env=clean,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    rmse, sharpe = map(float, ran.stdout.split())
+    local = evaluate("baseline_moving_average", embedded_sample_path(),
+                     metrics=["rmse", "strategy_sharpe"])  # fmt: skip
+    assert same(rmse, local.metrics["rmse"]) and same(sharpe, local.metrics["strategy_sharpe"])
