@@ -517,6 +517,7 @@ class OverviewState:
 
     rows: int
     cards: int
+    priced: int  # rows of the whole frame with a market price
     first_day: float  # day numbers (NaN without rows)
     last_day: float
     scored_period_rows: int
@@ -529,6 +530,7 @@ class OverviewState:
         return OverviewState(
             self.rows + other.rows,
             self.cards + other.cards,
+            self.priced + other.priced,
             float(np.fmin(self.first_day, other.first_day)),
             float(np.fmax(self.last_day, other.last_day)),
             self.scored_period_rows + other.scored_period_rows,
@@ -552,6 +554,7 @@ def overview_state(frame: pd.DataFrame, scored: np.ndarray[Any, Any] | None) -> 
     codes = codes_of(frame[ID])[0]
     days = day_numbers(frame[DATE].to_numpy()) if len(frame) else np.zeros(0, dtype=np.int64)
     price = frame[PRICE].to_numpy(dtype=np.float64)
+    priced = int(np.count_nonzero(~np.isnan(price)))
     predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
     if scored is not None:
         price, predicted = price[scored], predicted[scored]
@@ -559,6 +562,7 @@ def overview_state(frame: pd.DataFrame, scored: np.ndarray[Any, Any] | None) -> 
     return OverviewState(
         rows=len(frame),
         cards=len(np.unique(codes[codes >= 0])),
+        priced=priced,
         first_day=float(days.min()) if len(days) else float("nan"),
         last_day=float(days.max()) if len(days) else float("nan"),
         scored_period_rows=len(price),

@@ -1010,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         debug = _debugging(context)
         if debug:
             traceback.print_exc()
-        hint = "" if debug else " (run with --debug for the traceback)"
+        hint = "" if debug else " (run pokewatch --debug ... for the traceback)"
         _echo(f"pokewatch: error: {type(exc).__name__}: {_one_line(str(exc))}{hint}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

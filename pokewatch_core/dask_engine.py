@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pokewatch_core import partitions as parts
-from pokewatch_core.analysis import Analyses, QualityState, analyses_from
+from pokewatch_core.analysis import OVERVIEW, Analyses, OverviewState, analyses_from
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
-from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.data import ALL_PRICES_MISSING, DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
 from pokewatch_core.evaluation import finalize_metrics, merge_states
 from pokewatch_core.naive import FITTING
@@ -145,23 +149,45 @@ def evaluate_on_dask(
     start = parse_test_start(test_start)
     if partitions is not None and partitions < 1:
         raise ConfigError(f"partitions must be at least 1, got {partitions}")
-    out = Path(output_dir)
+    _check_scheduler(scheduler)
+    # the workers may run elsewhere, in another working directory: absolute paths only
+    data = os.path.abspath(os.path.expanduser(str(data)))
+    out = Path(os.path.abspath(os.path.expanduser(str(output_dir))))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
+    source = Path(data)
+    if source.is_dir() and (out == source or source in out.parents):
+        raise ConfigError(f"{out}: the evaluation frame's folder must not be inside the input")
     existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the evaluation frame's folder ({exc})") from exc
     scratch = str(out / SCRATCH)
-    if scheduler == "local":  # a remote cluster's paths need only exist on its side
-        parts.input_files(str(data))  # a missing path is one line, before a cluster starts
-    report("connecting to the dask scheduler")
-    with _client(scheduler, workers, memory_limit) as client:
+    try:
+        if scheduler == "local":  # a remote cluster's paths need only exist on its side
+            parts.input_files(data)  # a missing path is one line, before a cluster starts
+        report("connecting to the dask scheduler")
+        client_cm = _client(scheduler, workers, memory_limit)
+    except BaseException:
+        _remove(out, existed)
+        raise
+    with client_cm as client:
         from distributed import KilledWorker
 
-        out.mkdir(parents=True, exist_ok=True)
         try:
-            return _run(client, str(data), model, policy, dict(metrics), start, out, scratch,
-                        partitions, gather_rows, report)  # fmt: skip
+            run = _run(client, data, model, policy, dict(metrics), start, out, scratch,
+                       partitions, gather_rows, report)  # fmt: skip
+            if run.rows and not any(out.glob("part-*.parquet")):
+                raise ConfigError(
+                    f"the workers wrote the evaluation frame where this machine does not see "
+                    f"it ({out}): with a remote scheduler, give a folder both share"
+                )
+            return run
         except BaseException as exc:
             _remove(out, existed)  # no half-written dataset is left
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             if isinstance(exc, KilledWorker):
                 raise PokeWatchError(
                     f"dask workers died running {exc.task!s:.60} (out of memory? use more "
@@ -170,6 +196,17 @@ def evaluate_on_dask(
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/:]+(:\d+)?$|^[^\s/:]+:\d+$")
+
+
+def _check_scheduler(scheduler: str) -> None:
+    """``local`` or a scheduler address (``tcp://host:8786``, ``host:8786``)."""
+    if scheduler != "local" and not SCHEDULER_ADDRESS.match(scheduler):
+        raise ConfigError(
+            f"scheduler {scheduler!r}: not 'local' nor an address like tcp://host:8786"
+        )
 
 
 SETTLE_SECONDS = 600  # how long a failed run waits for the tasks already running
@@ -276,8 +313,11 @@ def _run(
     except BaseException:
         _settle(client, tasks)  # no task may write a part after the folder is cleaned
         raise
-    if QualityState.key(1) not in merged:  # an analysis every partition with scored rows has
-        raise DataError(f"{data}: no rows on or after test_start {start.date() if start else ''}")
+    seen: OverviewState = merged[OVERVIEW]  # the checks of the whole table
+    if not seen.priced:
+        raise DataError(f"{data}: column 'market_price': {ALL_PRICES_MISSING}")
+    if start is not None and not seen.scored_period_rows:
+        raise DataError(f"{data}: no rows on or after test_start {start.date()}")
     values = finalize_metrics(metrics, merged)
     gathered = None
     if unmerged:
@@ -313,10 +353,28 @@ def local_scheduler(workers: int | None = None, memory_limit: str | None = None)
     """The address of a ``LocalCluster`` of this machine (worker processes bound to
     127.0.0.1, no dashboard), started for the block and stopped after it."""
     try:
-        from distributed import LocalCluster
+        import distributed  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"the dask engine needs the optional extra: {EXTRA}") from exc
-    cluster = LocalCluster(
+    # worker processes started with SIGINT ignored keep ignoring it: Ctrl-C reaches only this
+    # process, which stops the cluster in order (no half-written part, no worker tracebacks)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        cluster = _local_cluster(workers, memory_limit)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+def _local_cluster(workers: int | None, memory_limit: str | None) -> Any:
+    from distributed import LocalCluster
+
+    return LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
@@ -325,12 +383,8 @@ def local_scheduler(workers: int | None = None, memory_limit: str | None = None)
         dashboard_address="127.0.0.1:0",
         scheduler_kwargs={"dashboard": False},
         memory_limit=memory_limit or "auto",
-        silence_logs=logging.CRITICAL,  # failures reach the client as exceptions,
+        silence_logs=logging.CRITICAL,  # failures reach the client as exceptions
     )
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from pokewatch_core.columns import SIGNAL as SIGNAL
 from pokewatch_core.errors import DataError
 
 REQUIRED = (ID, DATE, PRICE)
+ALL_PRICES_MISSING = "all prices are missing"
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 _DAY_NS = 86_400 * 10**9
@@ -368,7 +369,7 @@ def _parse_dates(frame: pd.DataFrame, text: pd.Series[str], source: str) -> pd.S
     return parsed
 
 
-def _clean_prices(frame: pd.DataFrame, source: str) -> pd.Series[float]:
+def _clean_prices(frame: pd.DataFrame, source: str, part: bool = False) -> pd.Series[float]:
     raw = frame[PRICE]
     if pd.api.types.is_bool_dtype(raw.dtype):
         raise DataError(f"{source}: column 'market_price': booleans are not prices")
@@ -403,8 +404,8 @@ def _clean_prices(frame: pd.DataFrame, source: str) -> pd.Series[float]:
             f"{source}: column 'market_price': {kind} price {values[pos]:g} at "
             f"{_row_hint(frame, pos)} (prices must be > 0; leave unknown prices empty)"
         )
-    if np.isnan(values).all():
-        raise DataError(f"{source}: column 'market_price': all prices are missing")
+    if np.isnan(values).all() and not part:  # a part's cards may all be unpriced
+        raise DataError(f"{source}: column 'market_price': {ALL_PRICES_MISSING}")
     return prices
 
 
@@ -475,13 +476,16 @@ def prepare_prices(
     id_col: str | None = None,
     date_col: str | None = None,
     price_col: str | None = None,
+    part: bool = False,
 ) -> pd.DataFrame:
     """Validate and normalise a price table; returns a new frame in the input's row order.
 
     The result has ``card_id`` (categorical of strings), ``date`` (datetime64 at midnight, in
     the input's resolution) and ``market_price`` (float64, NaN where unknown) first, then the
     carried columns.
-    Raises ``DataError`` with a one-line message on the first problem found.
+    Raises ``DataError`` with a one-line message on the first problem found. ``part``: the
+    table is one partition of a larger one (whole cards), so checks of the whole table (some
+    price is known) are left to the caller.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(data).__name__}")
@@ -497,7 +501,7 @@ def prepare_prices(
     frame = _drop_nested(frame.reset_index(drop=True), source)
     ids = _clean_ids(frame, source)
     dates = _clean_dates(frame, source)
-    prices = _clean_prices(frame, source)
+    prices = _clean_prices(frame, source, part)
     carried = [c for c in frame.columns if c not in REQUIRED]
     out = frame.assign(**{ID: ids, DATE: dates, PRICE: prices})[[ID, DATE, PRICE, *carried]]
     _check_duplicates(out, source)

@@ -320,6 +320,21 @@ def _number(metric: Metric, value: Any) -> float:
         raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
 
 
+def fitted_states(
+    metrics: dict[str, Metric], history: pd.DataFrame, frame: pd.DataFrame
+) -> dict[Hashable, Any]:
+    """The states of the stateful ``metrics`` over ``frame`` (scored rows of whole cards),
+    each learning metric fitted on ``history`` (with its ``fitting`` column) first: one state
+    per ``state_key``."""
+    states: dict[Hashable, Any] = {}
+    for metric in metrics.values():
+        if has_state(metric):
+            if type(metric).fit is not Metric.fit:
+                _guarded("metric", metric, "fit", partial(metric.fit, history))
+            _state_of(metric, frame, states)
+    return states
+
+
 def merge_states(
     metrics: dict[str, Metric], a: dict[Hashable, Any], b: dict[Hashable, Any]
 ) -> dict[Hashable, Any]:

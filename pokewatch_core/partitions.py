@@ -31,6 +31,8 @@ from pokewatch_core.data import (
     DATE,
     ID,
     PREDICTED,
+    PRICE,
+    REQUIRED,
     SIGNAL,
     csv_options,
     prepare_prices,
@@ -106,9 +108,7 @@ def _parquet_pieces(path: Path) -> list[Piece]:
         meta = pq.ParquetFile(path).metadata
     except Exception as exc:  # pyarrow raises many types for broken files
         raise DataError(f"{path}: cannot read parquet file: {_line(exc)}") from exc
-    names = meta.schema.to_arrow_schema().names
-    if ID not in names:
-        raise DataError(f"{path}: missing required column {ID!r} (columns: {', '.join(names)})")
+    _require_columns(path, list(meta.schema.to_arrow_schema().names))
     pieces, groups, rows = [], [], 0
     for group in range(meta.num_row_groups):
         groups.append(group)
@@ -130,9 +130,18 @@ def _csv_piece(path: Path) -> Piece:
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {_line(exc)}") from exc
     columns = [c.strip().strip('"') for c in header.split(sep)]
-    if ID not in columns:
-        raise DataError(f"{path}: missing required column {ID!r} (columns: {', '.join(columns)})")
+    _require_columns(path, columns)
     return Piece(str(path), "csv", lines)
+
+
+def _require_columns(path: Path, columns: list[str]) -> None:
+    """Every file must hold the required columns: one without them would silently add
+    missing values to the cards it holds."""
+    for column in REQUIRED:
+        if column not in columns:
+            raise DataError(
+                f"{path}: missing required column {column!r} (columns: {', '.join(columns)})"
+            )
 
 
 def _line(exc: BaseException) -> str:
@@ -248,30 +257,46 @@ def evaluate_partition(
     stateful metrics' and the analyses' (overview, signal quality, strategy, per-card table).
     A partition with no row in the scored period has only the overview's state."""
     from pokewatch_core.analysis import (
-        OVERVIEW,
         ROWS_HASH,
         SAMPLE,
         analysis_states,
-        overview_state,
         price_sample,
         rows_hash,
     )
     from pokewatch_core.evaluation import evaluate_prepared
 
-    if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
-        frame = table.copy(deep=False)
-        frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
-        signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
-        frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
-        no_rows = np.zeros(len(frame), dtype=bool)
-        return frame, {OVERVIEW: overview_state(frame, no_rows), ROWS_HASH: rows_hash(table)}
     stateful = {name: m for name, m in metrics.items() if has_state(m)}
+    if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
+        return _unscored_partition(table, stateful)
     result = evaluate_prepared(table, model, policy, stateful, test_start)
     known = result.states
     extra = analysis_states(result.frame, result.scored_frame, result.scored_mask, known)
     extra[SAMPLE] = price_sample(result.scored_frame)  # what the plots draw
     extra[ROWS_HASH] = rows_hash(table)  # the dataset's digest
     return result.frame, {**known, **extra}
+
+
+def _unscored_partition(
+    table: pd.DataFrame, metrics: Mapping[str, Metric]
+) -> tuple[pd.DataFrame, dict[Hashable, Any]]:
+    """A partition whose cards all end before ``test_start``: no row is predicted or scored,
+    but its cards still count where the metrics learn from the history (the MASE scale's
+    one-step changes) and in the overview and digest of the data."""
+    from pokewatch_core.analysis import ROWS_HASH, analysis_states, rows_hash
+    from pokewatch_core.evaluation import fitted_states
+    from pokewatch_core.naive import FITTING
+
+    frame = table.copy(deep=False)
+    frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
+    signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
+    frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
+    unscored = np.zeros(len(frame), dtype=bool)
+    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: np.ones(len(frame), dtype=bool)})
+    empty = frame.iloc[:0]
+    states = fitted_states(dict(metrics), history, empty)
+    states.update(analysis_states(frame, empty, unscored, states))
+    states[ROWS_HASH] = rows_hash(table)
+    return frame, states
 
 
 def default_partitions(rows: int, threads: int) -> int:
@@ -300,7 +325,7 @@ def evaluate_bucket(
     raw = read_partition(scratch, k)
     if raw is None:
         return 0, {}, None
-    table = prepare_prices(raw, f"{source} (partition {k})")
+    table = prepare_prices(raw, f"{source} (partition {k})", part=True)
     del raw
     frame, states = evaluate_partition(table, model, policy, metrics, test_start)
     path = Path(output_dir) / PART.format(k)

@@ -115,7 +115,7 @@ def signal_quality_section(result: EvaluationResult) -> str:
             f"return {signed(quality.mean_forward_return_sell)}",
             f"  strategy (long on BUY, flat on SELL, fee {fee:g}): total return "
             f"{signed(run.total_return)}, Sharpe {format_value(run.sharpe_at(periods))} "
-            f"({format_value(periods)} periods a year), max drawdown "
+            f"({format_value(periods)} periods a year, from the dates), max drawdown "
             f"{share(run.max_drawdown)}; buy and hold {signed(hold)}",
         ]
     )

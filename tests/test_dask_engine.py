@@ -19,7 +19,7 @@ import pytest
 from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
 from pokewatch_core.dask_engine import evaluate_on_dask
 from pokewatch_core.resolve import resolve_components
-from tests.conftest import all_runs
+from tests.conftest import all_runs, make_panel
 
 pytestmark = [pytest.mark.slow, pytest.mark.dask]
 
@@ -435,3 +435,118 @@ def test_the_extra_installs_cleanly_in_a_fresh_environment(tmp_path):
     local = evaluate("baseline_moving_average", embedded_sample_path(),
                      metrics=["rmse", "strategy_sharpe"])  # fmt: skip
     assert same(rmse, local.metrics["rmse"]) and same(sharpe, local.metrics["strategy_sharpe"])
+
+
+def test_partitions_of_delisted_or_unpriced_cards_give_the_local_numbers(scheduler, tmp_path):
+    """Many partitions, so that some hold only cards delisted before the test start (they
+    still count in the MASE scale) or only cards that never had a price (refused alone, fine
+    as part of a table with prices)."""
+    panel = ragged_monthly_panel()
+    unpriced = panel[panel["card_id"].isin(["TICK00", "TICK01", "TICK02"])].copy()
+    unpriced["card_id"] = unpriced["card_id"].str.replace("TICK", "DARK")
+    unpriced["market_price"] = np.nan
+    pd.concat([panel, unpriced]).to_parquet(tmp_path / "stocks.parquet")
+    for test_start in (None, "2023-06-30"):
+        local = evaluate(
+            "baseline_moving_average", tmp_path / "stocks.parquet", test_start=test_start
+        )
+        out = tmp_path / f"frame-{test_start}"
+        remote = on_dask(tmp_path / "stocks.parquet", scheduler, out, test_start, partitions=40)
+        assert_same_numbers(local, remote)
+        assert_same_analyses(local.analyses, remote.analyses)
+
+
+def test_every_file_must_hold_the_required_columns(scheduler, tmp_path):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    panel = make_panel(cards=4, days=10)
+    panel.iloc[:20].to_parquet(folder / "a.parquet")
+    panel.iloc[20:].rename(columns={"market_price": "price"}).to_parquet(folder / "b.parquet")
+    with pytest.raises(DataError, match=r"b\.parquet: missing required column 'market_price'"):
+        on_dask(folder, scheduler, tmp_path / "f")
+    assert not (tmp_path / "f").exists()
+
+
+def test_paths_and_addresses_are_checked_before_a_cluster_starts(tmp_path):
+    panel = tmp_path / "input"
+    panel.mkdir()
+    make_panel().to_parquet(panel / "a.parquet")
+    with pytest.raises(ConfigError, match="must not be inside the input"):
+        on_dask(panel, "local", panel / "frame")
+    with pytest.raises(ConfigError, match="not 'local' nor an address"):
+        on_dask(panel, "foo", tmp_path / "f")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create the evaluation frame's folder"):
+        on_dask(panel, "local", blocker / "frame")
+    with pytest.raises(DataError, match="no such file"):
+        on_dask(tmp_path / "missing.parquet", "local", tmp_path / "g")
+    assert not (tmp_path / "f").exists() and not (tmp_path / "g").exists()
+
+
+def test_ctrl_c_during_a_dask_run_ends_it_with_nothing_half_written(tmp_path, store):
+    """SIGINT to the whole process group, as Ctrl-C sends it, while the workers write parts:
+    exit 130, one line, no run, the frame folder gone."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    data = tmp_path / "panel.parquet"
+    generate = subprocess.run(
+        [sys.executable, "-m", "pokewatch_core", "sample-data", "--output", str(data),
+         "--cards", "3000", "--days", "365"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert generate.returncode == 0, generate.stderr
+    frame = tmp_path / "frame"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pokewatch_core", "train", "--engine", "dask", "--partitions",
+         "24", "--data-path", str(data), "--frame-dir", str(frame), "--tracking-uri", store],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(frame.glob("part-*.parquet")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "pokewatch: interrupted", err
+    assert "Traceback" not in err
+    assert all_runs(store) == []
+    assert not frame.exists()
+
+
+def test_a_dask_candidate_is_gated_against_a_local_champion(run_cli, store, scheduler, tmp_path):
+    """The gate re-scores the champion on the candidate's data: a dask run's dataset digest
+    (its rows' order-free hash) is recomputed the same way, so unchanged data passes."""
+    import re
+
+    data = tmp_path / "prices.parquet"
+    pd.read_parquet(embedded_sample_path()).to_parquet(data)
+    common = ["--data-path", str(data), "--tracking-uri", store]
+    champion = run_cli(
+        "train", *common, "-p", "window_size=5", "--register-model", "cards"
+    )  # alias champion
+    assert champion.exit_code == 0, champion.stderr
+    candidate = run_cli(
+        "train", *common, "-p", "window_size=3", "--engine", "dask", "--scheduler", scheduler,
+        "--frame-dir", str(tmp_path / "frame"),
+    )  # fmt: skip
+    assert candidate.exit_code == 0, candidate.stderr
+    run_id = re.search(r"Run (\w+) logged", candidate.stdout).group(1)
+    gate = run_cli(
+        "gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+        "--rule", "rmse<=champion", "--tracking-uri", store, "--json",
+    )  # fmt: skip
+    assert gate.exit_code == 0, gate.stderr
+    import json
+
+    report = json.loads(gate.stdout)
+    local_rmse = evaluate("baseline_moving_average", data, params={"window_size": 5}).metrics
+    assert same(report["rules"][0]["champion"], local_rmse["rmse"])
+    pd.read_parquet(data).assign(market_price=lambda f: f["market_price"] * 1.01).to_parquet(data)
+    changed = run_cli(
+        "gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+        "--rule", "rmse<=champion", "--tracking-uri", store,
+    )  # fmt: skip
+    assert changed.exit_code == 2 and "has changed since run" in changed.stderr

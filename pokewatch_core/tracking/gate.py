@@ -132,10 +132,14 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
 
 def _check_same_data(table: Any, run: Any, data_path: str) -> None:
     """The file at the candidate's data path must still hold the data it was scored on."""
-    from pokewatch_core.tracking.log import _dataset_digest
+    from pokewatch_core.analysis import rows_hash
+    from pokewatch_core.tracking.log import _dataset_digest, rows_digest
 
     logged = run.inputs.dataset_inputs[0].dataset.digest
-    now = _dataset_digest(table)
+    if run.data.params.get("engine") == "dask":  # digested from its partitions' rows
+        now = rows_digest(rows_hash(table), list(map(str, table.columns)))
+    else:
+        now = _dataset_digest(table)
     if logged and now != logged:
         raise ConfigError(
             f"{data_path} has changed since run {run.info.run_id} evaluated it (digest {now}, "

@@ -40,6 +40,7 @@ from pokewatch_core.version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pokewatch_core.analysis import RowsHash
     from pokewatch_core.components import Model
     from pokewatch_core.evaluation import EvaluationResult
 
@@ -217,10 +218,15 @@ def _partitioned_head(result: EvaluationResult) -> tuple[pd.DataFrame, str]:
     first = min(result.frame_dir.glob("part-*.parquet"))
     head = next(pq.ParquetFile(first).iter_batches(batch_size=SCHEMA_ROWS)).to_pandas()
     table = head.drop(columns=[PREDICTED, SIGNAL])
+    return table, rows_digest(result.states[ROWS_HASH], list(map(str, table.columns)))
+
+
+def rows_digest(rows: RowsHash, columns: list[str]) -> str:
+    """The dataset digest of a dask run: its rows' order-free hash and its columns."""
     md5 = hashlib.md5(usedforsecurity=False)
-    md5.update(result.states[ROWS_HASH].hexdigest().encode())
-    md5.update(",".join(map(str, table.columns)).encode())
-    return table, md5.hexdigest()[:8]
+    md5.update(rows.hexdigest().encode())
+    md5.update(",".join(columns).encode())
+    return md5.hexdigest()[:8]
 
 
 def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
