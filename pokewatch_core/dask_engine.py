@@ -164,15 +164,15 @@ def evaluate_on_dask(
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the evaluation frame's folder ({exc})") from exc
     scratch = str(out / SCRATCH)
-    try:
-        if scheduler == "local":  # a remote cluster's paths need only exist on its side
-            parts.input_files(data)  # a missing path is one line, before a cluster starts
-        report("connecting to the dask scheduler")
-        client_cm = _client(scheduler, workers, memory_limit)
-    except BaseException:
-        _remove(out, existed)
-        raise
-    with client_cm as client:
+    with contextlib.ExitStack() as stack:
+        try:
+            if scheduler == "local":  # a remote cluster's paths need only exist on its side
+                parts.input_files(data)  # a missing path is one line, before a cluster starts
+            report("connecting to the dask scheduler")
+            client = stack.enter_context(_client(scheduler, workers, memory_limit))
+        except BaseException:
+            _remove(out, existed)
+            raise
         from distributed import KilledWorker
 
         try:

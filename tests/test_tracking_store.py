@@ -1,6 +1,6 @@
-"""The tracking store is resolved and checked once per command: `pokewatch train` checks the
-server before it evaluates and hands the checked ``Store`` to the logger, which does not check
-again; a plain URI given to the library is still checked. The logged model's name comes from
+"""The tracking store is resolved and checked once per command (`pokewatch train` checks the
+server before it evaluates: tests/test_pipeline_trace.py) and the checked ``Store`` handed to
+the logger is not checked again; a plain URI given to the library is still checked. The logged model's name comes from
 the model (``Model.artifact_name``), not from a list of default names in the core."""
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ def checks(monkeypatch):
 
     monkeypatch.setattr(tracking_store, "check_reachable", counted)
     return seen
-
-
-def test_train_checks_the_store_once(run_cli, store, checks):
-    result = run_cli("train", "--tracking-uri", store)
-    assert result.exit_code == 0, result.stderr
-    assert checks == [store]
-    (run,) = all_runs(store)
-    assert run.info.status == "FINISHED"
 
 
 def test_a_checked_store_is_not_checked_again(store, checks):
