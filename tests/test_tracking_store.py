@@ -1,7 +1,8 @@
 """The tracking store is resolved and checked once per command (`pokewatch train` checks the
 server before it evaluates: tests/test_pipeline_trace.py) and the checked ``Store`` handed to
-the logger is not checked again; a plain URI given to the library is still checked. The logged model's name comes from
-the model (``Model.artifact_name``), not from a list of default names in the core."""
+the logger is not checked again; a plain URI given to the library is still checked. The logged
+model's name comes from the model (``Model.artifact_name``), not from a list of default names
+in the core."""
 
 from __future__ import annotations
 
