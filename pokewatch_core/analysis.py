@@ -646,13 +646,10 @@ def price_sample(frame: pd.DataFrame) -> PriceSample:
     market = frame[PRICE].to_numpy(dtype=np.float64)
     predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
     both = np.flatnonzero(~(np.isnan(market) | np.isnan(predicted)))
-    if len(both) > SAMPLE_ROWS:
-        both = np.sort(np.random.default_rng(len(both)).choice(both, SAMPLE_ROWS, replace=False))
-    return PriceSample(
-        int(np.count_nonzero(~(np.isnan(market) | np.isnan(predicted)))),
-        market[both],
-        predicted[both],
-    )
+    rows = len(both)
+    if rows > SAMPLE_ROWS:
+        both = np.sort(np.random.default_rng(rows).choice(both, SAMPLE_ROWS, replace=False))
+    return PriceSample(rows, market[both], predicted[both])
 
 
 @dataclass(frozen=True)

@@ -107,40 +107,78 @@ def _quiet_libraries(loud: bool) -> None:
     logging.getLogger("distributed").setLevel(logging.DEBUG if loud else logging.ERROR)
 
 
-def engine_options(command: F) -> F:
-    """``--engine``, ``--scheduler``, ``--partitions``, ``--frame-dir`` (train and sweep)."""
-    options = [
-        click.option(
-            "--engine",
-            type=click.Choice(["local", "dask"]),
-            default="local",
-            show_default=True,
-            help="Evaluate in this process, or on a Dask cluster (pip install 'pokewatch[dask]').",
-        ),
-        click.option(
-            "--scheduler",
-            default=None,
-            metavar="ADDRESS|local",
-            help="With --engine dask: a scheduler address (tcp://host:8786), or 'local' (default) "
-            "for a cluster on this machine.",
-        ),
-        click.option(
-            "--partitions",
-            type=click.IntRange(min=1),
-            default=None,
-            help="With --engine dask: card partitions (default: about a million rows each).",
-        ),
-        click.option(
-            "--frame-dir",
-            default=None,
-            metavar="DIR",
-            help="With --engine dask: a new or empty folder, shared with the workers, for the "
-            "evaluation frame's parts (default: a temporary folder, removed once logged).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _stacked(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying ``options`` in the order listed (as if written one per line)."""
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+# Options shared by train and sweep (click makes a new Option each time one is applied).
+model_option = click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Model to evaluate (see 'pokewatch plugins').",
+)
+data_path_option = click.option(
+    "--data-path",
+    "--data_path",
+    "data_path",
+    default=None,
+    help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
+)
+policy_option = click.option(
+    "--policy", default=DEFAULT_POLICY, show_default=True, help="Signal policy."
+)
+test_start_option = click.option(
+    "--test-start",
+    default=None,
+    metavar="DATE",
+    help="Fit on rows before DATE; score only rows on or after it.",
+)
+tag_option = click.option(
+    "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag."
+)
+column_options = _stacked(
+    click.option("--id-col", default=None, help="Column holding the card id."),
+    click.option("--date-col", default=None, help="Column holding the date."),
+    click.option("--price-col", default=None, help="Column holding the market price."),
+)
+engine_options = _stacked(
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Evaluate in this process, or on a Dask cluster (pip install 'pokewatch[dask]').",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS|local",
+        help="With --engine dask: a scheduler address (tcp://host:8786), or 'local' (default) "
+        "for a cluster on this machine.",
+    ),
+    click.option(
+        "--partitions",
+        type=click.IntRange(min=1),
+        default=None,
+        help="With --engine dask: card partitions (default: about a million rows each).",
+    ),
+    click.option(
+        "--frame-dir",
+        default=None,
+        metavar="DIR",
+        help="With --engine dask: a new or empty folder, shared with the workers, for the "
+        "evaluation frame's parts (default: a temporary folder, removed once logged).",
+    ),
+)
+"""``--engine``, ``--scheduler``, ``--partitions``, ``--frame-dir`` (train and sweep)."""
 
 
 def example(command: str) -> str:
@@ -151,27 +189,15 @@ def example(command: str) -> str:
 @cli.command(
     epilog=example("pokewatch train --data-path prices.parquet -p window_size=5 --run-name ma5")
 )
-@click.option(
-    "--model",
-    "model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Model to evaluate (see 'pokewatch plugins').",
-)
-@click.option(
-    "--data-path",
-    "--data_path",
-    "data_path",
-    default=None,
-    help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
-)
+@model_option
+@data_path_option
 @experiment_option(
     f"MLflow experiment, created if missing. Default: {DEFAULT_EXPERIMENT}; under `mlflow run`, "
     "the experiment given to mlflow run.",
     default=None,
 )
 @click.option("--run-name", "--run_name", "run_name", default=None, help="MLflow run name.")
-@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Signal policy.")
+@policy_option
 @click.option(
     "-p",
     "--param",
@@ -187,13 +213,8 @@ def example(command: str) -> str:
     metavar="NAME",
     help="Metric to compute (repeatable). Default: every installed metric.",
 )
-@click.option(
-    "--test-start",
-    default=None,
-    metavar="DATE",
-    help="Fit on rows before DATE; score only rows on or after it.",
-)
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
+@test_start_option
+@tag_option
 @tracking_uri_option
 @click.option(
     "--register-model",
@@ -207,9 +228,7 @@ def example(command: str) -> str:
     show_default=True,
     help="Registry alias set with --register-model.",
 )
-@click.option("--id-col", default=None, help="Column holding the card id.")
-@click.option("--date-col", default=None, help="Column holding the date.")
-@click.option("--price-col", default=None, help="Column holding the market price.")
+@column_options
 @engine_options
 def train(
     model: str,
@@ -270,6 +289,7 @@ def train(
         else:  # the workers read, validate and evaluate their partitions
             from pokewatch_core.dask_engine import dask_result
 
+            _quiet_dask()
             result = dask_result(
                 path, *built, start, output_dir=parts, scheduler=scheduler or "local",
                 partitions=partitions, progress=display,
@@ -333,7 +353,6 @@ def _check_engine_options(
             "--frame-dir is needed with a remote --scheduler: a folder this machine and the "
             "workers share"
         )
-    _quiet_dask()
 
 
 @contextlib.contextmanager
@@ -394,22 +413,11 @@ def _report_training(
         "pokewatch sweep -p window_size=3,5,7,14 -p buy_threshold_pct=0.05:0.20:0.05 --jobs 2"
     )
 )
-@click.option(
-    "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Model to evaluate (see 'pokewatch plugins').",
-)
-@click.option(
-    "--data-path",
-    "--data_path",
-    "data_path",
-    default=None,
-    help="Price table (parquet or CSV). Default: the embedded sv2a sample.",
-)
+@model_option
+@data_path_option
 @experiment_option("MLflow experiment of the parent and child runs, created if missing.")
 @click.option("--run-name", "--run_name", "run_name", default=None, help="Parent run name.")
-@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Signal policy.")
+@policy_option
 @click.option(
     "-p",
     "--param",
@@ -447,17 +455,10 @@ def _report_training(
     show_default=True,
     help="Which child runs get plots, tables and the model.",
 )
-@click.option(
-    "--test-start",
-    default=None,
-    metavar="DATE",
-    help="Fit on rows before DATE; score only rows on or after it.",
-)
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag.")
+@test_start_option
+@tag_option
 @tracking_uri_option
-@click.option("--id-col", default=None, help="Column holding the card id.")
-@click.option("--date-col", default=None, help="Column holding the date.")
-@click.option("--price-col", default=None, help="Column holding the market price.")
+@column_options
 @engine_options
 def sweep(
     model: str,
@@ -554,6 +555,7 @@ def _sweep_plan(
         return
     from pokewatch_core.dask_engine import DaskSweepPlan, local_scheduler
 
+    _quiet_dask()
     with contextlib.ExitStack() as stack:
         scheduler = settings["scheduler"] or "local"
         if scheduler == "local":

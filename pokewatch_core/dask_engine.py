@@ -33,10 +33,9 @@ import pandas as pd
 from pokewatch_core import partitions as parts
 from pokewatch_core.analysis import OVERVIEW, Analyses, OverviewState, analyses_from
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
-from pokewatch_core.data import ALL_PRICES_MISSING, DATE, ID, PRICE
+from pokewatch_core.data import ALL_PRICES_MISSING, DATE
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
 from pokewatch_core.evaluation import finalize_metrics, merge_states
-from pokewatch_core.naive import FITTING
 from pokewatch_core.resolve import resolve_components
 from pokewatch_core.sweep import SweepPlan
 
@@ -164,38 +163,38 @@ def evaluate_on_dask(
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the evaluation frame's folder ({exc})") from exc
     scratch = str(out / SCRATCH)
-    with contextlib.ExitStack() as stack:
-        try:
+    try:
+        with contextlib.ExitStack() as stack:
             if scheduler == "local":  # a remote cluster's paths need only exist on its side
                 parts.input_files(data)  # a missing path is one line, before a cluster starts
             report("connecting to the dask scheduler")
             client = stack.enter_context(_client(scheduler, workers, memory_limit))
-        except BaseException:
-            _remove(out, existed)
-            raise
-        from distributed import KilledWorker
-
-        try:
+            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
             run = _run(client, data, model, policy, dict(metrics), start, out, scratch,
                        partitions, gather_rows, report)  # fmt: skip
-            if run.rows and not any(out.glob("part-*.parquet")):
-                raise ConfigError(
-                    f"the workers wrote the evaluation frame where this machine does not see "
-                    f"it ({out}): with a remote scheduler, give a folder both share"
-                )
-            return run
-        except BaseException as exc:
-            _remove(out, existed)  # no half-written dataset is left
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            if isinstance(exc, KilledWorker):
-                raise PokeWatchError(
-                    f"dask workers died running {exc.task!s:.60} (out of memory? use more "
-                    "partitions or a higher memory limit per worker)"
-                ) from exc
-            raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if run.rows and not any(out.glob("part-*.parquet")):
+            raise ConfigError(
+                f"the workers wrote the evaluation frame where this machine does not see "
+                f"it ({out}): with a remote scheduler, give a folder both share"
+            )
+        return run
+    except BaseException as exc:
+        _remove(out, existed)  # the cluster is closed: no half-written dataset is left
+        if _killed_worker(exc):
+            raise PokeWatchError(
+                f"dask workers died running {exc.task!s:.60} (out of memory? use more "  # type: ignore[attr-defined]
+                "partitions or a higher memory limit per worker)"
+            ) from exc
+        raise
+
+
+def _killed_worker(exc: BaseException) -> bool:
+    """Whether dask gave up on a task because its workers kept dying."""
+    try:
+        from distributed import KilledWorker
+    except ImportError:
+        return False
+    return isinstance(exc, KilledWorker)
 
 
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/:]+(:\d+)?$|^[^\s/:]+:\d+$")
@@ -332,20 +331,12 @@ def _stateless_values(
     frame: pd.DataFrame, metrics: dict[str, Metric], names: list[str], start: pd.Timestamp | None
 ) -> dict[str, float]:
     """Metrics without a state, on the gathered evaluation frame, as the local engine does."""
-    from pokewatch_core.evaluation import _guarded
+    from pokewatch_core.evaluation import compute_metrics, fit_metrics
 
+    chosen = {name: metrics[name] for name in names}
     fitting = None if start is None else (frame[DATE] < start).to_numpy()
-    scored = frame if fitting is None else frame.loc[~fitting]
-    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: True if fitting is None else fitting})
-    values = {}
-    for name in names:
-        metric = metrics[name]
-        if type(metric).fit is not Metric.fit:
-            _guarded("metric", metric, "fit", lambda m=metric: m.fit(history))  # type: ignore[misc]
-        values[name] = float(
-            _guarded("metric", metric, "compute", lambda m=metric: m.compute(scored))  # type: ignore[misc]
-        )
-    return values
+    fit_metrics(chosen.values(), frame, fitting)
+    return compute_metrics(chosen, frame if fitting is None else frame.loc[~fitting])
 
 
 @contextmanager

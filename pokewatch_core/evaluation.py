@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -286,13 +286,7 @@ def _score(
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     result = EvaluationResult({}, frame, model, policy, metrics, start)
     scored = result.scored_frame
-    learning = [m for m in metrics.values() if type(m).fit is not Metric.fit]
-    if learning:
-        history = frame[[ID, DATE, PRICE]].assign(
-            **{FITTING: np.ones(len(frame), dtype=bool) if fitting is None else fitting}
-        )
-        for metric in learning:
-            _guarded("metric", metric, "fit", partial(metric.fit, history))
+    fit_metrics(metrics.values(), frame, fitting)
     for name, metric in metrics.items():
         report(f"computing {name}")
         if has_state(metric):
@@ -302,6 +296,29 @@ def _score(
             value = _guarded("metric", metric, "compute", partial(metric.compute, scored))
         result.metrics[name] = _number(metric, value)
     return result
+
+
+def fit_metrics(
+    metrics: Iterable[Metric], frame: pd.DataFrame, fitting: np.ndarray[Any, Any] | None
+) -> None:
+    """``Metric.fit`` for the metrics that learn from the price history: ``card_id, date,
+    market_price`` of ``frame`` and a boolean ``fitting`` column (the rows the model was fitted
+    on; ``None`` for all)."""
+    learning = [m for m in metrics if type(m).fit is not Metric.fit]
+    if not learning:
+        return
+    mask = np.ones(len(frame), dtype=bool) if fitting is None else fitting
+    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: mask})
+    for metric in learning:
+        _guarded("metric", metric, "fit", partial(metric.fit, history))
+
+
+def compute_metrics(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[str, float]:
+    """``Metric.compute`` over ``frame`` (the scored rows) for fitted ``metrics``."""
+    return {
+        name: _number(metric, _guarded("metric", metric, "compute", partial(metric.compute, frame)))
+        for name, metric in metrics.items()
+    }
 
 
 def _state_of(metric: Metric, frame: pd.DataFrame, states: dict[Hashable, Any]) -> Any:
@@ -320,18 +337,15 @@ def _number(metric: Metric, value: Any) -> float:
         raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
 
 
-def fitted_states(
-    metrics: dict[str, Metric], history: pd.DataFrame, frame: pd.DataFrame
-) -> dict[Hashable, Any]:
-    """The states of the stateful ``metrics`` over ``frame`` (scored rows of whole cards),
-    each learning metric fitted on ``history`` (with its ``fitting`` column) first: one state
-    per ``state_key``."""
+def unscored_states(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[Hashable, Any]:
+    """The states of the stateful ``metrics`` for ``frame`` (whole cards) when none of its
+    rows is scored: fitted on its rows (all of them fitting rows), over no rows. What they
+    learn (the MASE scale's one-step changes) still counts when merged."""
+    stateful = [m for m in metrics.values() if has_state(m)]
+    fit_metrics(stateful, frame, None)
     states: dict[Hashable, Any] = {}
-    for metric in metrics.values():
-        if has_state(metric):
-            if type(metric).fit is not Metric.fit:
-                _guarded("metric", metric, "fit", partial(metric.fit, history))
-            _state_of(metric, frame, states)
+    for metric in stateful:
+        _state_of(metric, frame.iloc[:0], states)
     return states
 
 

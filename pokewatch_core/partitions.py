@@ -31,7 +31,6 @@ from pokewatch_core.data import (
     DATE,
     ID,
     PREDICTED,
-    PRICE,
     REQUIRED,
     SIGNAL,
     csv_options,
@@ -283,18 +282,15 @@ def _unscored_partition(
     but its cards still count where the metrics learn from the history (the MASE scale's
     one-step changes) and in the overview and digest of the data."""
     from pokewatch_core.analysis import ROWS_HASH, analysis_states, rows_hash
-    from pokewatch_core.evaluation import fitted_states
-    from pokewatch_core.naive import FITTING
+    from pokewatch_core.evaluation import unscored_states
 
     frame = table.copy(deep=False)
     frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
     signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     unscored = np.zeros(len(frame), dtype=bool)
-    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: np.ones(len(frame), dtype=bool)})
-    empty = frame.iloc[:0]
-    states = fitted_states(dict(metrics), history, empty)
-    states.update(analysis_states(frame, empty, unscored, states))
+    states = unscored_states(dict(metrics), frame)
+    states.update(analysis_states(frame, frame.iloc[:0], unscored, states))
     states[ROWS_HASH] = rows_hash(table)
     return frame, states
 

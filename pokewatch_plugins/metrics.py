@@ -40,12 +40,17 @@ def _scored_count(frame: pd.DataFrame) -> int:
     return len(unscored) - int(np.count_nonzero(unscored))
 
 
-# Each metric's state is a tuple of sums and counts over the scored rows: the states of frames
-# holding different cards add up to the state of their rows together.
+@dataclass
+class _Sums(Metric):
+    """A metric whose state is a tuple of sums and counts over the scored rows: the states of
+    frames holding different cards add up, element by element, to the state of their rows."""
+
+    def merge(self, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 @dataclass
-class Rmse(Metric):
+class Rmse(_Sums):
     name: ClassVar[str] = "rmse"
     description: ClassVar[str] = (
         "Root mean squared error of predicted vs market price over scored rows (price)."
@@ -58,16 +63,13 @@ class Rmse(Metric):
         error, _, n = _errors(frame)
         return float(np.dot(error, error)), n
 
-    def merge(self, a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
-        return a[0] + b[0], a[1] + b[1]
-
     def finalize(self, state: tuple[float, int]) -> float:
         squares, n = state
         return float(np.sqrt(squares / n)) if n else float("nan")
 
 
 @dataclass
-class Mape(Metric):
+class Mape(_Sums):
     name: ClassVar[str] = "mape"
     description: ClassVar[str] = (
         "Mean absolute percentage error |predicted - market| / market over scored rows (percent)."
@@ -83,9 +85,6 @@ class Mape(Metric):
             np.divide(error, np.abs(_market(frame)), out=error)
         error[unscored] = 0.0  # 0 / NaN market is NaN again
         return float(error.sum()), n
-
-    def merge(self, a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
-        return a[0] + b[0], a[1] + b[1]
 
     def finalize(self, state: tuple[float, int]) -> float:
         ratios, n = state
@@ -112,7 +111,7 @@ class DatasetSize(Metric):
 
 
 @dataclass
-class CoverageRate(Metric):
+class CoverageRate(_Sums):
     name: ClassVar[str] = "coverage_rate"
     description: ClassVar[str] = "Rows with a market price that have a prediction (percent)."
     unit: ClassVar[str] = "percent"
@@ -123,9 +122,6 @@ class CoverageRate(Metric):
         market = _market(frame)
         priced = len(market) - int(np.count_nonzero(np.isnan(market)))
         return _scored_count(frame), priced
-
-    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-        return a[0] + b[0], a[1] + b[1]
 
     def finalize(self, state: tuple[int, int]) -> float:
         scored, priced = state
@@ -143,7 +139,7 @@ def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
 
 
 @dataclass
-class _SignalRate(Metric):
+class _SignalRate(_Sums):
     signal: ClassVar[str] = ""
     unit: ClassVar[str] = "percent"
 
@@ -154,9 +150,6 @@ class _SignalRate(Metric):
         hits = _is_signal(frame["signal"], self.signal)
         hits[unscored] = False
         return int(np.count_nonzero(hits)), total
-
-    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-        return a[0] + b[0], a[1] + b[1]
 
     def finalize(self, state: tuple[int, int]) -> float:
         hits, total = state

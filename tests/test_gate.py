@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 
-def _train(run_cli, store, window):
+def _train(run_cli, store, window, *data):
     out = run_cli(
         "train",
+        *data,
         "-p",
         f"window_size={window}",
         "--register-model",
@@ -119,21 +120,7 @@ def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli,
     pw.generate_prices(cards=15, days=40, seed=3).to_parquet(data)
 
     def train(window):
-        out = run_cli(
-            "train",
-            "--data-path",
-            str(data),
-            "-p",
-            f"window_size={window}",
-            "--register-model",
-            "cards",
-            "--alias",
-            "candidate",
-            "--tracking-uri",
-            store,
-        )
-        assert out.exit_code == 0, out.stderr
-        return re.search(r"Run ([0-9a-f]{32})", out.stdout)[1]
+        return _train(run_cli, store, window, "--data-path", str(data))
 
     gate = [
         "gate",
