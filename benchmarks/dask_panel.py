@@ -85,7 +85,7 @@ def run_local(data: Path) -> dict[str, Any]:
     from pokewatch_core import evaluate
 
     files = sorted(data.glob("*.parquet"))
-    import pokewatch_core.evaluation  # noqa: F401  (imports counted in the base)
+    import pokewatch_core.evaluation.runner  # noqa: F401  (imports counted in the base)
 
     base = _peak_rss()  # the interpreter and its imports, before any data
     start = time.perf_counter()
@@ -123,8 +123,8 @@ def run_dask(
     each worker process."""
     from distributed import Client, LocalCluster
 
-    from pokewatch_core.dask_engine import evaluate_on_dask
-    from pokewatch_core.evaluation import resolve_components
+    from pokewatch_core.engines.dask_engine import evaluate_on_dask
+    from pokewatch_core.evaluation.runner import resolve_components
 
     model, policy, metrics = resolve_components(MODEL, metrics=stateful_metrics())
     with (

@@ -18,11 +18,16 @@ from pokewatch_core.errors import (
     TrackingError,
 )
 from pokewatch_core.hookspecs import hookimpl, hookspec
-from pokewatch_core.plugins import get_plugins, register_plugin, reload_plugins, unregister_plugin
+from pokewatch_core.plugins.registry import (
+    get_plugins,
+    register_plugin,
+    reload_plugins,
+    unregister_plugin,
+)
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
-    from pokewatch_core.analysis import (
+    from pokewatch_core.analysis.core import (
         QualityState,
         StrategyState,
         backtest,
@@ -30,39 +35,39 @@ if TYPE_CHECKING:
         signal_quality,
         strategy_state,
     )
-    from pokewatch_core.data import load_prices, prepare_prices, read_table
-    from pokewatch_core.engines import evaluate
-    from pokewatch_core.evaluation import EvaluationResult, score_predictions
-    from pokewatch_core.naive import NaiveBaseline, NaiveSums
-    from pokewatch_core.price_index import PriceIndex
-    from pokewatch_core.sample_data import embedded_sample_path, generate_prices
-    from pokewatch_core.sweep import SweepResult
+    from pokewatch_core.data.naive import NaiveBaseline, NaiveSums
+    from pokewatch_core.data.price_index import PriceIndex
+    from pokewatch_core.data.sample_data import embedded_sample_path, generate_prices
+    from pokewatch_core.data.tables import load_prices, prepare_prices, read_table
+    from pokewatch_core.engines.front_door import evaluate
+    from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
+    from pokewatch_core.sweeps.plan import SweepResult
     from pokewatch_core.tracking.evaluator import mlflow_metrics
     from pokewatch_core.tracking.log import log_evaluation
     from pokewatch_core.tracking.sweep import run_sweep
 
 _LAZY = {
-    "evaluate": "pokewatch_core.engines",
-    "score_predictions": "pokewatch_core.evaluation",
+    "evaluate": "pokewatch_core.engines.front_door",
+    "score_predictions": "pokewatch_core.evaluation.runner",
     "run_sweep": "pokewatch_core.tracking.sweep",
-    "SweepResult": "pokewatch_core.sweep",
+    "SweepResult": "pokewatch_core.sweeps.plan",
     "mlflow_metrics": "pokewatch_core.tracking.evaluator",
-    "EvaluationResult": "pokewatch_core.evaluation",
-    "load_prices": "pokewatch_core.data",
-    "NaiveBaseline": "pokewatch_core.naive",
-    "NaiveSums": "pokewatch_core.naive",
-    "prepare_prices": "pokewatch_core.data",
-    "read_table": "pokewatch_core.data",
-    "PriceIndex": "pokewatch_core.price_index",
-    "backtest": "pokewatch_core.analysis",
-    "QualityState": "pokewatch_core.analysis",
-    "StrategyState": "pokewatch_core.analysis",
-    "quality_state": "pokewatch_core.analysis",
-    "strategy_state": "pokewatch_core.analysis",
-    "signal_quality": "pokewatch_core.analysis",
-    "generate_prices": "pokewatch_core.sample_data",
+    "EvaluationResult": "pokewatch_core.evaluation.runner",
+    "load_prices": "pokewatch_core.data.tables",
+    "NaiveBaseline": "pokewatch_core.data.naive",
+    "NaiveSums": "pokewatch_core.data.naive",
+    "prepare_prices": "pokewatch_core.data.tables",
+    "read_table": "pokewatch_core.data.tables",
+    "PriceIndex": "pokewatch_core.data.price_index",
+    "backtest": "pokewatch_core.analysis.core",
+    "QualityState": "pokewatch_core.analysis.core",
+    "StrategyState": "pokewatch_core.analysis.core",
+    "quality_state": "pokewatch_core.analysis.core",
+    "strategy_state": "pokewatch_core.analysis.core",
+    "signal_quality": "pokewatch_core.analysis.core",
+    "generate_prices": "pokewatch_core.data.sample_data",
     "log_evaluation": "pokewatch_core.tracking.log",
-    "embedded_sample_path": "pokewatch_core.sample_data",
+    "embedded_sample_path": "pokewatch_core.data.sample_data",
 }
 
 __all__ = [

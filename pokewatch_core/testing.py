@@ -27,8 +27,8 @@ from pokewatch_core.components import (
     SignalPolicy,
     has_state,
 )
-from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
-from pokewatch_core.sample_data import generate_prices
+from pokewatch_core.data.sample_data import generate_prices
+from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 
 __all__ = ["check_metric", "check_model", "check_policy", "example_panel"]
 

@@ -1,4 +1,4 @@
-"""Signal-quality and strategy metrics: fields of the analyses of ``pokewatch_core.analysis``
+"""Signal-quality and strategy metrics: fields of the analyses of ``pokewatch_core.analysis.core``
 (definitions there). The metrics of one horizon share one quality state, those of one fee one
 strategy state, so each is computed once per evaluation and merges exactly across partitions."""
 

@@ -91,7 +91,7 @@ def test_no_look_ahead(frame, data):
 def test_chunked_threaded_path_equals_the_general_path(frame, window):
     """The walk-forward fast path (card-aligned chunks on several threads) gives the same bits
     as locating each row and averaging, whatever the chunking."""
-    import pokewatch_core.price_index as price_index
+    import pokewatch_core.data.price_index as price_index
     from pokewatch_core import PriceIndex, prepare_prices
 
     table = prepare_prices(frame)

@@ -154,7 +154,7 @@ def test_unknown_metric_names_the_metrics_present(run_cli, three_runs):
 
 
 def test_metrics_that_differ_in_the_last_bits_are_the_same():
-    from pokewatch_core.compare import _differ
+    from pokewatch_core.cli.compare import _differ
 
     assert not _differ([1.6122781, 1.6122781 * (1 + 3e-16)])  # another order of additions
     assert not _differ([0.0, 1e-15])

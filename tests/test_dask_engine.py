@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
-from pokewatch_core.dask_engine import evaluate_on_dask
-from pokewatch_core.resolve import resolve_components
+from pokewatch_core.engines.dask_engine import evaluate_on_dask
+from pokewatch_core.plugins.resolve import resolve_components
 from tests.conftest import all_runs, make_panel
 
 pytestmark = [pytest.mark.slow, pytest.mark.dask]

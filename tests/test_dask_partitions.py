@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pokewatch_core import DataError, embedded_sample_path, evaluate
-from pokewatch_core import partitions as parts
-from pokewatch_core.analysis import OVERVIEW, ROWS_HASH
-from pokewatch_core.evaluation import finalize_metrics, merge_states, resolve_components
+from pokewatch_core.analysis.core import OVERVIEW, ROWS_HASH
+from pokewatch_core.engines import partitions as parts
+from pokewatch_core.evaluation.runner import finalize_metrics, merge_states, resolve_components
 from tests.conftest import make_panel, panels
 from tests.test_metric_states import SUMMED
 
@@ -52,7 +52,7 @@ def test_routing_is_the_same_in_every_process():
     ids = [f"card-{i}" for i in range(50)]
     code = (
         "import pandas as pd\n"
-        "from pokewatch_core.partitions import buckets\n"
+        "from pokewatch_core.engines.partitions import buckets\n"
         f"print(buckets(pd.Series({ids!r}), 7).tolist())\n"
     )
     other = subprocess.run(
@@ -164,7 +164,7 @@ def test_partition_states_merged_equal_the_local_metrics():
     local = evaluate("baseline_moving_average", data, test_start="2025-09-15")
     model, policy, metrics = resolve_components("baseline_moving_average")
     labels = parts.buckets(data["card_id"], 5)
-    from pokewatch_core.data import prepare_prices
+    from pokewatch_core.data.tables import prepare_prices
 
     states = []
     for k in range(5):
@@ -185,7 +185,7 @@ def test_partition_states_merged_equal_the_local_metrics():
 
 def test_a_partition_without_scored_rows_gives_no_state():
     model, policy, metrics = resolve_components("baseline_moving_average")
-    from pokewatch_core.data import prepare_prices
+    from pokewatch_core.data.tables import prepare_prices
 
     table = prepare_prices(make_panel(cards=2, days=5))
     frame, states = parts.evaluate_partition(
@@ -207,7 +207,7 @@ def test_default_partitions_aim_at_a_million_rows_and_two_per_thread():
 
 def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
     from pokewatch_core import ConfigError
-    from pokewatch_core.dask_engine import evaluate_on_dask
+    from pokewatch_core.engines.dask_engine import evaluate_on_dask
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     model, policy, metrics = resolve_components("baseline_moving_average")
@@ -221,8 +221,8 @@ def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
 @settings(max_examples=25, deadline=None)
 @given(data=panels(max_cards=6, max_days=12), seed=st.integers(0, 2**16))
 def test_the_rows_hash_is_free_of_order_and_partitioning_and_sees_a_changed_price(data, seed):
-    from pokewatch_core.analysis import rows_hash
-    from pokewatch_core.data import prepare_prices
+    from pokewatch_core.analysis.core import rows_hash
+    from pokewatch_core.data.tables import prepare_prices
 
     table = prepare_prices(data)
     rng = np.random.default_rng(seed)

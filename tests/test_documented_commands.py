@@ -62,7 +62,7 @@ def test_user_guide_features_example_as_printed(run_cli, scratch):
     processed = pd.read_parquet(scratch / "data" / "processed.parquet")
     assert len(processed) == 30
     words = shlex.split(module)
-    assert words[:5] == ["uv", "run", "python", "-m", "pokewatch_core.features"]
+    assert words[:5] == ["uv", "run", "python", "-m", "pokewatch_core.data.features"]
     proc = subprocess.run(
         [sys.executable, *words[3:]], cwd=scratch, capture_output=True, text=True, timeout=300
     )

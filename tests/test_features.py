@@ -84,7 +84,7 @@ def test_module_entry_point(tmp_path):
         [
             sys.executable,
             "-m",
-            "pokewatch_core.features",
+            "pokewatch_core.data.features",
             "--raw-dir",
             str(SHARED_DATA),
             "--output",

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pokewatch_core import ConfigError
-from pokewatch_core.gate import check_rules, parse_rule
+from pokewatch_core.tracking.gate_rules import check_rules, parse_rule
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pokewatch_core import Metric, evaluate, get_plugins
 from pokewatch_core.components import has_state
-from pokewatch_core.naive import FITTING
+from pokewatch_core.data.naive import FITTING
 from pokewatch_core.testing import check_metric
 from tests.conftest import panels
 

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 import pokewatch_plugins.signal_metrics as signal_metrics
-from pokewatch_core import analysis, data, get_plugins, resolve
+from pokewatch_core import get_plugins
+from pokewatch_core.analysis import core as analysis
+from pokewatch_core.data import tables as data
+from pokewatch_core.plugins import resolve
 from pokewatch_core.tracking import log as tracking_log
 from pokewatch_core.tracking import store as tracking_store
 from pokewatch_plugins.baseline import BaselineMovingAverage

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import embedded_sample_path, generate_prices, load_prices
-from pokewatch_core.sample_data import TIERS
+from pokewatch_core.data.sample_data import TIERS
 
 
 def test_deterministic_for_a_seed():

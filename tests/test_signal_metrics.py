@@ -246,7 +246,7 @@ def test_periods_per_year_follow_the_data_and_are_logged(freq, periods):
 def test_card_aligned_chunks_give_the_same_figures(data, size):
     """The signal analyses walk the rows in chunks of whole cards: any chunk size gives the
     same numbers as one pass over all rows (shuffled input included)."""
-    from pokewatch_core import analysis
+    from pokewatch_core.analysis import core as analysis
 
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])
     frame = result.frame.copy()  # a fresh frame: nothing reused between the two passes
@@ -270,7 +270,7 @@ def test_card_aligned_chunks_give_the_same_figures(data, size):
 def test_analysis_states_of_card_disjoint_pieces_merge_into_the_whole(data, seed):
     """Split an evaluation frame's cards in two at random: the merged states of the pieces
     give the figures of the whole (the law a partitioned engine relies on)."""
-    from pokewatch_core import analysis
+    from pokewatch_core.analysis import core as analysis
 
     frame = evaluate("baseline_moving_average", data, metrics=["rmse"]).frame
     cards = frame["card_id"].unique()

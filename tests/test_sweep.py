@@ -10,7 +10,7 @@ import pytest
 
 import pokewatch_core as pw
 from pokewatch_core import ConfigError
-from pokewatch_core.sweep import (
+from pokewatch_core.sweeps.plan import (
     SweepPlan,
     best_trial,
     combinations,

@@ -92,8 +92,8 @@ def test_complete_run_with_intact_artifacts(server, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.analysis import metrics_by_card
-    from pokewatch_core.summary import evaluation_summary
+    from pokewatch_core.analysis.core import metrics_by_card
+    from pokewatch_core.evaluation.summary import evaluation_summary
 
     data = small_panel(tmp_path)
     proc = train(

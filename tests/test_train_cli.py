@@ -126,7 +126,7 @@ def test_environment_variable_beats_dotenv(run_cli, store, tmp_path, monkeypatch
 
 
 def test_failure_after_the_run_started_ends_it_failed(run_cli, store, monkeypatch):
-    import pokewatch_core.plots as plots
+    import pokewatch_core.evaluation.plots as plots
 
     def broken(result):
         raise RuntimeError("disk full")

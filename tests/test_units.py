@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pokewatch_core import UNITS, get_plugins
-from pokewatch_core.summary import format_metric, metrics_table
+from pokewatch_core.evaluation.summary import format_metric, metrics_table
 from pokewatch_core.testing import check_metric
 
 
@@ -74,7 +74,7 @@ def test_train_prints_each_metric_in_its_unit(run_cli, store):
 
 
 def test_compare_ranks_by_each_metric_own_direction():
-    from pokewatch_core.compare import default_ascending
+    from pokewatch_core.cli.compare import default_ascending
 
     metrics = get_plugins().metrics
     for name in metrics.names():

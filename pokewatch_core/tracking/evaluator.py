@@ -36,10 +36,10 @@ from mlflow.models.evaluation.artifacts import (
 from mlflow.models.evaluation.base import EvaluationResult as MlflowEvaluationResult
 from mlflow.models.evaluation.base import ModelEvaluator
 
-from pokewatch_core.data import DATE, ID, PRICE
+from pokewatch_core.data.tables import DATE, ID, PRICE
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.evaluation import EvaluationResult, score_predictions
+from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
 
 MODEL_TYPE = "pokewatch"
 FAIR_PRICE = "fair_price"
@@ -83,9 +83,9 @@ def check_dataset(
     """Check the evaluation data and configuration before any model is called: the data as a
     price table, the policy, the metric names (one name may be given as a string) and the
     remaining component parameters."""
-    from pokewatch_core.data import prepare_prices
-    from pokewatch_core.evaluation import GivenPredictions
-    from pokewatch_core.resolve import resolve_components
+    from pokewatch_core.data.tables import prepare_prices
+    from pokewatch_core.evaluation.runner import GivenPredictions
+    from pokewatch_core.plugins.resolve import resolve_components
 
     options = dict(config or {})
     policy = options.pop("policy", DEFAULT_POLICY)
@@ -172,7 +172,7 @@ def mlflow_metrics(
     ``policy`` and ``params`` (e.g. ``buy_threshold_pct=0.2``) decide the signals."""
     from mlflow.metrics import MetricValue, make_metric
 
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.plugins.registry import get_plugins
 
     names = list(metrics) if metrics is not None else get_plugins().metrics.names()
     config = {"policy": policy, "metrics": names, **params}

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import Model, SignalPolicy
-from pokewatch_core.data import DATE, FIRST_DAY, ID, LAST_DAY, PRICE, SIGNAL
+from pokewatch_core.data.price_index import PriceIndex
+from pokewatch_core.data.tables import DATE, FIRST_DAY, ID, LAST_DAY, PRICE, SIGNAL
 from pokewatch_core.errors import DataError
-from pokewatch_core.evaluation import signals_from
-from pokewatch_core.plugins import get_plugins
-from pokewatch_core.price_index import PriceIndex
+from pokewatch_core.evaluation.runner import signals_from
+from pokewatch_core.plugins.registry import get_plugins
 
 CONFIG_FILE = "pokewatch_model.json"
 HISTORY_FILE = "history.parquet"

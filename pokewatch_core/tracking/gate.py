@@ -18,7 +18,7 @@ from typing import Any
 
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.gate import Rule, Verdict, check_rules
+from pokewatch_core.tracking.gate_rules import Rule, Verdict, check_rules
 from pokewatch_core.tracking.runs import _full_run_id
 from pokewatch_core.tracking.store import _retry, use_store
 
@@ -132,7 +132,7 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
 
 def _check_same_data(table: Any, run: Any, data_path: str) -> None:
     """The file at the candidate's data path must still hold the data it was scored on."""
-    from pokewatch_core.analysis import rows_hash
+    from pokewatch_core.analysis.core import rows_hash
     from pokewatch_core.tracking.log import _dataset_digest, rows_digest
 
     logged = run.inputs.dataset_inputs[0].dataset.digest
@@ -152,9 +152,9 @@ def _rescore_champion(
 ) -> dict[str, float]:
     import mlflow
 
-    from pokewatch_core.data import load_prices
-    from pokewatch_core.evaluation import evaluate_prepared
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.data.tables import load_prices
+    from pokewatch_core.evaluation.runner import evaluate_prepared
+    from pokewatch_core.plugins.registry import get_plugins
     from pokewatch_core.tracking.fair_price import read_components
 
     model_uri = f"models:/{version.name}/{version.version}"
@@ -199,7 +199,7 @@ def run_gate(
     passes. The verdict is recorded as tags on the candidate run (and its model version)."""
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.plugins.registry import get_plugins
 
     if not rules:
         raise ConfigError("give at least one --rule, e.g. --rule 'rmse<=1.02*champion'")

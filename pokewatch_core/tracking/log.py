@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL
+from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.plugins import get_plugins
+from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
@@ -40,9 +40,9 @@ from pokewatch_core.version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pokewatch_core.analysis import RowsHash
+    from pokewatch_core.analysis.core import RowsHash
     from pokewatch_core.components import Model
-    from pokewatch_core.evaluation import EvaluationResult
+    from pokewatch_core.evaluation.runner import EvaluationResult
 
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
 FAILED_STAGE_TAG = "pokewatch.failed_stage"
@@ -212,7 +212,7 @@ def _partitioned_head(result: EvaluationResult) -> tuple[pd.DataFrame, str]:
     the same rows however they are partitioned or ordered)."""
     import pyarrow.parquet as pq
 
-    from pokewatch_core.analysis import ROWS_HASH
+    from pokewatch_core.analysis.core import ROWS_HASH
 
     assert result.frame_dir is not None
     first = min(result.frame_dir.glob("part-*.parquet"))
@@ -251,8 +251,8 @@ def log_artifacts(
     artifact paths (plots first)."""
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core import plots
-    from pokewatch_core.summary import evaluation_summary
+    from pokewatch_core.evaluation import plots
+    from pokewatch_core.evaluation.summary import evaluation_summary
 
     client = MlflowClient()
     figures = plots.evaluation_figures(result)
@@ -287,7 +287,7 @@ def metric_entities(metrics: dict[str, float]) -> list[Any]:
 
 def run_description(result: EvaluationResult, data_source: str) -> str:
     """A run's short description: model, policy, data set and its first three metrics."""
-    from pokewatch_core.summary import format_metric
+    from pokewatch_core.evaluation.summary import format_metric
 
     headline = ", ".join(
         f"{name} {format_metric(value, result.metric_components[name].unit)}"
@@ -346,7 +346,7 @@ def keep_results(
     import json
     import shutil
 
-    from pokewatch_core.summary import evaluation_summary
+    from pokewatch_core.evaluation.summary import evaluation_summary
 
     parent = Path(FAILED_RUNS_DIR)
     folder = parent / run_id

@@ -1,6 +1,6 @@
 """The library's sweep (``run_sweep``) and its MLflow logging (``log_sweep``): one parent run,
 one nested child run per combination. ``run_sweep`` lives here, above the evaluation layer's
-``pokewatch_core.sweep`` (grids, plans, ranking), because it may log.
+``pokewatch_core.sweeps.plan`` (grids, plans, ranking), because it may log.
 
 Every combination is evaluated first; then the children are logged one after the other, each
 whole and FINISHED before the next: params, every metric and the dataset, and for the best
@@ -26,7 +26,7 @@ import pandas as pd
 from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY, DEFAULT_SWEEP_METRIC
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.sweep import (
+from pokewatch_core.sweeps.plan import (
     SweepPlan,
     SweepResult,
     Trial,
@@ -306,8 +306,8 @@ def run_sweep(
     ``params`` are fixed for every combination; ``metric`` picks the best in its own direction.
     With ``log=True`` the sweep is logged as ``pokewatch sweep`` logs it (``log_options``:
     ``experiment_name``, ``run_name``, ``tags``, ``tracking_uri``, ``log_models``)."""
-    from pokewatch_core.data import load_prices, prepare_prices
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.data.tables import load_prices, prepare_prices
+    from pokewatch_core.plugins.registry import get_plugins
 
     table = load_prices(data) if isinstance(data, str | Path) else prepare_prices(data)
     names = list(metrics) if metrics is not None else None

@@ -30,19 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pokewatch_core import partitions as parts
-from pokewatch_core.analysis import OVERVIEW, Analyses, OverviewState, analyses_from
+from pokewatch_core.analysis.core import OVERVIEW, Analyses, OverviewState, analyses_from
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
-from pokewatch_core.data import ALL_PRICES_MISSING, DATE
+from pokewatch_core.data.tables import ALL_PRICES_MISSING, DATE
+from pokewatch_core.engines import partitions as parts
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
-from pokewatch_core.evaluation import finalize_metrics, merge_states
-from pokewatch_core.resolve import resolve_components
-from pokewatch_core.sweep import SweepPlan
+from pokewatch_core.evaluation.runner import finalize_metrics, merge_states
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from pokewatch_core.evaluation import EvaluationResult
+    from pokewatch_core.evaluation.runner import EvaluationResult
 
 DEFAULT_GATHER_ROWS = 5_000_000
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
@@ -86,7 +84,7 @@ def dask_result(
     """``evaluate_on_dask`` as an ``EvaluationResult`` (what ``evaluate(engine="dask")``
     returns): the frame stays in ``output_dir`` (default: a new temporary folder, the
     caller's to remove), the analyses and the plots' sample come from the merged states."""
-    from pokewatch_core.evaluation import EvaluationResult, parse_test_start
+    from pokewatch_core.evaluation.runner import EvaluationResult, parse_test_start
 
     made = output_dir is None
     if output_dir is None:
@@ -143,7 +141,7 @@ def evaluate_on_dask(
     ``gather_rows`` rows.
     """
     report = progress or (lambda stage: None)
-    from pokewatch_core.evaluation import parse_test_start
+    from pokewatch_core.evaluation.runner import parse_test_start
 
     start = parse_test_start(test_start)
     if partitions is not None and partitions < 1:
@@ -331,7 +329,7 @@ def _stateless_values(
     frame: pd.DataFrame, metrics: dict[str, Metric], names: list[str], start: pd.Timestamp | None
 ) -> dict[str, float]:
     """Metrics without a state, on the gathered evaluation frame, as the local engine does."""
-    from pokewatch_core.evaluation import compute_metrics, fit_metrics
+    from pokewatch_core.evaluation.runner import compute_metrics, fit_metrics
 
     chosen = {name: metrics[name] for name in names}
     fitting = None if start is None else (frame[DATE] < start).to_numpy()
@@ -401,32 +399,6 @@ def _client(scheduler: str, workers: int | None, memory_limit: str | None) -> It
         raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {line}") from exc
     with client:
         yield client
-
-
-@dataclass
-class DaskSweepPlan(SweepPlan):
-    """A sweep whose trials run on the dask engine: each reads ``data`` on the workers of
-    ``scheduler`` (one cluster for the whole sweep) and writes its frame under ``frames``;
-    a trial's frame is removed once its metrics are kept."""
-
-    data: str = ""
-    scheduler: str = "local"
-    partitions: int | None = None
-    frames: Path = Path(".")
-
-    def evaluate(self, number: int) -> EvaluationResult:
-        model, policy, metrics = resolve_components(
-            self.model, self.policy, self.metrics, self.params(number)
-        )
-        folder = Path(tempfile.mkdtemp(prefix=f"trial-{number}-", dir=self.frames))
-        return dask_result(
-            self.data, model, policy, metrics, self.test_start, output_dir=folder,
-            scheduler=self.scheduler, partitions=self.partitions,
-        )  # fmt: skip
-
-    def release(self, result: EvaluationResult) -> None:
-        if result.frame_dir is not None:
-            shutil.rmtree(result.frame_dir, ignore_errors=True)
 
 
 def _importable(modules: list[str]) -> tuple[str, dict[str, str]]:

@@ -8,7 +8,7 @@ from typing import Any
 from pokewatch_core.components import KIND_BASES, Component, Metric, Model, SignalPolicy
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.plugins import get_plugins
+from pokewatch_core.plugins.registry import get_plugins
 
 
 def _route_params(

@@ -10,7 +10,7 @@ only from the card's observed prices on earlier days:
 ``rolling_mean_5``   the same over 5
 
 Run it as ``pokewatch features --raw-dir DIR --output PATH`` or
-``python -m pokewatch_core.features --raw-dir DIR --output PATH``.
+``python -m pokewatch_core.data.features --raw-dir DIR --output PATH``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.data import DATE, ID, PRICE, prepare_prices, read_table
+from pokewatch_core.data.price_index import PriceIndex
+from pokewatch_core.data.tables import DATE, ID, PRICE, prepare_prices, read_table
 from pokewatch_core.errors import DataError
 from pokewatch_core.files import atomic_write_table
-from pokewatch_core.price_index import PriceIndex
 
 SNAPSHOT = re.compile(r"^(?P<set>.+)_prices_(?P<date>\d{4}-\d{2}-\d{2})\.(?:parquet|csv)$")
 
@@ -140,7 +140,7 @@ def write_features(
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
-    """``python -m pokewatch_core.features ARGS`` runs ``pokewatch features ARGS``."""
+    """``python -m pokewatch_core.data.features ARGS`` runs ``pokewatch features ARGS``."""
     import runpy
     import sys
 

@@ -9,7 +9,7 @@ Model, per card (all vectorised over cards, one loop over days for the spike dec
 * occasional spikes (about one per 100 card-days) of +20% to +80% that decay back over days;
 * missing days (about 3% of card-days have no row) and a few unknown prices (NaN, 0.5%).
 
-The embedded sample (``pokewatch_core/sample/sv2a_sample.parquet``) is this generator with its
+The embedded sample (``pokewatch_core/data/sample/sv2a_sample.parquet``) is this generator with its
 defaults: all 210 cards of the set for 200 days ending 2025-11-22, seed 151. Rebuild it with
 ``python scripts/make_sample_data.py`` or ``pokewatch sample-data --output PATH``.
 """
@@ -253,4 +253,4 @@ def write_sample(output: str | Path, **kwargs: int | str) -> pd.DataFrame:
 
 def embedded_sample_path() -> Path:
     """Path of the sample data set shipped inside the package."""
-    return Path(str(resources.files("pokewatch_core") / "sample" / SAMPLE_FILE))
+    return Path(str(resources.files("pokewatch_core.data") / "sample" / SAMPLE_FILE))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pokewatch_core.summary import format_value
+from pokewatch_core.evaluation.summary import format_value
 from pokewatch_core.terminal import printable
 from pokewatch_core.tracking.runs import RunRecord
 
@@ -15,7 +15,7 @@ RUN_PARAMS = ("model_type", "policy")
 def default_ascending(metric: str) -> bool:
     """Whether ``metric`` ranks best when smallest: its own ``greater_is_better`` says (an
     unknown metric, or one with no direction, ranks largest first)."""
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.plugins.registry import get_plugins
 
     metrics = get_plugins().metrics
     if metric not in metrics or len(metrics.registrations(metric)) != 1:

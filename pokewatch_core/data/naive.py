@@ -21,8 +21,16 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, day_numbers, sort_keys, strictly_sorted
-from pokewatch_core.price_index import PriceIndex, card_aligned_chunks, observed_before
+from pokewatch_core.data.price_index import PriceIndex, card_aligned_chunks, observed_before
+from pokewatch_core.data.tables import (
+    DATE,
+    ID,
+    PREDICTED,
+    PRICE,
+    day_numbers,
+    sort_keys,
+    strictly_sorted,
+)
 
 FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
 CHUNK_ROWS = 1 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pokewatch_core.components import KIND_BASES, Component, Metric
-from pokewatch_core.plugins import Plugins, get_plugins
+from pokewatch_core.plugins.registry import Plugins, get_plugins
 
 CORE_DISTRIBUTION = "pokewatch"
 KINDS = tuple(KIND_BASES)

@@ -252,11 +252,11 @@ def train(
     frame_dir: str | None,
 ) -> None:
     """Evaluate a model walk-forward and log the run to MLflow."""
-    from pokewatch_core.data import load_prices
-    from pokewatch_core.evaluation import evaluate_prepared, parse_test_start
+    from pokewatch_core.data.sample_data import embedded_sample_path
+    from pokewatch_core.data.tables import load_prices
+    from pokewatch_core.evaluation.runner import evaluate_prepared, parse_test_start
+    from pokewatch_core.plugins.resolve import resolve_components
     from pokewatch_core.progress import StageDisplay
-    from pokewatch_core.resolve import resolve_components
-    from pokewatch_core.sample_data import embedded_sample_path
     from pokewatch_core.tracking.log import log_evaluation
     from pokewatch_core.tracking.store import check_run_options, heal_abandoned_runs, reach_store
 
@@ -287,7 +287,7 @@ def train(
             table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
             result = evaluate_prepared(table, *built, start, source=path, progress=display)
         else:  # the workers read, validate and evaluate their partitions
-            from pokewatch_core.dask_engine import dask_result
+            from pokewatch_core.engines.dask_engine import dask_result
 
             _quiet_dask()
             result = dask_result(
@@ -373,7 +373,7 @@ def _report_training(
     result: Any, signals: bool, data_path: str | None, logged: Any, alias: str
 ) -> None:
     """What ``train`` evaluated, its metrics, and where the run and model are."""
-    from pokewatch_core.summary import (
+    from pokewatch_core.evaluation.summary import (
         data_overview,
         metric_units,
         metrics_table,
@@ -483,9 +483,9 @@ def sweep(
     frame_dir: str | None,
 ) -> None:
     """Evaluate every combination of parameter values: one parent run, a child run each."""
-    from pokewatch_core.plugins import get_plugins
-    from pokewatch_core.sample_data import embedded_sample_path
-    from pokewatch_core.sweep import (
+    from pokewatch_core.data.sample_data import embedded_sample_path
+    from pokewatch_core.plugins.registry import get_plugins
+    from pokewatch_core.sweeps.plan import (
         combinations,
         parse_values,
         ranking_direction,
@@ -547,13 +547,14 @@ def _sweep_plan(
     once here; on the dask engine over the workers of one cluster for the whole sweep, the
     trials' frames in ``--frame-dir`` (else a temporary folder)."""
     if engine == "local":
-        from pokewatch_core.data import load_prices
-        from pokewatch_core.sweep import SweepPlan
+        from pokewatch_core.data.tables import load_prices
+        from pokewatch_core.sweeps.plan import SweepPlan
 
         table = load_prices(path, **columns)
         yield lambda *args: SweepPlan(table, args[0], args[1], None, *args[2:])
         return
-    from pokewatch_core.dask_engine import DaskSweepPlan, local_scheduler
+    from pokewatch_core.engines.dask_engine import local_scheduler
+    from pokewatch_core.sweeps.plan import DaskSweepPlan
 
     _quiet_dask()
     with contextlib.ExitStack() as stack:
@@ -648,9 +649,9 @@ def gate(
     tracking_uri: str | None,
 ) -> None:
     """Compare a candidate run with the champion model; exit 3 when a rule fails."""
-    from pokewatch_core.gate import parse_rule
-    from pokewatch_core.summary import format_value
+    from pokewatch_core.evaluation.summary import format_value
     from pokewatch_core.tracking.gate import run_gate
+    from pokewatch_core.tracking.gate_rules import parse_rule
 
     parsed = [parse_rule(rule) for rule in rules]
     report = run_gate(candidate, champion_uri, parsed, promote=promote, tracking_uri=tracking_uri)
@@ -706,7 +707,7 @@ def gate(
 )
 def features(raw_dir: str, output: str, set_name: str | None) -> None:
     """Combine daily raw snapshots into one processed table with leak-free features."""
-    from pokewatch_core.features import write_features
+    from pokewatch_core.data.features import write_features
 
     table = write_features(raw_dir, output, set_name)
     _echo(
@@ -763,9 +764,9 @@ def sample_data(
     optionally with other column names (e.g. Nixtla's unique_id, ds, y)."""
     from datetime import date
 
-    from pokewatch_core.data import DATE, ID, PRICE
+    from pokewatch_core.data.sample_data import check_size, generate_prices
+    from pokewatch_core.data.tables import DATE, ID, PRICE
     from pokewatch_core.files import atomic_write_table
-    from pokewatch_core.sample_data import check_size, generate_prices
 
     try:
         date.fromisoformat(end)
@@ -813,7 +814,7 @@ def _component_lines(infos: list[dict[str, Any]], with_kind: bool = False) -> li
 @click.option("--all", "show_all", is_flag=True, help="Include the default plugins.")
 def plugins(as_json: bool, show_all: bool) -> None:
     """Installed plugins: distribution, hooks, components, failures and conflicts."""
-    from pokewatch_core.catalog import plugins_report
+    from pokewatch_core.plugins.catalog import plugins_report
 
     report = plugins_report(include_defaults=show_all)
     if as_json:
@@ -847,7 +848,7 @@ def _component_command(kind: str, title: str) -> None:
     )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     def command(as_json: bool) -> None:
-        from pokewatch_core.catalog import components
+        from pokewatch_core.plugins.catalog import components
 
         listed = components(kind)
         if as_json:
@@ -899,7 +900,7 @@ def compare(
 ) -> None:
     """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
     of a run id, as the ranking prints it, is enough)."""
-    from pokewatch_core import compare as cmp
+    from pokewatch_core.cli import compare as cmp
     from pokewatch_core.tracking.runs import get_runs, search_runs
     from pokewatch_core.tracking.store import heal_abandoned_runs
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy, has_state
-from pokewatch_core.data import (
+from pokewatch_core.data.tables import (
     _CSV_SUFFIXES,
     _PARQUET_SUFFIXES,
     DATE,
@@ -255,14 +255,14 @@ def evaluate_partition(
     """The evaluation frame of a validated partition (whole cards) and its states by key: the
     stateful metrics' and the analyses' (overview, signal quality, strategy, per-card table).
     A partition with no row in the scored period has only the overview's state."""
-    from pokewatch_core.analysis import (
+    from pokewatch_core.analysis.core import (
         ROWS_HASH,
         SAMPLE,
         analysis_states,
         price_sample,
         rows_hash,
     )
-    from pokewatch_core.evaluation import evaluate_prepared
+    from pokewatch_core.evaluation.runner import evaluate_prepared
 
     stateful = {name: m for name, m in metrics.items() if has_state(m)}
     if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
@@ -281,8 +281,8 @@ def _unscored_partition(
     """A partition whose cards all end before ``test_start``: no row is predicted or scored,
     but its cards still count where the metrics learn from the history (the MASE scale's
     one-step changes) and in the overview and digest of the data."""
-    from pokewatch_core.analysis import ROWS_HASH, analysis_states, rows_hash
-    from pokewatch_core.evaluation import unscored_states
+    from pokewatch_core.analysis.core import ROWS_HASH, analysis_states, rows_hash
+    from pokewatch_core.evaluation.runner import unscored_states
 
     frame = table.copy(deep=False)
     frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
@@ -315,7 +315,7 @@ def evaluate_bucket(
     """Partition task: read partition ``k``, validate it, evaluate it, write its evaluation
     frame to ``output_dir`` and return its row count, its states (``evaluate_partition``) and
     (``keep_frame``) its frame."""
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.plugins.registry import get_plugins
 
     get_plugins()  # this worker's registry: a failing plugin is named by its distribution
     raw = read_partition(scratch, k)

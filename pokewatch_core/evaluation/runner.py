@@ -11,15 +11,15 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.analysis import SAMPLE, Analyses, analyses_from, analysis_states
+from pokewatch_core.analysis.core import SAMPLE, Analyses, analyses_from, analysis_states
 from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy, has_state
-from pokewatch_core.data import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
+from pokewatch_core.data.naive import FITTING
+from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError, PluginError
-from pokewatch_core.naive import FITTING
-from pokewatch_core.plugins import describe
-from pokewatch_core.resolve import resolve_components
+from pokewatch_core.plugins.registry import describe
+from pokewatch_core.plugins.resolve import resolve_components
 
 # A plugin failure is one stderr line of at most 300 characters, "pokewatch: error: " included.
 MESSAGE_LIMIT = 280

@@ -11,12 +11,12 @@ from typing import Any
 import pandas as pd
 
 from pokewatch_core.components import Metric, Model, SignalPolicy
-from pokewatch_core.dask_engine import dask_result
-from pokewatch_core.data import load_prices, prepare_prices
+from pokewatch_core.data.tables import load_prices, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
+from pokewatch_core.engines.dask_engine import dask_result
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.evaluation import EvaluationResult, evaluate_table, parse_test_start
-from pokewatch_core.resolve import resolve_components
+from pokewatch_core.evaluation.runner import EvaluationResult, evaluate_table, parse_test_start
+from pokewatch_core.plugins.resolve import resolve_components
 
 
 def evaluate(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.components import SIGNALS
 
 if TYPE_CHECKING:
-    from pokewatch_core.evaluation import EvaluationResult
+    from pokewatch_core.evaluation.runner import EvaluationResult
 
 
 def format_value(value: Any) -> str:

@@ -11,7 +11,7 @@ from pokewatch_core.components import SIGNALS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from pokewatch_core.evaluation import EvaluationResult
+    from pokewatch_core.evaluation.runner import EvaluationResult
 
 SCATTER_POINTS = 20_000  # more points add nothing visible and cost seconds
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data import (
+from pokewatch_core.data.tables import (
     DATE,
     DAY_OFFSET,
     ID,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -20,9 +22,10 @@ from typing import Any
 
 import pandas as pd
 
+from pokewatch_core.engines.dask_engine import dask_result
 from pokewatch_core.errors import ConfigError, PokeWatchError
-from pokewatch_core.evaluation import EvaluationResult, evaluate_prepared
-from pokewatch_core.resolve import resolve_components
+from pokewatch_core.evaluation.runner import EvaluationResult, evaluate_prepared
+from pokewatch_core.plugins.resolve import resolve_components
 
 MAX_COMBINATIONS = 10_000
 RANGE_DIGITS = 12  # range values are rounded to this many significant digits (0.1 + 0.05 ...)
@@ -253,7 +256,7 @@ def varying_keys(combos: Sequence[Mapping[str, Any]]) -> list[str]:
 def ranking_direction(metric: str) -> bool:
     """Whether the best combination has the largest ``metric`` (its ``greater_is_better``);
     a metric with no direction (a count, a signal rate) cannot pick a best."""
-    from pokewatch_core.plugins import get_plugins
+    from pokewatch_core.plugins.registry import get_plugins
 
     better = get_plugins().metrics.get(metric).greater_is_better
     if better is None:
@@ -316,3 +319,29 @@ class SweepResult:
     best: Trial
     parent_run_id: str | None = None
     child_run_ids: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class DaskSweepPlan(SweepPlan):
+    """A sweep whose trials run on the dask engine: each reads ``data`` on the workers of
+    ``scheduler`` (one cluster for the whole sweep) and writes its frame under ``frames``;
+    a trial's frame is removed once its metrics are kept."""
+
+    data: str = ""
+    scheduler: str = "local"
+    partitions: int | None = None
+    frames: Path = Path(".")
+
+    def evaluate(self, number: int) -> EvaluationResult:
+        model, policy, metrics = resolve_components(
+            self.model, self.policy, self.metrics, self.params(number)
+        )
+        folder = Path(tempfile.mkdtemp(prefix=f"trial-{number}-", dir=self.frames))
+        return dask_result(
+            self.data, model, policy, metrics, self.test_start, output_dir=folder,
+            scheduler=self.scheduler, partitions=self.partitions,
+        )  # fmt: skip
+
+    def release(self, result: EvaluationResult) -> None:
+        if result.frame_dir is not None:
+            shutil.rmtree(result.frame_dir, ignore_errors=True)

@@ -46,7 +46,7 @@ import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.components import SIGNALS
-from pokewatch_core.data import (
+from pokewatch_core.data.tables import (
     DATE,
     ID,
     PREDICTED,

@@ -1,0 +1,2 @@
+"""Plugins: loading entry points into registries (``registry``), listing them (``catalog``) and
+building components from names, classes or instances (``resolve``)."""

@@ -1,0 +1,1 @@
+"""Parameter sweeps: grids, combinations, trials on one engine, ranking."""
