@@ -124,9 +124,9 @@ def run_dask(
     from distributed import Client, LocalCluster
 
     from pokewatch_core.engines.dask_engine import evaluate_on_dask
-    from pokewatch_core.evaluation.runner import resolve_components
+    from pokewatch_core.evaluation.spec import EvaluationSpec
 
-    model, policy, metrics = resolve_components(MODEL, metrics=stateful_metrics())
+    spec = EvaluationSpec.build(MODEL, metrics=stateful_metrics())
     with (
         LocalCluster(
             n_workers=workers,
@@ -144,9 +144,7 @@ def run_dask(
         stages: list[tuple[float, str]] = []
         result = evaluate_on_dask(
             str(data),
-            model,
-            policy,
-            metrics,
+            spec,
             output_dir=out,
             scheduler=cluster.scheduler_address,
             partitions=partitions,

@@ -360,7 +360,7 @@ def sweep_vs_trainings() -> tuple[float, float, int]:
     """Seconds of one 24-combination sweep, of 24 trainings, and the combinations compared."""
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.sweeps.plan import parse_values
+    from pokewatch_core.sweeps.grid import parse_values
 
     buys = parse_values("buy_threshold_pct", SWEEP_BUY)
     env = {**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}

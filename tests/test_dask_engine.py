@@ -18,6 +18,7 @@ import pytest
 
 from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
 from pokewatch_core.engines.dask_engine import evaluate_on_dask
+from pokewatch_core.evaluation.spec import EvaluationSpec
 from pokewatch_core.plugins.resolve import resolve_components
 from tests.conftest import all_runs, make_panel
 
@@ -49,10 +50,8 @@ def same(a: float, b: float) -> bool:
 
 
 def on_dask(data, scheduler, out: Path, test_start=None, metrics=None, **options):
-    model, policy, built = resolve_components("baseline_moving_average", metrics=metrics)
-    return evaluate_on_dask(
-        str(data), model, policy, built, test_start, scheduler=scheduler, output_dir=out, **options
-    )
+    spec = EvaluationSpec.build("baseline_moving_average", metrics=metrics, test_start=test_start)
+    return evaluate_on_dask(str(data), spec, scheduler=scheduler, output_dir=out, **options)
 
 
 def assert_same_numbers(local, remote) -> None:
@@ -188,9 +187,7 @@ def test_a_model_the_workers_cannot_import_is_refused_in_one_line(scheduler, tmp
         with pytest.raises(ConfigError) as caught:
             evaluate_on_dask(
                 str(embedded_sample_path()),
-                Local(),
-                policy,
-                metrics,
+                EvaluationSpec(Local(), policy, metrics),
                 scheduler=scheduler,
                 output_dir=tmp_path / "f",
             )
@@ -223,26 +220,24 @@ def test_bad_rows_in_a_partition_are_a_data_error_and_leave_no_dataset(scheduler
 
 
 def test_options_are_checked_before_connecting(tmp_path):
-    model, policy, metrics = resolve_components("baseline_moving_average")
+    spec = EvaluationSpec.build("baseline_moving_average")
     with pytest.raises(ConfigError, match="partitions must be at least 1"):
-        evaluate_on_dask("x", model, policy, metrics, partitions=0, output_dir=tmp_path / "f")
+        evaluate_on_dask("x", spec, partitions=0, output_dir=tmp_path / "f")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="must be new or empty"):
-        evaluate_on_dask("x", model, policy, metrics, output_dir=tmp_path / "full")
+        evaluate_on_dask("x", spec, output_dir=tmp_path / "full")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
     from tests.conftest import free_port
 
-    model, policy, metrics = resolve_components("baseline_moving_average")
+    spec = EvaluationSpec.build("baseline_moving_average")
     with pytest.raises(ConfigError, match=r"cannot reach the dask scheduler at tcp://127\.0\.0\.1"):
         evaluate_on_dask(
             str(embedded_sample_path()),
-            model,
-            policy,
-            metrics,
+            spec,
             scheduler=f"tcp://127.0.0.1:{free_port()}",
             output_dir=tmp_path / "f",
         )
@@ -345,7 +340,7 @@ def test_engine_options_are_checked(tmp_path):
     )
     with pytest.raises(ConfigError, match="data must be a path"):
         evaluate("baseline_moving_average", panel, engine="dask")
-    with pytest.raises(ConfigError, match="apply to engine 'dask' only"):
+    with pytest.raises(ConfigError, match="partitions needs engine='dask'"):
         evaluate("baseline_moving_average", panel, partitions=2)
     with pytest.raises(ConfigError, match="unknown engine 'spark'"):
         evaluate("baseline_moving_average", panel, engine="spark")

@@ -208,13 +208,12 @@ def test_default_partitions_aim_at_a_million_rows_and_two_per_thread():
 def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
     from pokewatch_core import ConfigError
     from pokewatch_core.engines.dask_engine import evaluate_on_dask
+    from pokewatch_core.evaluation.spec import EvaluationSpec
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
-    model, policy, metrics = resolve_components("baseline_moving_average")
+    spec = EvaluationSpec.build("baseline_moving_average")
     with pytest.raises(ConfigError, match=r"optional extra: pip install 'pokewatch\[dask\]'"):
-        evaluate_on_dask(
-            str(embedded_sample_path()), model, policy, metrics, output_dir=tmp_path / "f"
-        )
+        evaluate_on_dask(str(embedded_sample_path()), spec, output_dir=tmp_path / "f")
     assert not (tmp_path / "f").exists()
 
 

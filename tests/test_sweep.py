@@ -10,15 +10,9 @@ import pytest
 
 import pokewatch_core as pw
 from pokewatch_core import ConfigError
-from pokewatch_core.sweeps.plan import (
-    SweepPlan,
-    best_trial,
-    combinations,
-    expand_range,
-    parse_values,
-    ranking,
-    read_grid,
-)
+from pokewatch_core.engines.local import LocalEngine
+from pokewatch_core.sweeps.grid import combinations, expand_range, parse_values, read_grid
+from pokewatch_core.sweeps.plan import SweepPlan, best_trial, ranking
 
 
 def test_lists_ranges_and_single_values():
@@ -87,10 +81,9 @@ def test_combinations_in_grid_order_and_bounded():
 
 @pytest.fixture(scope="module")
 def plan():
-    table = pw.load_prices(pw.embedded_sample_path())
     grid = {"window_size": ["2", "5"], "policy.buy_threshold_pct": [0.05, 0.2]}
     return SweepPlan(
-        table,
+        LocalEngine(pw.embedded_sample_path()),
         "baseline_moving_average",
         "threshold",
         None,
@@ -124,7 +117,7 @@ def test_parallel_gives_the_serial_results(plan):
 
 def test_a_bad_value_anywhere_in_the_grid_fails_before_anything_runs(plan):
     bad = SweepPlan(
-        plan.table,
+        plan.engine,
         plan.model,
         plan.policy,
         None,

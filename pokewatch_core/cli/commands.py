@@ -7,17 +7,15 @@ Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback); 1 anyt
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -33,6 +31,9 @@ from pokewatch_core.errors import ConfigError, PokeWatchError, Terminated
 from pokewatch_core.interrupts import terminating_signals_raise
 from pokewatch_core.terminal import printable, printable_lines
 from pokewatch_core.version import __version__
+
+if TYPE_CHECKING:
+    from pokewatch_core.engines.front_door import EngineOptions
 
 GATE_FAILED = 3  # exit code of a gate whose rules did not all pass
 F = TypeVar("F", bound=Callable[..., Any])
@@ -252,48 +253,36 @@ def train(
     frame_dir: str | None,
 ) -> None:
     """Evaluate a model walk-forward and log the run to MLflow."""
-    from pokewatch_core.data.sample_data import embedded_sample_path
-    from pokewatch_core.data.tables import load_prices
-    from pokewatch_core.evaluation.runner import evaluate_prepared, parse_test_start
-    from pokewatch_core.plugins.resolve import resolve_components
+    from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.tracking.log import log_evaluation
     from pokewatch_core.tracking.store import check_run_options, heal_abandoned_runs, reach_store
 
     # 1. Check every option, then the store, before the data loads and long before a run.
-    param_values = _pairs(params, "-p")
     tag_values = _pairs(tags, "--tag")
-    if data_path is not None and not data_path.strip():
-        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
-    context = click.get_current_context()
-    if register_model is None and (
-        context.get_parameter_source("alias") is not click.core.ParameterSource.DEFAULT
-    ):
+    path = _data_path(data_path)
+    if register_model is None and _given("alias"):
         raise click.BadParameter("--alias needs --register-model")
-    _check_engine_options(engine, scheduler, partitions, frame_dir, register_model, id_col,
-                          date_col, price_col)  # fmt: skip
-    built = resolve_components(model, policy, list(metrics) or None, param_values)
-    start = parse_test_start(test_start)
+    options = _engine_options(engine, scheduler, partitions, frame_dir, id_col, date_col,
+                              price_col)  # fmt: skip
+    chosen = options.engine_for(path)
+    chosen.check_output(frame_dir)
+    if register_model is not None and not chosen.holds_frame:
+        raise click.BadParameter(
+            f"--register-model needs --engine local: a {chosen.name} evaluation logs no model "
+            "(its evaluation frame stays partitioned on disk)"
+        )
+    spec = EvaluationSpec.build(model, policy, list(metrics) or None, _pairs(params, "-p"),
+                                test_start)  # fmt: skip
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluation
     _report_healed(heal_abandoned_runs(store.uri), err=False)
-    path = data_path or str(embedded_sample_path())
-    with StageDisplay() as display, _frame_folder(engine, frame_dir) as parts:
-        # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
-        if parts is None:
-            display(f"reading {Path(path).name}")
-            table = load_prices(path, id_col=id_col, date_col=date_col, price_col=price_col)
-            result = evaluate_prepared(table, *built, start, source=path, progress=display)
-        else:  # the workers read, validate and evaluate their partitions
-            from pokewatch_core.engines.dask_engine import dask_result
-
-            _quiet_dask()
-            result = dask_result(
-                path, *built, start, output_dir=parts, scheduler=scheduler or "local",
-                partitions=partitions, progress=display,
-            )  # fmt: skip
+    # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
+    with StageDisplay() as display, chosen:
+        chosen.open(display)
+        result = chosen.evaluate(spec, progress=display, output_dir=frame_dir)
         display("analysing")
         analyses = result.analyses
         display("logging to MLflow")
@@ -310,6 +299,42 @@ def train(
     _report_training(result, analyses.reports_signals, data_path, logged, alias)
 
 
+def _data_path(data_path: str | None) -> str:
+    """``--data-path``, else the embedded sample."""
+    from pokewatch_core.data.sample_data import embedded_sample_path
+
+    if data_path is not None and not data_path.strip():
+        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
+    return data_path or str(embedded_sample_path())
+
+
+def _given(option: str) -> bool:
+    """Whether the command line gave ``option`` (not its default)."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source is not click.core.ParameterSource.DEFAULT
+
+
+def _engine_options(
+    engine: str,
+    scheduler: str | None,
+    partitions: int | None,
+    frame_dir: str | None,
+    id_col: str | None,
+    date_col: str | None,
+    price_col: str | None,
+    jobs: int = 1,
+) -> EngineOptions:
+    """The engine options of the command line, checked (with the command line's names)."""
+    from pokewatch_core.engines.front_door import EngineOptions, cli_spelling
+
+    options = EngineOptions(engine, scheduler, partitions, frame_dir, id_col, date_col,
+                            price_col)  # fmt: skip
+    options.check(cli_spelling, jobs=jobs)
+    if engine == "dask":
+        _quiet_dask()
+    return options
+
+
 def _quiet_dask() -> None:
     """distributed sets its loggers' levels when it is first imported (INFO for the
     scheduler's banner): import it now and quiet them, unless ``--debug``."""
@@ -321,52 +346,6 @@ def _quiet_dask() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name == "distributed" or name.startswith("distributed."):
             logging.getLogger(name).setLevel(logging.DEBUG if loud else logging.ERROR)
-
-
-def _check_engine_options(
-    engine: str,
-    scheduler: str | None,
-    partitions: int | None,
-    frame_dir: str | None,
-    register_model: str | None,
-    *columns: str | None,
-) -> None:
-    """Refuse options that do not go with the engine asked for."""
-    if engine == "local":
-        given = [o for o, v in (("--scheduler", scheduler), ("--partitions", partitions),
-                                ("--frame-dir", frame_dir)) if v is not None]  # fmt: skip
-        if given:
-            raise click.BadParameter(f"{given[0]} needs --engine dask")
-        return
-    if register_model is not None:
-        raise click.BadParameter(
-            "--register-model needs --engine local: a dask evaluation logs no model (its "
-            "evaluation frame stays partitioned on disk)"
-        )
-    if any(c is not None for c in columns):
-        raise click.BadParameter(
-            "--id-col/--date-col/--price-col need --engine local (the workers read the "
-            "standard columns card_id, date, market_price)"
-        )
-    if scheduler not in (None, "local") and frame_dir is None:
-        raise click.BadParameter(
-            "--frame-dir is needed with a remote --scheduler: a folder this machine and the "
-            "workers share"
-        )
-
-
-@contextlib.contextmanager
-def _frame_folder(engine: str, frame_dir: str | None) -> Iterator[str | None]:
-    """Where the dask workers write the evaluation frame: ``--frame-dir``, else a temporary
-    folder removed once the run is logged (the artifact store keeps the parts). None for the
-    local engine."""
-    if engine == "local":
-        yield None
-    elif frame_dir is not None:
-        yield frame_dir
-    else:
-        with tempfile.TemporaryDirectory(prefix="pokewatch-frame-") as folder:
-            yield str(Path(folder) / "frame")
 
 
 def _report_training(
@@ -483,14 +462,9 @@ def sweep(
     frame_dir: str | None,
 ) -> None:
     """Evaluate every combination of parameter values: one parent run, a child run each."""
-    from pokewatch_core.data.sample_data import embedded_sample_path
     from pokewatch_core.plugins.registry import get_plugins
-    from pokewatch_core.sweeps.plan import (
-        combinations,
-        parse_values,
-        ranking_direction,
-        read_grid,
-    )
+    from pokewatch_core.sweeps.grid import parse_values, read_grid
+    from pokewatch_core.sweeps.plan import ranking_direction
     from pokewatch_core.tracking.store import check_run_options, reach_store
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
@@ -504,94 +478,49 @@ def sweep(
     greater = ranking_direction(metric)
     fixed = {k: v[0] for k, v in grid.items() if len(v) == 1}
     swept = {k: v for k, v in grid.items() if len(v) > 1}
-    if data_path is not None and not data_path.strip():
-        raise click.BadParameter("--data-path must not be empty (leave it out for the sample)")
-    _check_engine_options(engine, scheduler, partitions, frame_dir, None, id_col, date_col,
-                          price_col)  # fmt: skip
-    if engine == "dask" and jobs > 1:
-        raise click.BadParameter(
-            "--jobs needs --engine local (the cluster's workers run in parallel)"
-        )
+    path = _data_path(data_path)
+    options = _engine_options(engine, scheduler, partitions, frame_dir, id_col, date_col,
+                              price_col, jobs)  # fmt: skip
     check_run_options(experiment_name, tracking_uri, None, "champion")
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
-    path = data_path or str(embedded_sample_path())
-    columns = {"id_col": id_col, "date_col": date_col, "price_col": price_col}
-    engine_settings = {"scheduler": scheduler, "partitions": partitions, "frame_dir": frame_dir}
-    with _sweep_plan(engine, path, columns, engine_settings) as make_plan:
-        plan = make_plan(model, policy, fixed, combinations(swept), test_start)
-        plan.check()  # every combination builds: a bad value stops here, before any run
-        if plan.test_start is not None:  # a test start after the data fails here, not later
-            plan.release(plan.evaluate(0))
-        outcome = _log_sweep(plan, metric, greater, jobs, experiment_name, run_name, tags,
-                             path, store, log_models)  # fmt: skip
-    assert outcome.table is not None
+    outcome = _run_sweep(model, path, swept, policy, fixed, test_start, metric, jobs, options,
+                         experiment_name, run_name, tags, store, log_models)  # fmt: skip
     shown = outcome.table.head(10)
     columns_shown = ["rank", "trial", *[k for k in swept], metric]
     _echo(
-        f"Swept {len(plan.combos)} combinations of {model} with policy {policy}; best by "
+        f"Swept {len(outcome.trials)} combinations of {model} with policy {policy}; best by "
         f"{metric} ({'largest' if greater else 'smallest'} first):"
     )
     _echo(shown[columns_shown].to_string(index=False))
     best_id = outcome.child_run_ids[outcome.best.number]
     _echo(
         f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
-        f"'{outcome.experiment_name}' at {outcome.tracking_uri}"
+        f"'{experiment_name}' at {store.uri}"
     )
 
 
-@contextlib.contextmanager
-def _sweep_plan(
-    engine: str, path: str, columns: dict[str, str | None], settings: dict[str, Any]
-) -> Iterator[Callable[..., Any]]:
-    """A maker of the sweep's plan: on the local engine over the table read and validated
-    once here; on the dask engine over the workers of one cluster for the whole sweep, the
-    trials' frames in ``--frame-dir`` (else a temporary folder)."""
-    if engine == "local":
-        from pokewatch_core.data.tables import load_prices
-        from pokewatch_core.sweeps.plan import SweepPlan
-
-        table = load_prices(path, **columns)
-        yield lambda *args: SweepPlan(table, args[0], args[1], None, *args[2:])
-        return
-    from pokewatch_core.engines.dask_engine import local_scheduler
-    from pokewatch_core.sweeps.plan import DaskSweepPlan
-
-    _quiet_dask()
-    with contextlib.ExitStack() as stack:
-        scheduler = settings["scheduler"] or "local"
-        if scheduler == "local":
-            scheduler = stack.enter_context(local_scheduler())
-        frames = settings["frame_dir"]
-        if frames is None:
-            frames = stack.enter_context(tempfile.TemporaryDirectory(prefix="pokewatch-"))
-        Path(frames).mkdir(parents=True, exist_ok=True)
-
-        def make(model: str, policy: str, *rest: Any) -> DaskSweepPlan:
-            plan = DaskSweepPlan(None, model, policy, None, *rest)
-            plan.data, plan.scheduler, plan.frames = path, scheduler, Path(frames)
-            plan.partitions = settings["partitions"]
-            return plan
-
-        yield make
-
-
-def _log_sweep(
-    plan: Any,
+def _run_sweep(
+    model: str,
+    path: str,
+    grid: dict[str, list[Any]],
+    policy: str,
+    fixed: dict[str, Any],
+    test_start: str | None,
     metric: str,
-    greater: bool | None,
     jobs: int,
+    options: EngineOptions,
     experiment_name: str,
     run_name: str | None,
     tags: tuple[str, ...],
-    path: str,
     store: Any,
     log_models: str,
 ) -> Any:
-    """Evaluate and log the sweep, with progress on stderr (about ten lines in a log)."""
-    from pokewatch_core.tracking.sweep import log_sweep
+    """``run_sweep`` logged, with progress on stderr (about ten lines in a log)."""
+    from pokewatch_core.sweeps.grid import combinations
+    from pokewatch_core.tracking.sweep import run_sweep
 
     live = sys.stderr.isatty()
-    step = max(1, -(-len(plan.combos) // 10))  # in a log: about ten lines
+    step = max(1, -(-len(combinations(grid)) // 10))  # in a log: about ten lines
 
     def progress(what: str, done: int, total: int) -> None:
         if live:
@@ -599,19 +528,12 @@ def _log_sweep(
         elif done % step == 0 or done == total:
             click.echo(f"{what} {done}/{total} combinations", err=True)
 
-    return log_sweep(
-        plan,
-        metric=metric,
-        greater_is_better=greater,
-        jobs=jobs,
-        experiment_name=experiment_name,
-        run_name=run_name or None,
-        tags=_pairs(tags, "--tag"),
-        data_source=path,
-        tracking_uri=store,
-        log_models=log_models,
-        progress=progress,
-    )
+    return run_sweep(
+        model, path, grid, policy, None, fixed, test_start, metric=metric, jobs=jobs,
+        engine=options, log=True, experiment_name=experiment_name, run_name=run_name or None,
+        tags=_pairs(tags, "--tag"), data_source=path, tracking_uri=store,
+        log_models=log_models, progress=progress,
+    )  # fmt: skip
 
 
 @cli.command(

@@ -21,12 +21,12 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -34,6 +34,7 @@ from pokewatch_core.analysis.core import OVERVIEW, Analyses, OverviewState, anal
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
 from pokewatch_core.data.tables import ALL_PRICES_MISSING, DATE
 from pokewatch_core.engines import partitions as parts
+from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
 from pokewatch_core.evaluation.runner import finalize_metrics, merge_states
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from pokewatch_core.evaluation.runner import EvaluationResult
+    from pokewatch_core.evaluation.spec import EvaluationSpec
 
 DEFAULT_GATHER_ROWS = 5_000_000
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
@@ -69,57 +71,205 @@ class DaskEvaluation:
         return {"engine": "dask", "partitions": self.partitions}
 
 
-def dask_result(
-    data: str | Path,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: Mapping[str, Metric],
-    test_start: str | pd.Timestamp | None = None,
-    *,
-    output_dir: str | Path | None = None,
-    scheduler: str = "local",
-    partitions: int | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> EvaluationResult:
-    """``evaluate_on_dask`` as an ``EvaluationResult`` (what ``evaluate(engine="dask")``
-    returns): the frame stays in ``output_dir`` (default: a new temporary folder, the
-    caller's to remove), the analyses and the plots' sample come from the merged states."""
-    from pokewatch_core.evaluation.runner import EvaluationResult, parse_test_start
+class DaskEngine(Engine):
+    """Evaluations on a Dask cluster, partitioned by card, with the local engine's numbers.
 
-    made = output_dir is None
-    if output_dir is None:
-        output_dir = tempfile.mkdtemp(prefix="pokewatch-frame-")
+    ``data``: a parquet/CSV file, a folder or a glob of parquet files, read by the workers.
+    ``scheduler``: ``"local"`` (a ``LocalCluster`` of ``workers`` processes bound to
+    127.0.0.1, each with ``memory_limit``, started when the engine is entered and stopped
+    when it is left) or a scheduler address (``tcp://host:8786``). ``partitions``: how many
+    card partitions (default: about a million rows each, at least two per worker thread).
+    ``frame_dir``: where evaluations given no ``output_dir`` write their frames, each in a
+    new folder of its own (default: a temporary folder, removed when the engine is left);
+    with a remote scheduler, a folder the workers share. A metric without a mergeable
+    statistic is computed on the gathered frame when it has at most ``gather_rows`` rows.
+    Every option is checked here, before any connection (``ConfigError``, exit 2)."""
+
+    name: ClassVar[str] = "dask"
+    holds_frame: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        data: str | Path,
+        *,
+        scheduler: str = "local",
+        partitions: int | None = None,
+        frame_dir: str | Path | None = None,
+        workers: int | None = None,
+        memory_limit: str | None = None,
+        gather_rows: int = DEFAULT_GATHER_ROWS,
+    ) -> None:
+        if not isinstance(data, str | Path):
+            raise ConfigError("engine 'dask': data must be a path the workers can read")
+        if partitions is not None and partitions < 1:
+            raise ConfigError(f"partitions must be at least 1, got {partitions}")
+        _check_scheduler(scheduler)
+        if scheduler != "local" and (workers is not None or memory_limit is not None):
+            raise ConfigError("workers and memory_limit apply to scheduler 'local' only")
+        # the workers may run elsewhere, in another working directory: absolute paths only
+        self.data = _absolute(data)
+        self.scheduler = scheduler
+        self.partitions = partitions
+        self.frame_dir = None if frame_dir is None else Path(_absolute(frame_dir))
+        if self.frame_dir is not None:
+            _check_frame_folder(self.frame_dir, self.data, need_empty=False)
+        self.workers, self.memory_limit, self.gather_rows = workers, memory_limit, gather_rows
+        self._stack: contextlib.ExitStack | None = None
+        self._client: Client | None = None
+        self._root: Path | None = None  # where frames without an output_dir go
+        self._made: set[Path] = set()  # frame folders this engine made (released by it)
+
+    def open(self, progress: Callable[[str], None] | None = None) -> None:
+        """Check the input exists (on a local cluster), then start or reach the scheduler."""
+        if self._client is not None:
+            return
+        if self.scheduler == "local":  # a remote cluster's paths need only exist on its side
+            parts.input_files(self.data)  # a missing path is one line, before a cluster starts
+        if progress is not None:
+            progress("connecting to the dask scheduler")
+        stack = contextlib.ExitStack()
+        try:
+            self._client = stack.enter_context(
+                _client(self.scheduler, self.workers, self.memory_limit)
+            )
+            if self.frame_dir is None:
+                root = Path(tempfile.mkdtemp(prefix="pokewatch-frames-"))
+                stack.callback(shutil.rmtree, root, ignore_errors=True)
+            else:
+                root = self.frame_dir
+                _make_folder(root)
+        except BaseException:
+            stack.close()
+            self._client = None
+            raise
+        self._root, self._stack = root, stack
+
+    def close(self) -> None:
+        """Stop the cluster (or leave the scheduler) and remove the engine's own folders."""
+        stack, self._stack, self._client = self._stack, None, None
+        for folder in self._made:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._made.clear()
+        if stack is not None:
+            stack.close()
+
+    @property
+    def client(self) -> Client:
+        """The client of the engine's scheduler (opened on first use)."""
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        return self._client
+
+    def check_output(self, output_dir: str | Path | None) -> None:
+        """An ``output_dir`` must be a new or empty folder outside the input."""
+        if output_dir is not None:
+            _check_frame_folder(Path(_absolute(output_dir)), self.data, need_empty=True)
+
+    def evaluate(
+        self,
+        spec: EvaluationSpec,
+        *,
+        progress: Callable[[str], None] | None = None,
+        output_dir: str | Path | None = None,
+    ) -> EvaluationResult:
+        """Evaluate ``spec``: the frame stays on disk in ``output_dir`` (new or empty; the
+        caller's), else in a new folder the engine removes on ``release`` or when it is
+        left; the analyses and the plots' sample come from the merged states."""
+        from pokewatch_core.evaluation.runner import EvaluationResult
+
+        run = self.run(spec, output_dir=output_dir, progress=progress)
+        result = EvaluationResult(
+            run.metrics,
+            run.frame,
+            spec.model,
+            spec.policy,
+            dict(spec.metrics),
+            spec.test_start,
+            run.states,
+            frame_dir=run.frame_dir,
+            engine_params=run.params,
+        )
+        result.analyses = run.analyses  # merged already: nothing to compute again
+        return result
+
+    def run(
+        self,
+        spec: EvaluationSpec,
+        *,
+        output_dir: str | Path | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> DaskEvaluation:
+        """Evaluate ``spec`` on the cluster into ``output_dir`` (see ``evaluate``) and return
+        what the partitions gave: merged states, metrics, where the frame is."""
+        report = progress or (lambda stage: None)
+        client = self.client
+        assert self._root is not None
+        if output_dir is None:
+            out = Path(tempfile.mkdtemp(prefix="frame-", dir=self._root))
+            self._made.add(out)
+            existed = False
+        else:
+            out = Path(_absolute(output_dir))
+            self.check_output(out)
+            existed = out.exists()
+            _make_folder(out)
+        scratch = str(out / SCRATCH)
+        try:
+            try:
+                run = _run(client, self.data, spec.model, spec.policy, dict(spec.metrics),
+                           spec.test_start, out, scratch, self.partitions, self.gather_rows,
+                           report)  # fmt: skip
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if run.rows and not any(out.glob("part-*.parquet")):
+                raise ConfigError(
+                    f"the workers wrote the evaluation frame where this machine does not see "
+                    f"it ({out}): with a remote scheduler, give a folder both share"
+                )
+            return run
+        except BaseException as exc:
+            _remove(out, existed)  # no task is running any more: no half-written dataset
+            self._made.discard(out)
+            if _killed_worker(exc):
+                raise PokeWatchError(
+                    f"dask workers died running {exc.task!s:.60} (out of memory? use more "  # type: ignore[attr-defined]
+                    "partitions or a higher memory limit per worker)"
+                ) from exc
+            raise
+
+    def release(self, result: EvaluationResult) -> None:
+        """Remove ``result``'s frame folder if the engine made it."""
+        folder = result.frame_dir
+        if folder is not None and folder in self._made:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._made.discard(folder)
+
+
+def _absolute(path: str | Path) -> str:
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def _check_frame_folder(out: Path, data: str, *, need_empty: bool) -> None:
+    """A frame folder must be a folder (new or, with ``need_empty``, empty) outside the
+    input."""
+    if out.exists() and (not out.is_dir() or (need_empty and any(out.iterdir()))):
+        raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
+    source = Path(data)
+    if source.is_dir() and (out == source or source in out.parents):
+        raise ConfigError(f"{out}: the evaluation frame's folder must not be inside the input")
+
+
+def _make_folder(out: Path) -> None:
     try:
-        run = evaluate_on_dask(
-            data, model, policy, metrics, test_start,
-            output_dir=output_dir, scheduler=scheduler, partitions=partitions,
-            progress=progress,
-        )  # fmt: skip
-    except BaseException:
-        if made:  # a folder the caller never saw
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
-    result = EvaluationResult(
-        run.metrics,
-        run.frame,
-        model,
-        policy,
-        dict(metrics),
-        parse_test_start(test_start),
-        run.states,
-        frame_dir=run.frame_dir,
-        engine_params=run.params,
-    )
-    result.analyses = run.analyses  # merged already: nothing to compute again
-    return result
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the evaluation frame's folder ({exc})") from exc
 
 
 def evaluate_on_dask(
     data: str | Path,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: Mapping[str, Metric],
-    test_start: str | pd.Timestamp | None = None,
+    spec: EvaluationSpec,
     *,
     output_dir: str | Path,
     scheduler: str = "local",
@@ -129,61 +279,15 @@ def evaluate_on_dask(
     memory_limit: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DaskEvaluation:
-    """Evaluate built components (``resolve_components``) on ``data`` on a Dask cluster.
-
-    ``scheduler``: ``"local"`` (a ``LocalCluster`` of ``workers`` processes bound to
-    127.0.0.1, each with ``memory_limit``, started and stopped here) or a scheduler address
-    (``tcp://host:8786``). ``partitions``: how many card partitions (default: about a million
-    rows each, at least two per worker thread). ``output_dir`` (new or empty) receives the
-    evaluation frame as ``part-NNNNN.parquet`` files, one per partition, written by the
-    workers. Raises ``ConfigError``/``DataError`` (exit 2) before any work for bad options, a
-    component the workers cannot import, or a stateless metric over more than
-    ``gather_rows`` rows.
-    """
-    report = progress or (lambda stage: None)
-    from pokewatch_core.evaluation.runner import parse_test_start
-
-    start = parse_test_start(test_start)
-    if partitions is not None and partitions < 1:
-        raise ConfigError(f"partitions must be at least 1, got {partitions}")
-    _check_scheduler(scheduler)
-    # the workers may run elsewhere, in another working directory: absolute paths only
-    data = os.path.abspath(os.path.expanduser(str(data)))
-    out = Path(os.path.abspath(os.path.expanduser(str(output_dir))))
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: the evaluation frame's folder must be new or empty")
-    source = Path(data)
-    if source.is_dir() and (out == source or source in out.parents):
-        raise ConfigError(f"{out}: the evaluation frame's folder must not be inside the input")
-    existed = out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{out}: cannot create the evaluation frame's folder ({exc})") from exc
-    scratch = str(out / SCRATCH)
-    try:
-        with contextlib.ExitStack() as stack:
-            if scheduler == "local":  # a remote cluster's paths need only exist on its side
-                parts.input_files(data)  # a missing path is one line, before a cluster starts
-            report("connecting to the dask scheduler")
-            client = stack.enter_context(_client(scheduler, workers, memory_limit))
-            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-            run = _run(client, data, model, policy, dict(metrics), start, out, scratch,
-                       partitions, gather_rows, report)  # fmt: skip
-        if run.rows and not any(out.glob("part-*.parquet")):
-            raise ConfigError(
-                f"the workers wrote the evaluation frame where this machine does not see "
-                f"it ({out}): with a remote scheduler, give a folder both share"
-            )
-        return run
-    except BaseException as exc:
-        _remove(out, existed)  # the cluster is closed: no half-written dataset is left
-        if _killed_worker(exc):
-            raise PokeWatchError(
-                f"dask workers died running {exc.task!s:.60} (out of memory? use more "  # type: ignore[attr-defined]
-                "partitions or a higher memory limit per worker)"
-            ) from exc
-        raise
+    """One evaluation of ``spec`` on a ``DaskEngine`` of its own (see there), its frame in
+    ``output_dir``: the raw figures of the partitions (benchmarks and tests read them)."""
+    engine = DaskEngine(
+        data, scheduler=scheduler, partitions=partitions, workers=workers,
+        memory_limit=memory_limit, gather_rows=gather_rows,
+    )  # fmt: skip
+    engine.check_output(output_dir)
+    with engine:
+        return engine.run(spec, output_dir=output_dir, progress=progress)
 
 
 def _killed_worker(exc: BaseException) -> bool:

@@ -1,22 +1,109 @@
-"""The front door: ``evaluate()`` checks what it is given and runs the local engine
-(``evaluation``: the table in this process) or the dask engine (``dask_engine``: partitions on
-a cluster). dask is imported only when asked for."""
+"""The front door: ``evaluate()``, and the engine options every caller (``evaluate()``,
+``run_sweep()``, ``pokewatch train`` and ``pokewatch sweep``) checks in this one place and
+turns into an engine. dask is imported only when its engine is entered."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pokewatch_core.components import Metric, Model, SignalPolicy
-from pokewatch_core.data.tables import load_prices, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
-from pokewatch_core.engines.dask_engine import dask_result
+from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.evaluation.runner import EvaluationResult, evaluate_table, parse_test_start
-from pokewatch_core.plugins.resolve import resolve_components
+from pokewatch_core.evaluation.spec import EvaluationSpec
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation.runner import EvaluationResult
+
+ENGINES = ("local", "dask")
+
+
+Spelling = Callable[[str, str | None], str]
+"""Names an option (and a value) as the caller knows it: ``--engine dask``, ``engine='dask'``."""
+
+
+def python_spelling(option: str, value: str | None = None) -> str:
+    """How an option is named to a Python caller: ``partitions``, ``engine='dask'``."""
+    return option if value is None else f"{option}={value!r}"
+
+
+def cli_spelling(option: str, value: str | None = None) -> str:
+    """How an option is named on the command line: ``--frame-dir``, ``--engine dask``."""
+    flag = "--" + option.replace("_", "-")
+    return flag if value is None else f"{flag} {value}"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The engine asked for and its options. ``check`` refuses what does not go together;
+    ``engine_for`` makes the engine."""
+
+    engine: str = "local"
+    scheduler: str | None = None
+    partitions: int | None = None
+    frame_dir: str | Path | None = None
+    id_col: str | None = None
+    date_col: str | None = None
+    price_col: str | None = None
+
+    def check(self, spell: Spelling = python_spelling, *, jobs: int = 1) -> None:
+        """Refuse an unknown engine and options that do not go with it (``ConfigError``),
+        ``jobs`` (a sweep's parallel processes) included; ``spell`` names an option as the
+        caller knows it (``--frame-dir``, ``frame_dir``)."""
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r} (use 'local' or 'dask')")
+        if jobs > 1 and self.engine != "local":
+            raise ConfigError(
+                f"{spell('jobs', None)} needs {spell('engine', 'local')} (the cluster's workers "
+                "run in parallel)"
+            )
+        if self.engine == "local":
+            given = [
+                name
+                for name in ("scheduler", "partitions", "frame_dir")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise ConfigError(f"{spell(given[0], None)} needs {spell('engine', 'dask')}")
+            return
+        if any(c is not None for c in (self.id_col, self.date_col, self.price_col)):
+            raise ConfigError(
+                f"{spell('id_col', None)}/{spell('date_col', None)}/{spell('price_col', None)} "
+                f"need {spell('engine', 'local')} (the workers read the standard columns card_id, "
+                "date, market_price)"
+            )
+        if self.scheduler not in (None, "local") and self.frame_dir is None:
+            raise ConfigError(
+                f"{spell('frame_dir', None)} is needed with a remote {spell('scheduler', None)}: "
+                "a folder "
+                "this machine and the workers share"
+            )
+
+    def engine_for(self, data: pd.DataFrame | str | Path, source: str | None = None) -> Engine:
+        """The engine of these (checked) options over ``data``; enter it to use it."""
+        self.check()
+        if self.engine == "local":
+            from pokewatch_core.engines.local import LocalEngine
+
+            return LocalEngine(
+                data, source=source, id_col=self.id_col, date_col=self.date_col,
+                price_col=self.price_col,
+            )  # fmt: skip
+        from pokewatch_core.engines.dask_engine import DaskEngine
+
+        return DaskEngine(
+            data if isinstance(data, pd.DataFrame) else str(data),  # type: ignore[arg-type]
+            scheduler=self.scheduler or "local",
+            partitions=self.partitions,
+            frame_dir=self.frame_dir,
+        )
 
 
 def evaluate(
@@ -30,7 +117,7 @@ def evaluate(
     source: str | None = None,
     progress: Callable[[str], None] | None = None,
     engine: str = "local",
-    scheduler: str = "local",
+    scheduler: str | None = None,
     partitions: int | None = None,
     output_dir: str | Path | None = None,
 ) -> EvaluationResult:
@@ -43,31 +130,37 @@ def evaluate(
     before it and only rows on or after it are predicted and scored. ``progress`` is called
     with the name of each stage as it starts.
 
-    ``engine="dask"`` (``pip install 'pokewatch[dask]'``) evaluates on a Dask cluster:
-    ``data`` is then a path (a parquet/CSV file, a folder or a glob of parquet files) that
-    the workers read; ``scheduler`` is ``"local"`` (a LocalCluster started for the call) or
-    an address; ``partitions`` the number of card partitions; ``output_dir`` where the
-    workers write the evaluation frame (default: a new temporary folder). See
-    docs/scaling.md.
+    ``engine="dask"`` (the ``dask`` extra) evaluates on a Dask cluster: ``data`` is then a
+    path (a parquet/CSV file, a folder or a glob of parquet files) that the workers read;
+    ``scheduler`` is ``"local"`` (a LocalCluster started for the call, the default) or an
+    address; ``partitions`` the number of card partitions; ``output_dir`` where the workers
+    write the evaluation frame (default: a new temporary folder, the caller's to remove).
+    See docs/scaling.md.
+
+    This is ``EvaluationSpec.build`` and one ``engine.evaluate(spec)`` inside ``with
+    engine``, the engine made by ``EngineOptions.engine_for``.
     """
     report = progress or (lambda stage: None)
     report("checking the data")
-    model_obj, policy_obj, metric_objs = resolve_components(model, policy, metrics, params)
-    start = parse_test_start(test_start)
-    if engine == "dask":
-        if not isinstance(data, str | Path):
-            raise ConfigError("engine 'dask': data must be a path the workers can read")
-        return dask_result(
-            data, model_obj, policy_obj, metric_objs, start, output_dir=output_dir,
-            scheduler=scheduler, partitions=partitions, progress=progress,
-        )  # fmt: skip
-    if engine != "local":
-        raise ConfigError(f"unknown engine {engine!r} (use 'local' or 'dask')")
-    if scheduler != "local" or partitions is not None or output_dir is not None:
-        raise ConfigError("scheduler, partitions and output_dir apply to engine 'dask' only")
-    if isinstance(data, str | Path):
-        table = load_prices(data)
-    else:
-        table = prepare_prices(data, source or "data")
+    spec = EvaluationSpec.build(model, policy, metrics, params, test_start)
+    options = EngineOptions(engine, scheduler, partitions, frame_dir=output_dir)
+    options.check(_evaluate_spelling)
+    chosen = options.engine_for(data, source)
+    chosen.check_output(output_dir)
+    with chosen:
+        chosen.open(progress)
+        if chosen.holds_frame:
+            return chosen.evaluate(spec, progress=progress)
+        # the frame stays on disk for the caller: in output_dir, else a new temporary folder
+        folder = output_dir or tempfile.mkdtemp(prefix="pokewatch-frame-")
+        try:
+            return chosen.evaluate(spec, progress=progress, output_dir=folder)
+        except BaseException:
+            if output_dir is None:  # a folder the caller never saw
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
-    return evaluate_table(table, model_obj, policy_obj, metric_objs, start, source, report)
+
+def _evaluate_spelling(option: str, value: str | None = None) -> str:
+    """``evaluate()`` calls the frame's folder ``output_dir``."""
+    return python_spelling("output_dir" if option == "frame_dir" else option, value)

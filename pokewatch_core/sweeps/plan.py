@@ -1,151 +1,21 @@
-"""Parameter sweeps: expand a grid, evaluate every combination on data validated once, rank.
-
-A grid maps parameter names (as ``-p`` takes them: ``window_size``, ``policy.x``) to lists of
-values. On the command line ``-p KEY=V1,V2,V3`` is a list and ``-p KEY=START:STOP:STEP`` an
-inclusive range; a grid file (TOML or YAML) maps names to a value, a list, or a
-``{start, stop, step}`` table. Which combination is best is decided by one metric, in the
-direction its own metadata gives (``greater_is_better``; smaller is better when it says
-nothing).
-"""
+"""Sweep plans: every combination of a grid evaluated on one engine (the data read and
+validated once), and the ranking. Which combination is best is decided by one metric, in the
+direction its own metadata gives (``greater_is_better``)."""
 
 from __future__ import annotations
 
-import itertools
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pokewatch_core.engines.dask_engine import dask_result
+from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError, PokeWatchError
-from pokewatch_core.evaluation.runner import EvaluationResult, evaluate_prepared
-from pokewatch_core.plugins.resolve import resolve_components
-
-MAX_COMBINATIONS = 10_000
-RANGE_DIGITS = 12  # range values are rounded to this many significant digits (0.1 + 0.05 ...)
-
-
-def _number(text: str, spec: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise ConfigError(f"range {spec!r}: {text!r} is not a number") from exc
-    if not math.isfinite(value):
-        raise ConfigError(f"range {spec!r}: {text!r} is not a finite number")
-    return value
-
-
-def expand_range(start: Any, stop: Any, step: Any, spec: str = "") -> list[Any]:
-    """``start, start + step, …`` up to and including ``stop`` (ints stay ints)."""
-    spec = spec or f"{start}:{stop}:{step}"
-    a, b, s = (_number(str(v), spec) for v in (start, stop, step))
-    if s == 0:
-        raise ConfigError(f"range {spec!r}: the step is 0")
-    if (b - a) / s < 0:
-        raise ConfigError(f"range {spec!r}: the step goes away from the stop")
-    count = math.floor((b - a) / s + 1e-9) + 1
-    if count > MAX_COMBINATIONS:
-        raise ConfigError(f"range {spec!r} has {count:,} values (at most {MAX_COMBINATIONS:,})")
-    whole = all(float(v).is_integer() for v in (a, b, s)) and all(
-        "." not in str(v) and "e" not in str(v).lower() for v in (start, stop, step)
-    )
-    if whole:
-        return [int(a + k * s) for k in range(count)]
-    return [float(f"{a + k * s:.{RANGE_DIGITS}g}") for k in range(count)]
-
-
-def parse_values(key: str, text: str) -> list[Any]:
-    """The values of one ``-p KEY=TEXT``: a list ``a,b,c``, a range ``start:stop:step`` or one
-    value (strings; components convert them by their annotations)."""
-    if ":" in text and "," not in text:
-        parts = text.split(":")
-        if len(parts) != 3 or not all(p.strip() for p in parts):
-            raise ConfigError(f"parameter {key!r}: a range is START:STOP:STEP, got {text!r}")
-        start, stop, step = (p.strip() for p in parts)
-        return expand_range(start, stop, step, spec=text)
-    if "," in text:
-        values = [part.strip() for part in text.split(",")]
-        if not all(values):
-            raise ConfigError(f"parameter {key!r}: empty value in the list {text!r}")
-        return values
-    return [text]
-
-
-def read_grid(path: str | Path) -> dict[str, list[Any]]:
-    """A grid file: TOML (``.toml``) or YAML (``.yaml``/``.yml``) mapping each parameter to a
-    value, a list of values, or a table ``{start, stop, step}``."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"--grid {path}: no such file")
-    if not path.is_file():
-        raise ConfigError(f"--grid {path}: not a regular file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--grid {path}: cannot read it as UTF-8 text ({exc})") from exc
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            import tomllib
-
-            raw: Any = tomllib.loads(text)
-        elif suffix in {".yaml", ".yml"}:
-            try:
-                import yaml
-            except ImportError as exc:
-                raise ConfigError(
-                    f"--grid {path}: YAML needs PyYAML (pip install pyyaml), or use TOML"
-                ) from exc
-            raw = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"--grid {path}: use a .toml or .yaml file")
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"--grid {path}: cannot parse: {' '.join(str(exc).split())}") from exc
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"--grid {path}: expected a table of parameters")
-    grid: dict[str, list[Any]] = {}
-    for key, value in _flatten(raw):
-        if isinstance(value, dict):
-            if set(value) != {"start", "stop", "step"}:
-                raise ConfigError(
-                    f"--grid {path}: {key!r} is a table; a range has exactly start, stop, step"
-                )
-            grid[key] = expand_range(value["start"], value["stop"], value["step"])
-        elif isinstance(value, list):
-            if not value:
-                raise ConfigError(f"--grid {path}: {key!r} has no values")
-            grid[key] = list(value)
-        else:
-            grid[key] = [value]
-    return grid
-
-
-def _flatten(raw: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``{"policy": {"buy_threshold_pct": [...]}}`` as ``policy.buy_threshold_pct``; a table
-    with start, stop or step is a range, not a prefix."""
-    for key, value in raw.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and not {"start", "stop", "step"} & set(value):
-            yield from _flatten(value, f"{name}.")
-        else:
-            yield name, value
-
-
-def combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, in order (the last key varies fastest)."""
-    keys = list(grid)
-    total = math.prod(len(grid[k]) for k in keys)
-    if total > MAX_COMBINATIONS:
-        raise ConfigError(f"the grid has {total:,} combinations (at most {MAX_COMBINATIONS:,})")
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+from pokewatch_core.evaluation.runner import EvaluationResult
+from pokewatch_core.evaluation.spec import EvaluationSpec
 
 
 @dataclass(frozen=True)
@@ -160,9 +30,10 @@ class Trial:
 
 @dataclass
 class SweepPlan:
-    """What a sweep evaluates: the validated table and the settings shared by every trial."""
+    """What a sweep evaluates: the engine (entered: its data read once) and the settings
+    shared by every trial."""
 
-    table: pd.DataFrame | None  # None for an engine that reads the data itself
+    engine: Engine
     model: str
     policy: str
     metrics: list[str] | None
@@ -174,26 +45,29 @@ class SweepPlan:
         """The parameters of trial ``number``: the fixed ones, then the combination."""
         return {**self.fixed, **self.combos[number]}
 
+    def spec(self, number: int) -> EvaluationSpec:
+        """The evaluation spec of trial ``number``."""
+        return EvaluationSpec.build(
+            self.model, self.policy, self.metrics, self.params(number), self.test_start
+        )
+
     def check(self) -> None:
         """Build every combination's components: a bad value fails before anything runs."""
         for number in range(len(self.combos)):
-            resolve_components(self.model, self.policy, self.metrics, self.params(number))
+            self.spec(number)
 
     def evaluate(self, number: int) -> EvaluationResult:
-        """Evaluate trial ``number`` on the shared table."""
-        model, policy, metrics = resolve_components(
-            self.model, self.policy, self.metrics, self.params(number)
-        )
-        assert self.table is not None, "a plan without a table evaluates elsewhere"
-        return evaluate_prepared(self.table, model, policy, metrics, self.test_start)
+        """Evaluate trial ``number`` on the engine."""
+        return self.engine.evaluate(self.spec(number))
 
     def release(self, result: EvaluationResult) -> None:
-        """Free what evaluating a trial left behind once its metrics are kept (nothing here:
-        a result in memory goes with its last reference)."""
+        """Free what evaluating a trial left behind once its metrics are kept (the dask
+        engine: the trial's frame folder)."""
+        self.engine.release(result)
 
     def run(self, jobs: int = 1, on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
-        """Evaluate every trial (on ``jobs`` processes); ``on_trial`` is called with each as it
-        finishes. Returns them in grid order."""
+        """Evaluate every trial (on ``jobs`` processes, where the engine allows it);
+        ``on_trial`` is called with each as it finishes. Returns them in grid order."""
         done: dict[int, Trial] = {}
 
         def finish(trial: Trial) -> None:
@@ -267,24 +141,6 @@ def ranking_direction(metric: str) -> bool:
     return bool(better)
 
 
-def check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """A grid as name -> list of values: a list or tuple is the values, a ``{start, stop,
-    step}`` mapping a range; a lone string or number is refused (say ``[value]``)."""
-    out: dict[str, list[Any]] = {}
-    for key, values in grid.items():
-        if isinstance(values, Mapping):
-            if set(values) != {"start", "stop", "step"}:
-                raise ConfigError(f"grid {key!r}: a range is {{start, stop, step}}")
-            out[key] = expand_range(values["start"], values["stop"], values["step"])
-        elif isinstance(values, list | tuple) and values:
-            out[key] = list(values)
-        else:
-            raise ConfigError(
-                f"grid {key!r}: expected a non-empty list of values or a range, got {values!r}"
-            )
-    return out
-
-
 def best_trial(trials: Sequence[Trial], metric: str, greater_is_better: bool | None) -> Trial:
     """The best trial by ``metric`` (NaN never wins; ties: the earlier trial)."""
     scored = [t for t in trials if not math.isnan(t.metrics.get(metric, math.nan))]
@@ -319,29 +175,3 @@ class SweepResult:
     best: Trial
     parent_run_id: str | None = None
     child_run_ids: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass
-class DaskSweepPlan(SweepPlan):
-    """A sweep whose trials run on the dask engine: each reads ``data`` on the workers of
-    ``scheduler`` (one cluster for the whole sweep) and writes its frame under ``frames``;
-    a trial's frame is removed once its metrics are kept."""
-
-    data: str = ""
-    scheduler: str = "local"
-    partitions: int | None = None
-    frames: Path = Path(".")
-
-    def evaluate(self, number: int) -> EvaluationResult:
-        model, policy, metrics = resolve_components(
-            self.model, self.policy, self.metrics, self.params(number)
-        )
-        folder = Path(tempfile.mkdtemp(prefix=f"trial-{number}-", dir=self.frames))
-        return dask_result(
-            self.data, model, policy, metrics, self.test_start, output_dir=folder,
-            scheduler=self.scheduler, partitions=self.partitions,
-        )  # fmt: skip
-
-    def release(self, result: EvaluationResult) -> None:
-        if result.frame_dir is not None:
-            shutil.rmtree(result.frame_dir, ignore_errors=True)

@@ -24,15 +24,15 @@ from typing import Any
 import pandas as pd
 
 from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY, DEFAULT_SWEEP_METRIC
+from pokewatch_core.engines.front_door import EngineOptions
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.interrupts import check_interrupted
+from pokewatch_core.sweeps.grid import check_grid, combinations
 from pokewatch_core.sweeps.plan import (
     SweepPlan,
     SweepResult,
     Trial,
     best_trial,
-    check_grid,
-    combinations,
     ranking,
     ranking_direction,
     varying_keys,
@@ -298,40 +298,53 @@ def run_sweep(
     *,
     metric: str = DEFAULT_SWEEP_METRIC,
     jobs: int = 1,
+    engine: str | EngineOptions = "local",
+    scheduler: str | None = None,
+    partitions: int | None = None,
+    frame_dir: str | Path | None = None,
     log: bool = False,
     **log_options: Any,
 ) -> SweepResult:
-    """Evaluate every combination of ``grid`` (name -> values) on ``data``, validated once.
+    """Evaluate every combination of ``grid`` (name -> values) on ``data``, read once.
 
-    ``params`` are fixed for every combination; ``metric`` picks the best in its own direction.
-    With ``log=True`` the sweep is logged as ``pokewatch sweep`` logs it (``log_options``:
-    ``experiment_name``, ``run_name``, ``tags``, ``tracking_uri``, ``log_models``)."""
-    from pokewatch_core.data.tables import load_prices, prepare_prices
+    ``params`` are fixed for every combination; ``metric`` picks the best in its own
+    direction. ``engine``, ``scheduler``, ``partitions``, ``frame_dir`` choose where the
+    combinations run, as for ``evaluate()`` (``engine="dask"``: one cluster for the whole
+    sweep, each trial's frame removed once scored; or an ``EngineOptions``). ``jobs``
+    evaluates combinations in parallel processes (local engine). With ``log=True`` the sweep
+    is logged as ``pokewatch sweep`` logs it (``log_options``: ``experiment_name``,
+    ``run_name``, ``tags``, ``tracking_uri``, ``log_models``, ``data_source``, ``progress``).
+
+    Everything is checked before the data is read: the metric, ``jobs``, the engine options
+    and every combination's components."""
     from pokewatch_core.plugins.registry import get_plugins
 
-    table = load_prices(data) if isinstance(data, str | Path) else prepare_prices(data)
+    options = (
+        engine
+        if isinstance(engine, EngineOptions)
+        else EngineOptions(engine, scheduler, partitions, frame_dir)
+    )
     names = list(metrics) if metrics is not None else None
     if metric not in (names if names is not None else get_plugins().metrics.names()):
         raise ConfigError(f"metric {metric!r} is not computed by this sweep")
     greater = ranking_direction(metric)
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
-    plan = SweepPlan(
-        table, model, policy, names, dict(params or {}), combinations(check_grid(grid)), test_start
-    )
-    plan.check()
-    if log:
-        options = {"experiment_name": DEFAULT_EXPERIMENT, **log_options}
-        outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **options)
-        assert outcome.table is not None
-        return SweepResult(
-            outcome.trials,
-            outcome.table,
-            outcome.best,
-            outcome.parent_run_id,
-            outcome.child_run_ids,
-        )
-    trials = plan.run(jobs)
+    options.check(jobs=jobs)
+    combos = combinations(check_grid(grid))
+    with options.engine_for(data) as chosen:
+        plan = SweepPlan(chosen, model, policy, names, dict(params or {}), combos, test_start)
+        plan.check()  # every combination builds: a bad value stops here, before any run
+        if not log:
+            trials = plan.run(jobs)
+            return SweepResult(
+                trials, ranking(trials, metric, greater), best_trial(trials, metric, greater)
+            )
+        if plan.test_start is not None:  # a test start after the data fails before a run
+            plan.release(plan.evaluate(0))
+        settings = {"experiment_name": DEFAULT_EXPERIMENT, **log_options}
+        outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **settings)
+    assert outcome.table is not None
     return SweepResult(
-        trials, ranking(trials, metric, greater), best_trial(trials, metric, greater)
+        outcome.trials, outcome.table, outcome.best, outcome.parent_run_id, outcome.child_run_ids
     )

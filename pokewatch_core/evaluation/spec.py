@@ -1,0 +1,49 @@
+"""What to evaluate: the built components and the split, as one value every engine takes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from pokewatch_core.components import Metric, Model, SignalPolicy
+from pokewatch_core.defaults import DEFAULT_POLICY
+from pokewatch_core.evaluation.runner import parse_test_start
+from pokewatch_core.plugins import resolve
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """A model, a signal policy and metrics (built, parameters applied) and the scored period:
+    every row (``test_start`` None, walk-forward) or the rows on or after ``test_start`` (the
+    model fitted on the rows before it). Engines evaluate a spec; sweeps make one per
+    combination."""
+
+    model: Model
+    policy: SignalPolicy
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    test_start: pd.Timestamp | None = None
+
+    @classmethod
+    def build(
+        cls,
+        model: str | Model | type[Model],
+        policy: str | SignalPolicy | type[SignalPolicy] = DEFAULT_POLICY,
+        metrics: Sequence[str | Metric | type[Metric]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        test_start: str | pd.Timestamp | None = None,
+    ) -> EvaluationSpec:
+        """The spec of components given by name, class or instance (``metrics=None``: every
+        registered metric), ``params`` routed to them (``window_size``, ``policy.x``), and
+        ``test_start`` parsed as a day. Raises ``ConfigError`` on any bad name or value."""
+        start = parse_test_start(test_start)
+        built_model, built_policy, built_metrics = resolve.resolve_components(
+            model, policy, metrics, params
+        )
+        return cls(built_model, built_policy, built_metrics, start)
+
+    def with_metrics(self, metrics: dict[str, Metric]) -> EvaluationSpec:
+        """The same spec scoring ``metrics`` instead."""
+        return replace(self, metrics=metrics)
