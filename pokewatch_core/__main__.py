@@ -9,7 +9,7 @@ import sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 
-from pokewatch_core.cli.commands import main
+from pokewatch_core.cli import main
 
 if __name__ == "__main__":
     main()

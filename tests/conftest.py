@@ -16,7 +16,8 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from pokewatch_core.cli.commands import disable_telemetry, main
+from pokewatch_core.cli import main
+from pokewatch_core.cli.app import disable_telemetry
 
 # Every process the tests start inherits this: no MLflow telemetry (DESIGN §5)
 disable_telemetry()

@@ -7,7 +7,7 @@ import shlex
 import click
 import pytest
 
-from pokewatch_core.cli.commands import cli
+from pokewatch_core.cli import cli
 
 COMMANDS = sorted(cli.commands)
 

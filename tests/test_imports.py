@@ -24,7 +24,7 @@ def test_import_pokewatch_core_does_not_import_mlflow_or_pandas():
 
 def test_help_does_not_import_mlflow():
     code = (
-        "from pokewatch_core.cli.commands import main\n"
+        "from pokewatch_core.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
     )
@@ -44,7 +44,7 @@ def test_nothing_imports_dask_unless_the_dask_engine_runs():
         "import pokewatch_core as pc\n"
         "import pokewatch_core.engines.dask_engine, pokewatch_core.engines.partitions\n"
         "pc.evaluate('baseline_moving_average', pc.embedded_sample_path())\n"
-        "from pokewatch_core.cli.commands import main\n"
+        "from pokewatch_core.cli import main\n"
         "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
     )
     modules = _modules_after(code)

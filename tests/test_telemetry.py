@@ -32,7 +32,7 @@ print(child.stdout.strip())
 """
 ENTRIES = {
     "console script": (
-        "from pokewatch_core.cli.commands import main\n"
+        "from pokewatch_core.cli import main\n"
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass"
     ),
     "python -m": (

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import click
+
+from pokewatch_core.cli.app import cli
+from pokewatch_core.cli.options import (
+    echo,
+    example,
+    experiment_option,
+    report_healed,
+    tracking_uri_option,
+)
+from pokewatch_core.defaults import (
+    COMPARE_METRICS,
+)
+from pokewatch_core.errors import ConfigError
 from pokewatch_core.evaluation.summary import format_value
 from pokewatch_core.terminal import printable
 from pokewatch_core.tracking.runs import RunRecord
@@ -127,3 +142,75 @@ def side_by_side_table(runs: list[RunRecord]) -> str:
             cells = ["" if v is None else format_value(v) for v in row["values"]]
             rows.append(["*" if row["differs"] else "", f"{kind[:-1]}.{row['name']}", *cells])
     return _table(header, rows) + "\n(* = differs between the runs)"
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+@cli.command(epilog=example("pokewatch compare --metric rmse --metric mape"))
+@click.argument("run_ids", nargs=-1)
+@experiment_option("Experiment to rank.")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metric to rank by (the first) and show (repeatable). "
+    "Default: rmse, mape, coverage_rate, strategy_total_return.",
+)
+@click.option(
+    "--ascending/--descending",
+    default=None,
+    help="Rank order. Default: the metric's own direction (smallest first for errors such as "
+    "rmse, mase or drawdown), largest first otherwise.",
+)
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of runs ranked.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@tracking_uri_option
+def compare(
+    run_ids: tuple[str, ...],
+    experiment_name: str,
+    metrics: tuple[str, ...],
+    ascending: bool | None,
+    limit: int,
+    as_json: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Rank an experiment's runs by a metric, or show RUN_IDs side by side (a unique prefix
+    of a run id, as the ranking prints it, is enough)."""
+    from pokewatch_core.cli import compare as cmp
+    from pokewatch_core.tracking.runs import get_runs, search_runs
+    from pokewatch_core.tracking.store import heal_abandoned_runs
+
+    report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
+    if run_ids:
+        runs = get_runs(list(run_ids), tracking_uri)
+        if as_json:
+            echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
+        else:
+            echo(cmp.side_by_side_table(runs))
+        return
+    chosen = list(metrics) or list(COMPARE_METRICS)
+    order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
+    runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
+    present = sorted({m for r in runs for m in r.metrics})
+    absent = [m for m in metrics if runs and m not in present]
+    if absent:
+        raise ConfigError(
+            f"no finished run of experiment '{experiment_name}' has metric "
+            f"{', '.join(repr(m) for m in absent)} (metrics present: {', '.join(present)})"
+        )
+    if as_json:
+        echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
+    elif not runs:
+        echo(f"No finished runs in experiment '{experiment_name}'.")
+    else:
+        direction = "ascending" if order else "descending"
+        echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
+        echo(cmp.ranking_table(runs, chosen))
