@@ -1,4 +1,11 @@
-"""Nox sessions: tests, lint, typecheck, and the example third-party plugin."""
+"""Nox sessions: tests and checks (what .ci/run runs, in a locked environment of their own), and
+the example third-party plugin.
+
+``uvx nox`` runs ``tests`` (the quick suite, then the slow walkthroughs; ``-- ARGS`` runs
+``pytest ARGS`` instead, e.g. ``uvx nox -s tests -- -m integration``) and ``checks``
+(``scripts/checks``: ruff lint, ruff format, mypy, with the versions uv.lock pins). ``lint`` and
+``typecheck`` are other names of ``checks``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "checks"]
 
 
 def _sync(session: nox.Session) -> None:
@@ -27,24 +34,42 @@ def _sync(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite."""
+    """The tests CI runs but the integration suite: the quick command, then the slow
+    walkthroughs it leaves out. With posargs, ``pytest POSARGS`` alone."""
     _sync(session)
-    session.run("pytest", *(session.posargs or ["-m", "not integration"]))
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    session.run("pytest", "-m", "not integration")
+    session.run("pytest", "-m", "slow and not integration")
+
+
+def _checks(session: nox.Session) -> None:
+    """``scripts/checks`` against the session's locked environment."""
+    _sync(session)
+    session.run(
+        str(ROOT / "scripts" / "checks"),
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+@nox.session
+def checks(session: nox.Session) -> None:
+    """ruff lint, ruff format check, mypy (strict): ``scripts/checks``, as CI runs it."""
+    _checks(session)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
-    session.install("ruff")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    """Another name of ``checks`` (ruff and mypy run together, with the locked versions)."""
+    _checks(session)
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy (strict) on pokewatch_core."""
-    _sync(session)
-    session.run("mypy")
+    """Another name of ``checks`` (ruff and mypy run together, with the locked versions)."""
+    _checks(session)
 
 
 @nox.session

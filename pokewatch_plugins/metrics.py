@@ -30,7 +30,7 @@ def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, 
 
 def _unscored(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
     """Rows without a market price or without a prediction (a fresh array)."""
-    unscored = np.isnan(_market(frame))
+    unscored: np.ndarray[Any, Any] = np.isnan(_market(frame))
     unscored |= np.isnan(frame["predicted_price"].to_numpy(dtype=np.float64))
     return unscored
 
@@ -134,7 +134,7 @@ def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
         categories = list(column.cat.categories)
         if signal not in categories:
             return np.zeros(len(column), dtype=bool)
-        return np.asarray(column.array.codes) == categories.index(signal)
+        return np.asarray(np.asarray(column.array.codes) == categories.index(signal))
     return np.array((column == signal).to_numpy(dtype=bool, na_value=False))
 
 

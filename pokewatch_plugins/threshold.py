@@ -58,4 +58,5 @@ class ThresholdPolicy(SignalPolicy):
         codes[buy & ~sell] = 0  # BUY
         codes[sell & ~buy] = 1  # SELL
         codes[~np.isfinite(deviation) | ~(fair > 0)] = -1  # missing: no usable fair price
-        return pd.Categorical.from_codes(codes, categories=list(SIGNALS))
+        categories: pd.Index[Any] = pd.Index(list(SIGNALS))
+        return pd.Categorical.from_codes(codes, categories=categories)
