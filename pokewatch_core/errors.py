@@ -1,4 +1,4 @@
-"""Exception types; the CLI maps them to exit codes (DESIGN §6)."""
+"""Exception types; the CLI maps them to exit codes (README, exit codes)."""
 
 from __future__ import annotations
 

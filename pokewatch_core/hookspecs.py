@@ -1,4 +1,4 @@
-"""The hook specifications of the ``pokewatch`` plugin system (DESIGN §3).
+"""The hook specifications of the ``pokewatch`` plugin system (docs/plugins.md).
 
 A plugin is a module (or any object) with functions marked ``@pokewatch_core.hookimpl``
 whose names are the hook names below. Installed plugins are found through the entry-point

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pokewatch_core.cli import main
 from pokewatch_core.cli.app import disable_telemetry
 
-# Every process the tests start inherits this: no MLflow telemetry (DESIGN §5)
+# Every process the tests start inherits this: no MLflow telemetry (docs/failure-modes.md)
 disable_telemetry()
 
 # The real price snapshots, vendored with the tests (provenance in tests/data/README.md): the

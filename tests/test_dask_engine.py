@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
-from pokewatch_core.engines.dask_engine import evaluate_on_dask
+from pokewatch_core.engines.dask_engine import DaskEngine, evaluate_on_dask
 from pokewatch_core.evaluation.spec import EvaluationSpec
 from pokewatch_core.plugins.resolve import resolve_components
 from tests.conftest import all_runs, make_panel
@@ -41,6 +41,18 @@ def scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
     finally:
         cluster.close()
+
+
+def count_calls(monkeypatch, owner, name) -> list[int]:
+    """A one-item list counting the calls of ``owner.name`` (which still runs)."""
+    real, count = getattr(owner, name), [0]
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return count
 
 
 def same(a: float, b: float) -> bool:
@@ -258,7 +270,7 @@ def _run_record(store: str, run_id: str):
 
 
 def test_train_on_dask_logs_the_local_run_with_a_partitioned_frame(
-    run_cli, store, scheduler, tmp_path
+    run_cli, store, scheduler, tmp_path, monkeypatch
 ):
     """`pokewatch train --engine dask` against the same train on the local engine: the same
     metrics (1e-9), the same params plus engine and partitions, the same artifacts — the
@@ -267,12 +279,14 @@ def test_train_on_dask_logs_the_local_run_with_a_partitioned_frame(
 
     local = run_cli("train", "--tracking-uri", store)
     assert local.exit_code == 0, local.stderr
+    evaluations = count_calls(monkeypatch, DaskEngine, "evaluate")
     frame_dir = tmp_path / "frame"
     remote = run_cli(
         "train", "--tracking-uri", store, "--engine", "dask", "--scheduler", scheduler,
         "--partitions", "3", "--frame-dir", str(frame_dir),
     )  # fmt: skip
     assert remote.exit_code == 0, remote.stderr
+    assert evaluations == [1]  # through the front door: one engine.evaluate(spec)
     ids = [re.search(r"Run (\w+) logged", r.stdout).group(1) for r in (local, remote)]
     client, local_run, local_files = _run_record(store, ids[0])
     _, dask_run, dask_files = _run_record(store, ids[1])
@@ -360,7 +374,7 @@ def test_the_readme_dask_command_as_printed(run_cli, store):
     assert run.data.params["engine"] == "dask" and run.data.params["partitions"] == "4"
 
 
-def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path):
+def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path, monkeypatch):
     """`pokewatch sweep --engine dask`: one cluster for every combination, each child's
     metrics the local sweep's (1e-9), engine and partitions in each child's params; only the
     best trial's frame is kept in --frame-dir (the others are removed once scored)."""
@@ -368,6 +382,7 @@ def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path
 
     grid = ["-p", "window_size=3,5,7"]
     local = run_cli("sweep", *grid, "--tracking-uri", store, "--experiment-name", "local")
+    evaluations = count_calls(monkeypatch, DaskEngine, "evaluate")
     frames = tmp_path / "frames"
     remote = run_cli(
         "sweep", *grid, "--tracking-uri", store, "--experiment-name", "dask", "--engine", "dask",
@@ -375,6 +390,7 @@ def test_sweep_on_dask_gives_the_local_sweep(run_cli, store, scheduler, tmp_path
     )  # fmt: skip
     assert local.exit_code == 0, local.stderr
     assert remote.exit_code == 0, remote.stderr
+    assert evaluations == [4]  # each combination, then the best again for its full child
     client = MlflowClient(tracking_uri=store)
 
     def children(experiment: str) -> dict[str, object]:

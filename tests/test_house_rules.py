@@ -1,4 +1,4 @@
-"""The layout rules of DESIGN §1, checked on the source: pokewatch_core never imports
+"""The house rules of docs/architecture.md, checked on the source: pokewatch_core never imports
 pokewatch_plugins; plugins and examples use only pokewatch_core's public names; only the
 tracking package (pokewatch_core/tracking/) imports mlflow, inside functions but for the files
 MLflow loads itself. And the library example runs."""
@@ -129,7 +129,7 @@ NOT_A_DEFAULT = {
 
 
 def test_the_core_names_no_default_component_outside_defaults_py():
-    """DESIGN: the core knows components through their metadata; the names of the default
+    """The core knows components through their metadata; the names of the default
     components, their parameters and the default experiment appear only in defaults.py."""
     from pokewatch_core import defaults, get_plugins
 

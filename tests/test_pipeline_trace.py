@@ -100,3 +100,76 @@ def test_analyses_without_signal_metrics_are_computed_once_on_first_use(trace):
     assert trace.count("signal quality") == 1 and trace.count("strategy") == 1
     assert not first.reports_signals
     assert isinstance(first.by_card, pd.DataFrame)
+
+
+@pytest.fixture
+def front_door(monkeypatch):
+    """The library calls `pokewatch train` and `pokewatch sweep` make, in order: the
+    command line goes through the front door (a spec, an engine, its evaluate), not around
+    it."""
+    from pokewatch_core.engines.front_door import EngineOptions
+    from pokewatch_core.engines.local import LocalEngine
+    from pokewatch_core.evaluation.spec import EvaluationSpec
+    from pokewatch_core.tracking import sweep as tracking_sweep
+
+    seen: list[str] = []
+
+    def spy(owner, name, label, wrap=lambda f: f):
+        real = getattr(owner, name)
+
+        @functools.wraps(real)
+        def called(*args, **kwargs):
+            seen.append(label)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrap(called))
+
+    real_build = EvaluationSpec.build
+
+    def build(cls, *args, **kwargs):
+        seen.append("spec")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(EvaluationSpec, "build", classmethod(build))
+    spy(EngineOptions, "engine_for", "engine")
+    spy(LocalEngine, "open", "open")
+    spy(LocalEngine, "evaluate", "evaluate")
+    spy(LocalEngine, "close", "close")
+    spy(tracking_log, "log_evaluation", "log")
+    spy(tracking_sweep, "run_sweep", "run_sweep")
+    spy(tracking_sweep, "log_sweep", "log sweep")
+    return seen
+
+
+def test_train_is_a_spec_an_engine_and_one_evaluate(run_cli, store, front_door, tmp_path):
+    path = tmp_path / "prices.parquet"
+    make_panel(cards=5, days=30, seed=2).to_parquet(path)
+    result = run_cli("train", "--data-path", str(path), "--tracking-uri", store)
+    assert result.exit_code == 0, result.stderr
+    assert front_door == ["engine", "spec", "open", "evaluate", "log", "close"]
+
+
+def test_sweep_is_run_sweep_on_one_engine(run_cli, store, front_door, tmp_path):
+    path = tmp_path / "prices.parquet"
+    make_panel(cards=5, days=30, seed=2).to_parquet(path)
+    args = ["sweep", "--data-path", str(path), "--tracking-uri", store, "-p", "window_size=2,3"]
+    result = run_cli(*args, "--metric", "rmse")
+    assert result.exit_code == 0, result.stderr
+    # every combination is built and the data read first (bad values and bad data stop
+    # before any run), then one engine evaluates them, then the best again for its full
+    # child run
+    assert front_door == [
+        "run_sweep",
+        "engine",
+        "spec",
+        "spec",
+        "open",
+        "log sweep",
+        "spec",
+        "evaluate",
+        "spec",
+        "evaluate",
+        "spec",
+        "evaluate",
+        "close",
+    ]

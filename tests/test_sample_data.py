@@ -30,7 +30,7 @@ def test_requested_size_and_valid_prices(cards, days):
     load_prices_ok = frame.copy()
     from pokewatch_core import prepare_prices
 
-    prepare_prices(load_prices_ok)  # validates under DESIGN §2
+    prepare_prices(load_prices_ok)  # validates as docs/user-guide.md says
 
 
 def test_embedded_sample_is_a_realistic_whole_set_panel():

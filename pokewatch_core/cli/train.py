@@ -103,6 +103,7 @@ def train(
     frame_dir: str | None,
 ) -> None:
     """Evaluate a model walk-forward and log the run to MLflow."""
+    from pokewatch_core.engines.front_door import cli_spelling
     from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.tracking.log import log_evaluation
@@ -115,7 +116,7 @@ def train(
         raise click.BadParameter("--alias needs --register-model")
     options = _engine_options(engine, scheduler, partitions, frame_dir, id_col, date_col,
                               price_col)  # fmt: skip
-    chosen = options.engine_for(path)
+    chosen = options.engine_for(path, spell=cli_spelling)
     chosen.check_output(frame_dir)
     if register_model is not None and not chosen.holds_frame:
         raise click.BadParameter(
@@ -172,14 +173,12 @@ def _engine_options(
     id_col: str | None,
     date_col: str | None,
     price_col: str | None,
-    jobs: int = 1,
 ) -> EngineOptions:
-    """The engine options of the command line, checked (with the command line's names)."""
-    from pokewatch_core.engines.front_door import EngineOptions, cli_spelling
+    """The engine options of the command line (checked when the engine is made)."""
+    from pokewatch_core.engines.front_door import EngineOptions
 
     options = EngineOptions(engine, scheduler, partitions, frame_dir, id_col, date_col,
                             price_col)  # fmt: skip
-    options.check(cli_spelling, jobs=jobs)
     if engine == "dask":
         _quiet_dask()
     return options
@@ -313,6 +312,7 @@ def sweep(
     frame_dir: str | None,
 ) -> None:
     """Evaluate every combination of parameter values: one parent run, a child run each."""
+    from pokewatch_core.engines.front_door import cli_spelling
     from pokewatch_core.plugins.registry import get_plugins
     from pokewatch_core.sweeps.grid import parse_values, read_grid
     from pokewatch_core.sweeps.plan import ranking_direction
@@ -331,7 +331,8 @@ def sweep(
     swept = {k: v for k, v in grid.items() if len(v) > 1}
     path = _data_path(data_path)
     options = _engine_options(engine, scheduler, partitions, frame_dir, id_col, date_col,
-                              price_col, jobs)  # fmt: skip
+                              price_col)  # fmt: skip
+    options.check(cli_spelling, jobs=jobs)  # refused here, by the command line's names
     check_run_options(experiment_name, tracking_uri, None, "champion")
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
     outcome = _run_sweep(model, path, swept, policy, fixed, test_start, metric, jobs, options,

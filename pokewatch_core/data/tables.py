@@ -1,4 +1,4 @@
-"""Reading and validating price tables (DESIGN §2).
+"""Reading and validating price tables (docs/user-guide.md, data).
 
 Every command and ``evaluate()`` goes through ``prepare_prices``: it maps column names,
 normalises types (string card ids, day-resolution dates, float prices) and rejects bad

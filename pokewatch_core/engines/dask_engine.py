@@ -136,8 +136,7 @@ class DaskEngine(Engine):
                 root = Path(tempfile.mkdtemp(prefix="pokewatch-frames-"))
                 stack.callback(shutil.rmtree, root, ignore_errors=True)
             else:
-                root = self.frame_dir
-                _make_folder(root)
+                root = self.frame_dir  # made when a frame first goes into it
         except BaseException:
             stack.close()
             self._client = None
@@ -145,10 +144,9 @@ class DaskEngine(Engine):
         self._root, self._stack = root, stack
 
     def close(self) -> None:
-        """Stop the cluster (or leave the scheduler) and remove the engine's own folders."""
+        """Stop the cluster (or leave the scheduler) and remove the engine's temporary
+        folder; frames left in a given ``frame_dir`` (not released) stay there."""
         stack, self._stack, self._client = self._stack, None, None
-        for folder in self._made:
-            shutil.rmtree(folder, ignore_errors=True)
         self._made.clear()
         if stack is not None:
             stack.close()
@@ -206,6 +204,7 @@ class DaskEngine(Engine):
         client = self.client
         assert self._root is not None
         if output_dir is None:
+            _make_folder(self._root)
             out = Path(tempfile.mkdtemp(prefix="frame-", dir=self._root))
             self._made.add(out)
             existed = False

@@ -86,9 +86,17 @@ class EngineOptions:
                 "this machine and the workers share"
             )
 
-    def engine_for(self, data: pd.DataFrame | str | Path, source: str | None = None) -> Engine:
-        """The engine of these (checked) options over ``data``; enter it to use it."""
-        self.check()
+    def engine_for(
+        self,
+        data: pd.DataFrame | str | Path,
+        source: str | None = None,
+        *,
+        spell: Spelling = python_spelling,
+        jobs: int = 1,
+    ) -> Engine:
+        """The engine of these options over ``data``, once ``check`` passed (``spell`` and
+        ``jobs`` as there); hold it in a ``with`` block, which releases what it acquires."""
+        self.check(spell, jobs=jobs)
         if self.engine == "local":
             from pokewatch_core.engines.local import LocalEngine
 
@@ -144,8 +152,7 @@ def evaluate(
     report("checking the data")
     spec = EvaluationSpec.build(model, policy, metrics, params, test_start)
     options = EngineOptions(engine, scheduler, partitions, frame_dir=output_dir)
-    options.check(_evaluate_spelling)
-    chosen = options.engine_for(data, source)
+    chosen = options.engine_for(data, source, spell=_evaluate_spelling)
     chosen.check_output(output_dir)
     with chosen:
         chosen.open(progress)

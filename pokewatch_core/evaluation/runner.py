@@ -1,4 +1,4 @@
-"""The evaluation runner (DESIGN §4): any model, any policy, any metrics."""
+"""The local evaluation (docs/user-guide.md, evaluation semantics): any model, policy, metrics."""
 
 from __future__ import annotations
 

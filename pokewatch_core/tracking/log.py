@@ -1,4 +1,4 @@
-"""One evaluation logged as one MLflow run (DESIGN §5): params, dataset, plots, summary,
+"""One evaluation logged as one MLflow run (docs/mlflow.md): params, dataset, plots, summary,
 tables, the model and the metrics linked to both, FINISHED only when all of it is logged; a
 failed run is ended with its stage and the results are kept beside the user.
 
@@ -65,7 +65,7 @@ class LoggedRun:
 
 def model_artifact_name(model: Model) -> str:
     """The name of the logged model: the model's own ``artifact_name``, else
-    ``<name>_model`` (DESIGN §5)."""
+    ``<name>_model`` (docs/mlflow.md)."""
     return model.artifact_name or f"{model.name}_model"
 
 

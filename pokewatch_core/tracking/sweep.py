@@ -330,11 +330,12 @@ def run_sweep(
     greater = ranking_direction(metric)
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
-    options.check(jobs=jobs)
+    chosen = options.engine_for(data, jobs=jobs)
     combos = combinations(check_grid(grid))
-    with options.engine_for(data) as chosen:
+    with chosen:
         plan = SweepPlan(chosen, model, policy, names, dict(params or {}), combos, test_start)
         plan.check()  # every combination builds: a bad value stops here, before any run
+        chosen.open()  # the data is read (and bad data refused) before any run starts
         if not log:
             trials = plan.run(jobs)
             return SweepResult(
