@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from pokewatch_core.data.price_index import PriceIndex
     from pokewatch_core.data.sample_data import embedded_sample_path, generate_prices
     from pokewatch_core.data.tables import load_prices, prepare_prices, read_table
-    from pokewatch_core.engines.front_door import evaluate
+    from pokewatch_core.engines.base import Engine
+    from pokewatch_core.engines.front_door import EngineOptions, evaluate
+    from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
     from pokewatch_core.sweeps.plan import SweepResult
     from pokewatch_core.tracking.evaluator import mlflow_metrics
@@ -47,6 +49,9 @@ if TYPE_CHECKING:
     from pokewatch_core.tracking.sweep import run_sweep
 
 _LAZY = {
+    "Engine": "pokewatch_core.engines.base",
+    "EngineOptions": "pokewatch_core.engines.front_door",
+    "EvaluationSpec": "pokewatch_core.evaluation.spec",
     "evaluate": "pokewatch_core.engines.front_door",
     "score_predictions": "pokewatch_core.evaluation.runner",
     "run_sweep": "pokewatch_core.tracking.sweep",
@@ -75,7 +80,10 @@ __all__ = [
     "UNITS",
     "ConfigError",
     "DataError",
+    "Engine",
+    "EngineOptions",
     "EvaluationResult",
+    "EvaluationSpec",
     "Metric",
     "Model",
     "NaiveBaseline",

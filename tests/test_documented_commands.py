@@ -191,3 +191,18 @@ def test_readme_sweep_and_gate_as_printed(run_cli, scratch):
     assert "Promoted: models:/cards@champion" in result.stdout
     runs = all_runs(f"sqlite:///{scratch / 'mlflow.db'}")
     assert len(runs) == 1 + 16 + 1 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_readme_library_examples_as_printed(tmp_path, monkeypatch):
+    """The Python blocks of the README's "Use it as a library", run as printed on a copy of
+    the embedded sample named as they name it (prices.parquet)."""
+    from pokewatch_core import embedded_sample_path
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Use it as a library", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    shutil.copyfile(embedded_sample_path(), tmp_path / "prices.parquet")
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
