@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from pokewatch_core.data.tables import load_prices, prepare_prices, read_table
     from pokewatch_core.engines.base import Engine
     from pokewatch_core.engines.front_door import EngineOptions, evaluate
-    from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
+    from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.sweeps.plan import SweepResult
     from pokewatch_core.tracking.evaluator import mlflow_metrics
     from pokewatch_core.tracking.log import log_evaluation
