@@ -29,10 +29,10 @@ from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
-    _retry,
-    _store_init_lock,
-    _target,
+    retry,
     run_owner_tags,
+    run_target,
+    store_init_lock,
     use_store,
 )
 from pokewatch_core.version import __version__
@@ -69,7 +69,7 @@ def model_artifact_name(model: Model) -> str:
     return model.artifact_name or f"{model.name}_model"
 
 
-def _plugin_versions(result: EvaluationResult) -> dict[str, str]:
+def plugin_versions(result: EvaluationResult) -> dict[str, str]:
     """``{distribution: version}`` of the plugins that provided the components used."""
     plugins = get_plugins()
     used = [("model", result.model.name), ("policy", result.policy.name)]
@@ -89,7 +89,7 @@ def _pip_requirements(result: EvaluationResult) -> list[str]:
     import mlflow
 
     reqs = {"pokewatch": f"pokewatch=={__version__}", "mlflow": f"mlflow=={mlflow.__version__}"}
-    for dist, version in _plugin_versions(result).items():
+    for dist, version in plugin_versions(result).items():
         reqs.setdefault(dist, f"{dist}=={version}" if version != "unknown" else dist)
     return list(reqs.values())
 
@@ -143,7 +143,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     codes, cards = codes_of(result.frame[ID])
     example_cards = [str(cards[c]) for c in pd.unique(codes[:10_000])[:3]]
     with _environment(**NO_UV_FILES):
-        info = _retry(
+        info = retry(
             mlflow.pyfunc.log_model,
             name=model_artifact_name(result.model),
             python_model=str(MODEL_CODE),
@@ -155,7 +155,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     return info
 
 
-def _dataset_digest(table: pd.DataFrame) -> str:
+def dataset_digest(table: pd.DataFrame) -> str:
     """Like MLflow's pandas digest (first 10 000 rows, length, columns) without its
     per-cell Python pass over the whole frame, which takes seconds on large tables."""
     import pandas as pd
@@ -172,7 +172,7 @@ SCHEMA_ROWS = 1_000  # the dataset's schema is read from its validated dtypes on
 
 def make_dataset(result: EvaluationResult, data_source: str) -> Any:
     """The evaluated table as an MLflow dataset, made without a pass over all rows in Python:
-    the digest hashes a bounded head (see ``_dataset_digest``), and the schema is inferred
+    the digest hashes a bounded head (see ``dataset_digest``), and the schema is inferred
     from the first rows of the validated (typed) table."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.pandas_dataset import PandasDataset
@@ -191,7 +191,7 @@ def make_dataset(result: EvaluationResult, data_source: str) -> Any:
 
     if result.in_memory:
         table = result.frame.drop(columns=[PREDICTED, SIGNAL])
-        digest = _dataset_digest(table)
+        digest = dataset_digest(table)
     else:  # the frame is on disk, in parts: its first rows give the schema
         table, digest = _partitioned_head(result)
     with warnings.catch_warnings():  # local paths match two MLflow sources; int-column hints
@@ -236,7 +236,7 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
     dataset = make_dataset(result, data_source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        _retry(mlflow.log_input, dataset, context="evaluation")
+        retry(mlflow.log_input, dataset, context="evaluation")
     return dataset
 
 
@@ -257,18 +257,18 @@ def log_artifacts(
     client = MlflowClient()
     figures = plots.evaluation_figures(result)
     for path, fig in figures.items():
-        _retry(client.log_figure, run_id, fig, path)
-    _retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
+        retry(client.log_figure, run_id, fig, path)
+    retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     tables = workdir / "tables"
     tables.mkdir()
     result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
     if result.frame_dir is None:
         result.frame.to_parquet(workdir / TABLES[1], index=False)
-        _retry(client.log_artifacts, run_id, str(tables), "tables")
+        retry(client.log_artifacts, run_id, str(tables), "tables")
         return [*figures, SUMMARY_ARTIFACT, *TABLES]
     # the workers wrote the frame as a partitioned dataset: logged as that folder
-    _retry(client.log_artifacts, run_id, str(tables), "tables")
-    _retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
+    retry(client.log_artifacts, run_id, str(tables), "tables")
+    retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
     return [*figures, SUMMARY_ARTIFACT, TABLES[0], PARTITIONED_FRAME + "/"]
 
 
@@ -412,8 +412,8 @@ def _stop_run(run_id: str, status: str, stage: str) -> None:
 
     with contextlib.suppress(Exception):
         client = MlflowClient()
-        _retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
-        _retry(client.set_terminated, run_id, status, interruptible=False)
+        retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
+        retry(client.set_terminated, run_id, status, interruptible=False)
     with contextlib.suppress(Exception):
         mlflow.end_run(status=status)
 
@@ -456,26 +456,24 @@ def log_evaluation(
             "partitioned on disk); register one trained with the local engine"
         )
     effective_uri = use_store(tracking_uri)
-    with _store_init_lock(effective_uri):
-        experiment_id, enclosing = _retry(_target, experiment_name)
+    with store_init_lock(effective_uri):
+        experiment_id, enclosing = retry(run_target, experiment_name)
     resumed = experiment_id is None  # log into the enclosing `mlflow run` run
 
     all_tags = {"pokewatch.version": __version__}
     if enclosing is not None:
         all_tags.update(_source_tags(enclosing))
         run_name = run_name or enclosing.info.run_name
-    all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
+    all_tags.update({f"pokewatch.plugin.{d}": v for d, v in plugin_versions(result).items()})
     all_tags.update(tags or {})
     all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
 
     hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
     with hide:
-        run = _retry(
-            mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags
-        )
+        run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     if enclosing is not None:
-        _retry(_point_to, enclosing, run)
+        retry(_point_to, enclosing, run)
     stage = ["params"]
     finished = False
     try:
@@ -493,7 +491,7 @@ def log_evaluation(
             )
         stage[0] = "end"
         check_interrupted()  # a signal whose exception Python dropped must not finish the run
-        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
+        retry(MlflowClient().set_terminated, run_id, "FINISHED")
         finished = True
         with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
             mlflow.end_run()
@@ -537,10 +535,10 @@ def _log_run(
     from mlflow.tracking import MlflowClient
 
     if rename:
-        _retry(mlflow.set_tag, "mlflow.runName", rename)
+        retry(mlflow.set_tag, "mlflow.runName", rename)
     description = run_description(result, data_source)
-    _retry(mlflow.set_tag, NOTE_TAG, description)
-    _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
+    retry(mlflow.set_tag, NOTE_TAG, description)
+    retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
     stage[0] = "dataset"
     dataset = _log_dataset(result, data_source)
     stage[0] = "artifacts"
@@ -551,10 +549,10 @@ def _log_run(
     model = _log_model(result, workdir) if log_model and result.in_memory else None
     model_uri = str(model.model_uri) if model is not None else None
     if model is not None:  # the logged model's page shows the same description
-        _retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
+        retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
     stage[0] = "metrics"
     # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
-    _retry(
+    retry(
         mlflow.log_metrics,
         {k: _clean_metric(v) for k, v in result.metrics.items()},
         model_id=model.model_id if model is not None else None,
@@ -563,10 +561,10 @@ def _log_run(
     version = None
     if register_model and model_uri:
         stage[0] = "registry"
-        registered = _retry(mlflow.register_model, model_uri, register_model)
+        registered = retry(mlflow.register_model, model_uri, register_model)
         version = str(registered.version)
-        _retry(MlflowClient().set_registered_model_alias, register_model, alias, version)
-    experiment = _retry(mlflow.get_experiment, run.info.experiment_id)
+        retry(MlflowClient().set_registered_model_alias, register_model, alias, version)
+    experiment = retry(mlflow.get_experiment, run.info.experiment_id)
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,

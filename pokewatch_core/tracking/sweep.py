@@ -39,18 +39,18 @@ from pokewatch_core.sweeps.plan import (
 )
 from pokewatch_core.tracking.log import (
     _log_run,
-    _plugin_versions,
     _stop_run,
     make_dataset,
     metric_entities,
+    plugin_versions,
 )
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
-    _experiment_id,
-    _retry,
-    _store_init_lock,
+    ensure_experiment,
+    retry,
     run_owner_tags,
+    store_init_lock,
     use_store,
 )
 from pokewatch_core.version import __version__
@@ -116,8 +116,8 @@ def log_sweep(
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     effective_uri = use_store(tracking_uri)
-    with _store_init_lock(effective_uri):
-        experiment_id = _retry(_experiment_id, experiment_name)
+    with store_init_lock(effective_uri):
+        experiment_id = retry(ensure_experiment, experiment_name)
     client = MlflowClient()
     total = len(plan.combos)
     swept = varying_keys(plan.combos)
@@ -125,7 +125,7 @@ def log_sweep(
     base = context_registry.resolve_tags(
         {"pokewatch.version": __version__, **run_owner_tags(), **(tags or {})}
     )
-    parent = _retry(
+    parent = retry(
         client.create_run, experiment_id, run_name=run_name, tags={**base, SWEEP_TAG: "parent"}
     )
     parent_id = parent.info.run_id
@@ -144,7 +144,7 @@ def log_sweep(
 
     try:
         grid = {k: list(dict.fromkeys(str(c.get(k)) for c in plan.combos)) for k in swept}
-        _retry(
+        retry(
             client.log_batch,
             parent_id,
             params=[
@@ -163,7 +163,7 @@ def log_sweep(
         best = best_trial(trials, metric, greater_is_better)
         outcome.best = best
         best_result = plan.evaluate(best.number)
-        plugins = {f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(best_result).items()}
+        plugins = {f"pokewatch.plugin.{d}": v for d, v in plugin_versions(best_result).items()}
         dataset = DatasetInput(
             dataset=make_dataset(best_result, data_source)._to_mlflow_entity(),
             tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="evaluation")],
@@ -183,7 +183,7 @@ def log_sweep(
                     data_source,
                 )
             else:
-                child = _retry(
+                child = retry(
                     client.create_run,
                     experiment_id,
                     run_name=name,
@@ -191,15 +191,15 @@ def log_sweep(
                 )
                 child_id = child.info.run_id
                 open_children.add(child_id)
-                _retry(
+                retry(
                     client.log_batch,
                     child_id,
                     metrics=metric_entities(trial.metrics),
                     params=[Param(k, v) for k, v in trial.logged_params.items()],
                 )
-                _retry(client.log_inputs, child_id, datasets=[dataset])
+                retry(client.log_inputs, child_id, datasets=[dataset])
                 check_interrupted()  # a signal Python dropped must not finish the child
-                _retry(client.set_terminated, child_id, "FINISHED")
+                retry(client.set_terminated, child_id, "FINISHED")
                 open_children.discard(child_id)
             outcome.child_run_ids[trial.number] = child_id
             if progress is not None:
@@ -211,11 +211,11 @@ def log_sweep(
         with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
             path = Path(tmp) / "sweep.csv"
             table.to_csv(path, index=False)
-            _retry(client.log_artifact, parent_id, str(path), "tables")
+            retry(client.log_artifact, parent_id, str(path), "tables")
         for parameter in swept:
             figure = _sweep_figure(table, metric, parameter, best.number)
-            _retry(client.log_figure, parent_id, figure, f"plots/sweep_{parameter}.png")
-        _retry(
+            retry(client.log_figure, parent_id, figure, f"plots/sweep_{parameter}.png")
+        retry(
             client.log_batch,
             parent_id,
             metrics=metric_entities(best.metrics),
@@ -232,7 +232,7 @@ def log_sweep(
         )
         stage[0] = "end"
         check_interrupted()
-        _retry(client.set_terminated, parent_id, "FINISHED")
+        retry(client.set_terminated, parent_id, "FINISHED")
     except BaseException as exc:
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
         for child_id in open_children:
@@ -270,7 +270,7 @@ def _log_full_child(
     from mlflow.tracking import MlflowClient
 
     result = result if result is not None else plan.evaluate(trial.number)
-    run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, tags=tags)
+    run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, tags=tags)
     run_id = str(run.info.run_id)
     stage = ["params"]
     try:
@@ -278,7 +278,7 @@ def _log_full_child(
             _log_run(result, run, Path(tmp), data_source, None, "champion", True, None, stage)
         stage[0] = "end"
         check_interrupted()
-        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
+        retry(MlflowClient().set_terminated, run_id, "FINISHED")
     except BaseException as exc:
         _stop_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED", stage[0])
         raise
