@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
-from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
+from pokewatch_core.tracking.lifecycle import FAILED_STAGE_TAG as FAILED_STAGE_TAG
+from pokewatch_core.tracking.lifecycle import RunLifecycle, run_lifecycle
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from pokewatch_core.evaluation.runner import EvaluationResult
 
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
-FAILED_STAGE_TAG = "pokewatch.failed_stage"
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
 MODEL_CODE = Path(__file__).with_name("pyfunc.py")  # models-from-code: MLflow copies this file
 
@@ -132,7 +132,8 @@ def _environment(**values: str) -> Iterator[None]:
 NO_UV_FILES = {"MLFLOW_UV_AUTO_DETECT": "false", "MLFLOW_LOG_UV_FILES": "false"}
 
 
-def _log_model(result: EvaluationResult, workdir: Path) -> Any:
+def _log_model(result: EvaluationResult, workdir: Path, description: str) -> Any:
+    """Log the model as an MLflow pyfunc (models-from-code) with the run's description."""
     import mlflow
     import pandas as pd
 
@@ -152,6 +153,8 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
             signature=_signature(),
             input_example=pd.DataFrame({ID: example_cards}),
         )
+    # the logged model's page shows the same description
+    retry(mlflow.set_logged_model_tags, info.model_id, {NOTE_TAG: description})
     return info
 
 
@@ -401,23 +404,6 @@ def _unwritable(path: Path) -> str:
         return str(target)
 
 
-def _stop_run(run_id: str, status: str, stage: str) -> None:
-    """End the active run ``run_id`` with ``status`` and the stage tag, whatever fails.
-
-    The tag and the status go through the client with retries; ``mlflow.end_run`` then takes
-    the run off MLflow's active-run stack even if the store no longer answers, so that
-    MLflow's exit handler cannot end it FINISHED."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    with contextlib.suppress(Exception):
-        client = MlflowClient()
-        retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
-        retry(client.set_terminated, run_id, status, interruptible=False)
-    with contextlib.suppress(Exception):
-        mlflow.end_run(status=status)
-
-
 def log_evaluation(
     result: EvaluationResult,
     *,
@@ -447,19 +433,49 @@ def log_evaluation(
     in ``pokewatch-failed-runs/<run_id>/`` (when the working directory is writable), and a
     ``TrackingError`` names the incomplete run and the cause.
     """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     if register_model and not result.in_memory:
         raise ConfigError(
             "register_model: a dask-engine evaluation logs no model (its frame stays "
             "partitioned on disk); register one trained with the local engine"
         )
     effective_uri = use_store(tracking_uri)
-    with store_init_lock(effective_uri):
-        experiment_id, enclosing = retry(run_target, experiment_name)
-    resumed = experiment_id is None  # log into the enclosing `mlflow run` run
+    run, enclosing, rename = _start_run(result, effective_uri, experiment_name, run_name, tags)
+    lifecycle = run_lifecycle(run.info.run_id)
+    try:
+        with lifecycle, tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+            if enclosing is not None:
+                retry(_point_to, enclosing, run)
+            logged = log_run_contents(
+                result,
+                run,
+                Path(tmp),
+                data_source,
+                lifecycle,
+                register_model=register_model,
+                alias=alias,
+                log_model=log_model,
+                rename=rename,
+            )
+    except Exception as exc:  # the run is ended FAILED: keep the results, name the cause
+        raise _incomplete(result, lifecycle, effective_uri, data_source, exc) from exc
+    return logged
 
+
+def _start_run(
+    result: EvaluationResult,
+    uri: str,
+    experiment_name: str | None,
+    run_name: str | None,
+    tags: dict[str, str] | None,
+) -> tuple[Any, Any, str | None]:
+    """Start the active run in the experiment asked for (see ``run_target``) of store ``uri``,
+    tagged with the version, the plugins, ``tags`` and its owner. Returns the run, the
+    enclosing ``mlflow run`` run it is logged beside (or None) and the name to give a resumed
+    Projects run (or None)."""
+    import mlflow
+
+    with store_init_lock(uri):
+        experiment_id, enclosing = retry(run_target, experiment_name)
     all_tags = {"pokewatch.version": __version__}
     if enclosing is not None:
         all_tags.update(_source_tags(enclosing))
@@ -467,110 +483,116 @@ def log_evaluation(
     all_tags.update({f"pokewatch.plugin.{d}": v for d, v in plugin_versions(result).items()})
     all_tags.update(tags or {})
     all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
-
     hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
     with hide:
         run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
-    run_id = run.info.run_id
-    if enclosing is not None:
-        retry(_point_to, enclosing, run)
-    stage = ["params"]
-    finished = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-            logged = _log_run(
-                result,
-                run,
-                Path(tmp),
-                data_source,
-                register_model,
-                alias,
-                log_model,
-                run_name if resumed else None,
-                stage,
-            )
-        stage[0] = "end"
-        check_interrupted()  # a signal whose exception Python dropped must not finish the run
-        retry(MlflowClient().set_terminated, run_id, "FINISHED")
-        finished = True
-        with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
-            mlflow.end_run()
-    except BaseException as exc:
-        if finished:  # complete and recorded: a late signal does not undo that
-            with contextlib.suppress(Exception):
-                mlflow.end_run()
-            raise
-        killed = isinstance(exc, KeyboardInterrupt)
-        # end the run before anything else can fail: a run still active when the process
-        # exits is ended FINISHED by MLflow's exit handler
-        _stop_run(run_id, "KILLED" if killed else "FAILED", stage[0])
-        if killed or not isinstance(exc, Exception):
-            raise
-        kept, not_kept = keep_results(result, run_id, data_source)
-        where = (
-            f"the evaluation results are kept in {kept}"
-            if kept
-            else f"the evaluation results could not be kept ({not_kept})"
-        )
-        raise TrackingError(
-            f"run {run_id} at {effective_uri} is incomplete and marked FAILED (stage "
-            f"{stage[0]}: {describe_failure(exc)}); {where}"
-        ) from exc
-    return logged
+    resumed = experiment_id is None  # logged into the enclosing `mlflow run` run
+    return run, enclosing, run_name if resumed else None
 
 
-def _log_run(
+def _incomplete(
+    result: EvaluationResult,
+    lifecycle: RunLifecycle,
+    uri: str,
+    data_source: str,
+    exc: Exception,
+) -> TrackingError:
+    """The error of a run ended FAILED at ``lifecycle.stage`` by ``exc``, once its results
+    are kept in ``pokewatch-failed-runs/<run_id>/`` (see ``keep_results``)."""
+    kept, not_kept = keep_results(result, lifecycle.run_id, data_source)
+    where = (
+        f"the evaluation results are kept in {kept}"
+        if kept
+        else f"the evaluation results could not be kept ({not_kept})"
+    )
+    return TrackingError(
+        f"run {lifecycle.run_id} at {uri} is incomplete and marked FAILED (stage "
+        f"{lifecycle.stage}: {describe_failure(exc)}); {where}"
+    )
+
+
+def log_run_contents(
     result: EvaluationResult,
     run: Any,
     workdir: Path,
     data_source: str,
-    register_model: str | None,
-    alias: str,
-    log_model: bool,
-    rename: str | None,
-    stage: list[str],
+    lifecycle: RunLifecycle,
+    *,
+    register_model: str | None = None,
+    alias: str = "champion",
+    log_model: bool = True,
+    rename: str | None = None,
 ) -> LoggedRun:
-    """Log everything; ``stage[0]`` names the stage under way, for the failure tag."""
+    """Log into the active run ``run`` what a ``pokewatch train`` run holds: description and
+    params, the dataset, the plots, summary and tables, the model, the metrics linked to both,
+    and the registry version when ``register_model`` names one. ``lifecycle.stage`` names the
+    stage under way; ``workdir`` is an empty folder for the files to log."""
+    lifecycle.stage = "params"
+    description = _log_params(result, data_source, rename)
+    lifecycle.stage = "dataset"
+    dataset = _log_dataset(result, data_source)
+    lifecycle.stage = "artifacts"
+    log_artifacts(result, run.info.run_id, workdir, data_source)
+    lifecycle.stage = "model"
+    # a partitioned frame is not held anywhere as one table: no servable model (the pyfunc
+    # keeps the whole price history); log_evaluation refuses register_model for it
+    model = _log_model(result, workdir, description) if log_model and result.in_memory else None
+    lifecycle.stage = "metrics"
+    _log_metrics(result, model, dataset)
+    version = None
+    if register_model and model is not None:
+        lifecycle.stage = "registry"
+        version = _register(str(model.model_uri), register_model, alias)
+    return _logged_run(run, model, register_model if version else None, version)
+
+
+def _log_params(result: EvaluationResult, data_source: str, rename: str | None) -> str:
+    """The run's name (when given), its description and its params; returns the description."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     if rename:
         retry(mlflow.set_tag, "mlflow.runName", rename)
     description = run_description(result, data_source)
     retry(mlflow.set_tag, NOTE_TAG, description)
     retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
-    stage[0] = "dataset"
-    dataset = _log_dataset(result, data_source)
-    stage[0] = "artifacts"
-    log_artifacts(result, run.info.run_id, workdir, data_source)
-    stage[0] = "model"
-    # a partitioned frame is not held anywhere as one table: no servable model (the pyfunc
-    # keeps the whole price history); log_evaluation refuses register_model for it
-    model = _log_model(result, workdir) if log_model and result.in_memory else None
-    model_uri = str(model.model_uri) if model is not None else None
-    if model is not None:  # the logged model's page shows the same description
-        retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
-    stage[0] = "metrics"
-    # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
+    return description
+
+
+def _log_metrics(result: EvaluationResult, model: Any, dataset: Any) -> None:
+    """The metrics, linked to the logged model (if any) and the evaluated dataset (MLflow 3
+    LoggedModel metrics)."""
+    import mlflow
+
     retry(
         mlflow.log_metrics,
         {k: _clean_metric(v) for k, v in result.metrics.items()},
         model_id=model.model_id if model is not None else None,
         dataset=dataset,
     )
-    version = None
-    if register_model and model_uri:
-        stage[0] = "registry"
-        registered = retry(mlflow.register_model, model_uri, register_model)
-        version = str(registered.version)
-        retry(MlflowClient().set_registered_model_alias, register_model, alias, version)
+
+
+def _register(model_uri: str, name: str, alias: str) -> str:
+    """Register the logged model as a new version of ``name`` and point ``alias`` at it;
+    returns the version."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    registered = retry(mlflow.register_model, model_uri, name)
+    version = str(registered.version)
+    retry(MlflowClient().set_registered_model_alias, name, alias, version)
+    return version
+
+
+def _logged_run(run: Any, model: Any, registered: str | None, version: str | None) -> LoggedRun:
+    import mlflow
+
     experiment = retry(mlflow.get_experiment, run.info.experiment_id)
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
         experiment_name=experiment.name if experiment else "",
         tracking_uri=mlflow.get_tracking_uri(),
-        model_uri=model_uri,
-        registered_model=register_model if version else None,
+        model_uri=str(model.model_uri) if model is not None else None,
+        registered_model=registered,
         registered_version=version,
     )
