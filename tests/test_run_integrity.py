@@ -333,6 +333,25 @@ def test_a_signal_python_dropped_does_not_let_the_run_finish(store):
     assert _ended(store, run_id) == ("KILLED", "end")
 
 
+def test_an_error_raised_while_a_signal_is_pending_ends_the_run_killed(store):
+    """Seen under load: SIGTERM during the plots came out of matplotlib as "ValueError:
+    Invalid bounding box", and the run was ended FAILED (exit 1, not 143)."""
+    from pokewatch_core.errors import Terminated
+    from pokewatch_core.interrupts import terminating_signals_raise
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    run_id = _started_run(store)
+    with terminating_signals_raise():
+        with pytest.raises(Terminated) as raised, run_lifecycle(run_id) as run:
+            run.stage = "artifacts"
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except Terminated:
+                raise ValueError("Invalid bounding box") from None
+        assert isinstance(raised.value.__cause__, ValueError)
+    assert _ended(store, run_id) == ("KILLED", "artifacts")
+
+
 def test_a_late_signal_after_finished_was_recorded_leaves_the_run_finished(store, monkeypatch):
     import mlflow
 

@@ -9,7 +9,9 @@ The block records the stage it is in. Leaving it, the run is ended FINISHED only
 block completed (after ``check_interrupted``: a signal whose exception Python dropped cannot
 let it finish), FAILED with the tag ``pokewatch.failed_stage`` on an ``Exception`` and KILLED
 with the same tag on Ctrl-C, SIGTERM or SIGHUP (any other ``BaseException``); the exception
-goes on. A late signal after FINISHED was recorded leaves the run FINISHED.
+goes on. An ``Exception`` raised while a signal is pending (a library that caught the signal's
+exception and raised its own) ends the run KILLED and raises the interruption instead. A late
+signal after FINISHED was recorded leaves the run FINISHED.
 
 The status and the tag go through the client with retries; ``mlflow.end_run`` then takes the
 run off MLflow's active-run stack even if the store no longer answers: MLflow's exit handler
@@ -65,6 +67,12 @@ class RunLifecycle:
         traceback: TracebackType | None,
     ) -> None:
         if exc is not None:
+            if isinstance(exc, Exception):
+                try:  # a signal whose exception was lost, or turned into this one, kills it
+                    check_interrupted()
+                except BaseException as interruption:
+                    self._stop(status_of(interruption))
+                    raise interruption from exc
             self._stop(status_of(exc))
             return  # the exception goes on
         self.stage = END_STAGE
