@@ -1,7 +1,8 @@
 """The house rules of docs/architecture.md, checked on the source: pokewatch_core never imports
 pokewatch_plugins; plugins and examples use only pokewatch_core's public names; only the
 tracking package (pokewatch_core/tracking/) imports mlflow, inside functions but for the files
-MLflow loads itself. And the library example runs."""
+MLflow loads itself; no module of pokewatch_core uses another's private names. And the
+library example runs."""
 
 from __future__ import annotations
 
@@ -215,3 +216,114 @@ def test_module_level_state_is_only_what_is_listed():
     # no module keys anything on memory addresses but the view check of data.same_buffers
     users = [str(p.relative_to(CORE)) for p in _core_files() if ".ctypes" in p.read_text()]
     assert users == ["data/tables.py"]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _module_of(path: Path, root: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def private_uses_across_modules(source: str, module: str, modules: set[str]) -> list[str]:
+    """The private names of other pokewatch_core modules that ``source`` (the text of module
+    ``module``) uses: ``from pokewatch_core.x import _name`` and ``m._name`` where ``m`` is a
+    pokewatch_core module it imported (``import pokewatch_core.x as m``, ``from
+    pokewatch_core import x``). Its own privates and dunder names are fine; relative imports
+    are resolved; ``modules`` are the importable module names."""
+    tree = ast.parse(source)
+    parts = module.split(".")
+    package = parts if _is_package(module, modules) else parts[:-1]
+    bound: dict[str, str] = {}  # local name -> the pokewatch_core module it is
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[: len(package) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] != "pokewatch_core":
+                continue
+            for alias in node.names:
+                if base != module and _private(alias.name):
+                    found.append(f"{node.lineno}: from {base} import {alias.name}")
+                if f"{base}.{alias.name}" in modules:
+                    bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "pokewatch_core":
+                    local = alias.asname or alias.name.split(".")[0]
+                    bound[local] = alias.name if alias.asname else "pokewatch_core"
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain, value = [node.attr], node.value
+        while isinstance(value, ast.Attribute):
+            chain.insert(0, value.attr)
+            value = value.value
+        if not isinstance(value, ast.Name) or value.id not in bound:
+            continue
+        owner = bound[value.id]
+        for depth, name in enumerate(chain):  # pokewatch_core.tracking.store._retry
+            if _private(name) and owner != module:
+                found.append(f"{node.lineno}: {owner}.{name}")
+                break
+            if f"{owner}.{name}" not in modules or depth == len(chain) - 1:
+                break
+            owner = f"{owner}.{name}"
+    return sorted(set(found))
+
+
+def _is_package(module: str, modules: set[str]) -> bool:
+    return any(m.startswith(f"{module}.") for m in modules)
+
+
+def _core_modules() -> dict[str, Path]:
+    return {_module_of(path, CORE): path for path in _core_files()}
+
+
+def test_no_module_uses_another_modules_private_names():
+    """Within pokewatch_core, what two modules share has a public name in the module it
+    belongs to (docs/architecture.md): no module imports or reads another's ``_private``."""
+    modules = _core_modules()
+    found = {
+        str(path.relative_to(CORE)): uses
+        for module, path in modules.items()
+        if (uses := private_uses_across_modules(path.read_text(), module, set(modules)))
+    }
+    assert found == {}
+
+
+def test_the_private_name_checker_finds_a_seeded_violation():
+    modules = {
+        "pokewatch_core",
+        "pokewatch_core.tracking",
+        "pokewatch_core.tracking.store",
+        "pokewatch_core.tracking.log",
+    }
+    here = "pokewatch_core.tracking.log"
+
+    def uses(source: str) -> list[str]:
+        return private_uses_across_modules(source, here, modules)
+
+    assert uses("from pokewatch_core.tracking.store import _retry") == [
+        "1: from pokewatch_core.tracking.store import _retry"
+    ]
+    assert uses("from .store import _retry as r") == [
+        "1: from pokewatch_core.tracking.store import _retry"
+    ]
+    assert uses("import pokewatch_core.tracking.store as s\ns._retry(f)") == [
+        "2: pokewatch_core.tracking.store._retry"
+    ]
+    assert uses("from pokewatch_core.tracking import store\nstore._lock") == [
+        "2: pokewatch_core.tracking.store._lock"
+    ]
+    assert uses("import pokewatch_core.tracking.store\npokewatch_core.tracking.store._x") == [
+        "2: pokewatch_core.tracking.store._x"
+    ]
+    # public names, dunders, a module's own privates and other packages' privates are fine
+    assert uses("from pokewatch_core.tracking.store import retry, __doc__") == []
+    assert uses("from pokewatch_core.tracking.log import _own\nimport mlflow\nmlflow._x") == []
+    assert uses("import pokewatch_core.tracking.store as s\ns.retry(f)\ns.__name__") == []

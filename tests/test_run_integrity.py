@@ -1,7 +1,8 @@
 """A run ends FINISHED only when complete: every failure after the run started ends it FAILED
-(KILLED on a signal) with a tag naming the stage, also when the failure handler itself fails;
-the local results dump is atomic; signals end the run KILLED and clean temporary folders; runs
-whose process is gone are healed by the next command."""
+(KILLED on a signal) with a tag naming the stage, also when the failure handler itself fails,
+through the one run lifecycle (``tracking.lifecycle``); the local results dump is atomic;
+signals end the run KILLED and clean temporary folders; runs whose process is gone are healed
+by the next command."""
 
 from __future__ import annotations
 
@@ -268,3 +269,126 @@ def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
     full = OSError(errno.ENOSPC, "No space left on device", "/data/x")
     assert describe_failure(full) == "No space left on device (/data/x)"
     assert describe_failure(ValueError("bad\nthing")) == "ValueError: bad thing"
+
+
+def _started_run(store: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    experiment = mlflow.create_experiment("lifecycle")
+    return str(mlflow.start_run(experiment_id=experiment).info.run_id)
+
+
+def _ended(store: str, run_id: str) -> tuple[str, str | None]:
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=store).get_run(run_id)
+    return run.info.status, run.data.tags.get("pokewatch.failed_stage")
+
+
+def test_a_completed_lifecycle_ends_the_run_finished(store):
+    import mlflow
+
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    run_id = _started_run(store)
+    with run_lifecycle(run_id) as run:
+        run.stage = "dataset"
+    assert run.status == "FINISHED" and run.stage == "end"
+    assert _ended(store, run_id) == ("FINISHED", None)
+    assert mlflow.active_run() is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED"), (SystemExit, "KILLED")],
+)
+def test_a_lifecycle_left_by_an_exception_ends_the_run_with_its_stage(store, raised, status):
+    import mlflow
+
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    run_id = _started_run(store)
+    with pytest.raises(raised), run_lifecycle(run_id) as run:
+        run.stage = "artifacts"
+        raise raised()
+    assert _ended(store, run_id) == (status, "artifacts")
+    assert mlflow.active_run() is None  # nothing left for MLflow's exit handler to end
+
+
+def test_a_signal_python_dropped_does_not_let_the_run_finish(store):
+    from pokewatch_core.errors import Terminated
+    from pokewatch_core.interrupts import terminating_signals_raise
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    class SignalsInItsDestructor:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the destructor: dropped
+                pass
+
+    run_id = _started_run(store)
+    with terminating_signals_raise(), pytest.raises(Terminated), run_lifecycle(run_id):
+        SignalsInItsDestructor()  # dropped: the block completes
+    assert _ended(store, run_id) == ("KILLED", "end")
+
+
+def test_an_error_raised_while_a_signal_is_pending_ends_the_run_killed(store):
+    """Seen under load: SIGTERM during the plots came out of matplotlib as "ValueError:
+    Invalid bounding box", and the run was ended FAILED (exit 1, not 143)."""
+    from pokewatch_core.errors import Terminated
+    from pokewatch_core.interrupts import terminating_signals_raise
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    run_id = _started_run(store)
+    with terminating_signals_raise():
+        with pytest.raises(Terminated) as raised, run_lifecycle(run_id) as run:
+            run.stage = "artifacts"
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except Terminated:
+                raise ValueError("Invalid bounding box") from None
+        assert isinstance(raised.value.__cause__, ValueError)
+    assert _ended(store, run_id) == ("KILLED", "artifacts")
+
+
+def test_a_late_signal_after_finished_was_recorded_leaves_the_run_finished(store, monkeypatch):
+    import mlflow
+
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    run_id = _started_run(store)
+    end_run, calls = mlflow.end_run, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        end_run(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "end_run", interrupted_once)
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(run_id):
+        pass
+    assert _ended(store, run_id) == ("FINISHED", None)
+    assert mlflow.active_run() is None
+
+
+def test_a_failed_parent_ends_its_open_children_with_its_status_and_stage(store):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.create_experiment("sweep")
+    parent_id, done_id, open_id = (client.create_run(experiment).info.run_id for _ in range(3))
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(parent_id) as parent:
+        parent.stage = "children"
+        with parent.child(done_id):
+            pass
+        parent.child(open_id)  # created, never entered
+        raise KeyboardInterrupt
+    assert _ended(store, parent_id) == ("KILLED", "children")
+    assert _ended(store, done_id) == ("FINISHED", None)
+    assert _ended(store, open_id) == ("KILLED", "children")

@@ -28,8 +28,10 @@ from pokewatch_core.errors import DataError
 
 REQUIRED = (ID, DATE, PRICE)
 ALL_PRICES_MISSING = "all prices are missing"
-_CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
-_PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
+"""The file suffixes read as delimited text, each with its separator."""
+PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+"""The file suffixes read as Parquet."""
 _DAY_NS = 86_400 * 10**9
 _UNITS_PER_DAY = {"s": 86_400, "ms": 86_400 * 10**3, "us": 86_400 * 10**6, "ns": _DAY_NS}
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
@@ -60,10 +62,10 @@ def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
             "(combine daily snapshots with 'pokewatch features')"
         )
     suffix = path.suffix.lower()
-    if suffix in _PARQUET_SUFFIXES or (suffix not in _CSV_SUFFIXES and _is_parquet(path)):
+    if suffix in PARQUET_SUFFIXES or (suffix not in CSV_SUFFIXES and _is_parquet(path)):
         return _read_parquet(path)
-    if suffix in _CSV_SUFFIXES:
-        return _read_csv(path, _CSV_SUFFIXES[suffix], id_col)
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path, CSV_SUFFIXES[suffix], id_col)
     raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
 
 

@@ -26,10 +26,10 @@ import pandas as pd
 
 from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy, has_state
 from pokewatch_core.data.tables import (
-    _CSV_SUFFIXES,
-    _PARQUET_SUFFIXES,
+    CSV_SUFFIXES,
     DATE,
     ID,
+    PARQUET_SUFFIXES,
     PREDICTED,
     REQUIRED,
     SIGNAL,
@@ -69,7 +69,7 @@ def input_files(data: str) -> list[Path]:
             p
             for p in path.rglob("*")
             if p.is_file()
-            and p.suffix.lower() in _PARQUET_SUFFIXES
+            and p.suffix.lower() in PARQUET_SUFFIXES
             and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
         )
         if not found:
@@ -86,9 +86,9 @@ def plan(data: str) -> list[Piece]:
     pieces: list[Piece] = []
     for path in input_files(data):
         suffix = path.suffix.lower()
-        if suffix in _CSV_SUFFIXES:
+        if suffix in CSV_SUFFIXES:
             pieces.append(_csv_piece(path))
-        elif suffix in _PARQUET_SUFFIXES or _is_parquet(path):
+        elif suffix in PARQUET_SUFFIXES or _is_parquet(path):
             pieces.extend(_parquet_pieces(path))
         else:
             raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
@@ -121,7 +121,7 @@ def _parquet_pieces(path: Path) -> list[Piece]:
 
 
 def _csv_piece(path: Path) -> Piece:
-    sep = _CSV_SUFFIXES[path.suffix.lower()]
+    sep = CSV_SUFFIXES[path.suffix.lower()]
     try:
         with path.open("rb") as fh:
             header = fh.readline().decode("utf-8", "replace").rstrip("\r\n")
@@ -178,7 +178,7 @@ def _batches(piece: Piece) -> Iterator[Any]:
 
     try:
         if piece.kind == "csv":
-            sep = _CSV_SUFFIXES[Path(piece.path).suffix.lower()]
+            sep = CSV_SUFFIXES[Path(piece.path).suffix.lower()]
             options = csv_options(piece.path, sep, ID)
             chunks = pd.read_csv(piece.path, sep=sep, chunksize=BATCH_ROWS, **options)
             for chunk in chunks:

@@ -110,10 +110,10 @@ def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, 
     from mlflow.tracking import MlflowClient
 
     from pokewatch_core.tracking.log import log_artifacts, metric_entities
-    from pokewatch_core.tracking.store import _retry
+    from pokewatch_core.tracking.store import retry
 
     client = MlflowClient()
-    _retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))
+    retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))
     with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
         paths = log_artifacts(result, run_id, Path(tmp), source)
     base = client.get_run(run_id).info.artifact_uri.rstrip("/")

@@ -19,8 +19,8 @@ from typing import Any
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.tracking.gate_rules import Rule, Verdict, check_rules
-from pokewatch_core.tracking.runs import _full_run_id
-from pokewatch_core.tracking.store import _retry, use_store
+from pokewatch_core.tracking.runs import full_run_id
+from pokewatch_core.tracking.store import retry, use_store
 
 GATE_TAG = "pokewatch.gate"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -133,13 +133,13 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
 def _check_same_data(table: Any, run: Any, data_path: str) -> None:
     """The file at the candidate's data path must still hold the data it was scored on."""
     from pokewatch_core.analysis.core import rows_hash
-    from pokewatch_core.tracking.log import _dataset_digest, rows_digest
+    from pokewatch_core.tracking.log import dataset_digest, rows_digest
 
     logged = run.inputs.dataset_inputs[0].dataset.digest
     if run.data.params.get("engine") == "dask":  # digested from its partitions' rows
         now = rows_digest(rows_hash(table), list(map(str, table.columns)))
     else:
-        now = _dataset_digest(table)
+        now = dataset_digest(table)
     if logged and now != logged:
         raise ConfigError(
             f"{data_path} has changed since run {run.info.run_id} evaluated it (digest {now}, "
@@ -158,7 +158,7 @@ def _rescore_champion(
     from pokewatch_core.tracking.fair_price import read_components
 
     model_uri = f"models:/{version.name}/{version.version}"
-    folder = Path(_retry(mlflow.artifacts.download_artifacts, artifact_uri=model_uri))
+    folder = Path(retry(mlflow.artifacts.download_artifacts, artifact_uri=model_uri))
     state = folder / "artifacts" / "pokewatch_model.json"
     if not state.is_file():
         raise ConfigError(f"{model_uri} is not a model logged by pokewatch (no {state.name})")
@@ -210,7 +210,7 @@ def run_gate(
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
         raise ConfigError(f"no tracking store at {store}: nothing to gate")
     client = MlflowClient()
-    run = _retry(client.get_run, _full_run_id(client, candidate))
+    run = retry(client.get_run, full_run_id(client, candidate))
     run_id = run.info.run_id
     if run.info.status != "FINISHED":
         raise ConfigError(
@@ -239,7 +239,7 @@ def run_gate(
         if candidate_version is None:
             candidate_version = _register(client, name, run)
         assert alias is not None
-        _retry(client.set_registered_model_alias, name, alias, candidate_version.version)
+        retry(client.set_registered_model_alias, name, alias, candidate_version.version)
         report.promoted_version = str(candidate_version.version)
     tags = {
         GATE_TAG: "passed" if report.passed else "failed",
@@ -249,9 +249,9 @@ def run_gate(
         f"{GATE_TAG}.rules": "; ".join(r.text for r in rules)[:5000],
     }
     for key, value in tags.items():
-        _retry(client.set_tag, run_id, key, value)
+        retry(client.set_tag, run_id, key, value)
         if candidate_version is not None:
-            _retry(client.set_model_version_tag, name, candidate_version.version, key, value)
+            retry(client.set_model_version_tag, name, candidate_version.version, key, value)
     return report
 
 
@@ -279,4 +279,4 @@ def _register(client: Any, name: str, run: Any) -> Any:
     import mlflow
 
     model_id = _logged_model_id(client, run)
-    return _retry(mlflow.register_model, f"models:/{model_id}", name)
+    return retry(mlflow.register_model, f"models:/{model_id}", name)

@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
-from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
+from pokewatch_core.tracking.lifecycle import FAILED_STAGE_TAG as FAILED_STAGE_TAG
+from pokewatch_core.tracking.lifecycle import RunLifecycle, run_lifecycle
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
-    _retry,
-    _store_init_lock,
-    _target,
+    retry,
     run_owner_tags,
+    run_target,
+    store_init_lock,
     use_store,
 )
 from pokewatch_core.version import __version__
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from pokewatch_core.evaluation.runner import EvaluationResult
 
 FAILED_RUNS_DIR = "pokewatch-failed-runs"
-FAILED_STAGE_TAG = "pokewatch.failed_stage"
 SUMMARY_ARTIFACT = "summary/evaluation_summary.txt"
 MODEL_CODE = Path(__file__).with_name("pyfunc.py")  # models-from-code: MLflow copies this file
 
@@ -69,7 +69,7 @@ def model_artifact_name(model: Model) -> str:
     return model.artifact_name or f"{model.name}_model"
 
 
-def _plugin_versions(result: EvaluationResult) -> dict[str, str]:
+def plugin_versions(result: EvaluationResult) -> dict[str, str]:
     """``{distribution: version}`` of the plugins that provided the components used."""
     plugins = get_plugins()
     used = [("model", result.model.name), ("policy", result.policy.name)]
@@ -89,7 +89,7 @@ def _pip_requirements(result: EvaluationResult) -> list[str]:
     import mlflow
 
     reqs = {"pokewatch": f"pokewatch=={__version__}", "mlflow": f"mlflow=={mlflow.__version__}"}
-    for dist, version in _plugin_versions(result).items():
+    for dist, version in plugin_versions(result).items():
         reqs.setdefault(dist, f"{dist}=={version}" if version != "unknown" else dist)
     return list(reqs.values())
 
@@ -132,7 +132,8 @@ def _environment(**values: str) -> Iterator[None]:
 NO_UV_FILES = {"MLFLOW_UV_AUTO_DETECT": "false", "MLFLOW_LOG_UV_FILES": "false"}
 
 
-def _log_model(result: EvaluationResult, workdir: Path) -> Any:
+def _log_model(result: EvaluationResult, workdir: Path, description: str) -> Any:
+    """Log the model as an MLflow pyfunc (models-from-code) with the run's description."""
     import mlflow
     import pandas as pd
 
@@ -143,7 +144,7 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
     codes, cards = codes_of(result.frame[ID])
     example_cards = [str(cards[c]) for c in pd.unique(codes[:10_000])[:3]]
     with _environment(**NO_UV_FILES):
-        info = _retry(
+        info = retry(
             mlflow.pyfunc.log_model,
             name=model_artifact_name(result.model),
             python_model=str(MODEL_CODE),
@@ -152,10 +153,12 @@ def _log_model(result: EvaluationResult, workdir: Path) -> Any:
             signature=_signature(),
             input_example=pd.DataFrame({ID: example_cards}),
         )
+    # the logged model's page shows the same description
+    retry(mlflow.set_logged_model_tags, info.model_id, {NOTE_TAG: description})
     return info
 
 
-def _dataset_digest(table: pd.DataFrame) -> str:
+def dataset_digest(table: pd.DataFrame) -> str:
     """Like MLflow's pandas digest (first 10 000 rows, length, columns) without its
     per-cell Python pass over the whole frame, which takes seconds on large tables."""
     import pandas as pd
@@ -172,7 +175,7 @@ SCHEMA_ROWS = 1_000  # the dataset's schema is read from its validated dtypes on
 
 def make_dataset(result: EvaluationResult, data_source: str) -> Any:
     """The evaluated table as an MLflow dataset, made without a pass over all rows in Python:
-    the digest hashes a bounded head (see ``_dataset_digest``), and the schema is inferred
+    the digest hashes a bounded head (see ``dataset_digest``), and the schema is inferred
     from the first rows of the validated (typed) table."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.pandas_dataset import PandasDataset
@@ -191,7 +194,7 @@ def make_dataset(result: EvaluationResult, data_source: str) -> Any:
 
     if result.in_memory:
         table = result.frame.drop(columns=[PREDICTED, SIGNAL])
-        digest = _dataset_digest(table)
+        digest = dataset_digest(table)
     else:  # the frame is on disk, in parts: its first rows give the schema
         table, digest = _partitioned_head(result)
     with warnings.catch_warnings():  # local paths match two MLflow sources; int-column hints
@@ -236,7 +239,7 @@ def _log_dataset(result: EvaluationResult, data_source: str) -> Any:
     dataset = make_dataset(result, data_source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        _retry(mlflow.log_input, dataset, context="evaluation")
+        retry(mlflow.log_input, dataset, context="evaluation")
     return dataset
 
 
@@ -257,18 +260,18 @@ def log_artifacts(
     client = MlflowClient()
     figures = plots.evaluation_figures(result)
     for path, fig in figures.items():
-        _retry(client.log_figure, run_id, fig, path)
-    _retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
+        retry(client.log_figure, run_id, fig, path)
+    retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     tables = workdir / "tables"
     tables.mkdir()
     result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
     if result.frame_dir is None:
         result.frame.to_parquet(workdir / TABLES[1], index=False)
-        _retry(client.log_artifacts, run_id, str(tables), "tables")
+        retry(client.log_artifacts, run_id, str(tables), "tables")
         return [*figures, SUMMARY_ARTIFACT, *TABLES]
     # the workers wrote the frame as a partitioned dataset: logged as that folder
-    _retry(client.log_artifacts, run_id, str(tables), "tables")
-    _retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
+    retry(client.log_artifacts, run_id, str(tables), "tables")
+    retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
     return [*figures, SUMMARY_ARTIFACT, TABLES[0], PARTITIONED_FRAME + "/"]
 
 
@@ -401,23 +404,6 @@ def _unwritable(path: Path) -> str:
         return str(target)
 
 
-def _stop_run(run_id: str, status: str, stage: str) -> None:
-    """End the active run ``run_id`` with ``status`` and the stage tag, whatever fails.
-
-    The tag and the status go through the client with retries; ``mlflow.end_run`` then takes
-    the run off MLflow's active-run stack even if the store no longer answers, so that
-    MLflow's exit handler cannot end it FINISHED."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    with contextlib.suppress(Exception):
-        client = MlflowClient()
-        _retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
-        _retry(client.set_terminated, run_id, status, interruptible=False)
-    with contextlib.suppress(Exception):
-        mlflow.end_run(status=status)
-
-
 def log_evaluation(
     result: EvaluationResult,
     *,
@@ -447,132 +433,166 @@ def log_evaluation(
     in ``pokewatch-failed-runs/<run_id>/`` (when the working directory is writable), and a
     ``TrackingError`` names the incomplete run and the cause.
     """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     if register_model and not result.in_memory:
         raise ConfigError(
             "register_model: a dask-engine evaluation logs no model (its frame stays "
             "partitioned on disk); register one trained with the local engine"
         )
     effective_uri = use_store(tracking_uri)
-    with _store_init_lock(effective_uri):
-        experiment_id, enclosing = _retry(_target, experiment_name)
-    resumed = experiment_id is None  # log into the enclosing `mlflow run` run
-
-    all_tags = {"pokewatch.version": __version__}
-    if enclosing is not None:
-        all_tags.update(_source_tags(enclosing))
-        run_name = run_name or enclosing.info.run_name
-    all_tags.update({f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(result).items()})
-    all_tags.update(tags or {})
-    all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
-
-    hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
-    with hide:
-        run = _retry(
-            mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags
-        )
-    run_id = run.info.run_id
-    if enclosing is not None:
-        _retry(_point_to, enclosing, run)
-    stage = ["params"]
-    finished = False
+    run, enclosing, rename = _start_run(result, effective_uri, experiment_name, run_name, tags)
+    lifecycle = run_lifecycle(run.info.run_id)
     try:
-        with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-            logged = _log_run(
+        with lifecycle, tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+            if enclosing is not None:
+                retry(_point_to, enclosing, run)
+            logged = log_run_contents(
                 result,
                 run,
                 Path(tmp),
                 data_source,
-                register_model,
-                alias,
-                log_model,
-                run_name if resumed else None,
-                stage,
+                lifecycle,
+                register_model=register_model,
+                alias=alias,
+                log_model=log_model,
+                rename=rename,
             )
-        stage[0] = "end"
-        check_interrupted()  # a signal whose exception Python dropped must not finish the run
-        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
-        finished = True
-        with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
-            mlflow.end_run()
-    except BaseException as exc:
-        if finished:  # complete and recorded: a late signal does not undo that
-            with contextlib.suppress(Exception):
-                mlflow.end_run()
-            raise
-        killed = isinstance(exc, KeyboardInterrupt)
-        # end the run before anything else can fail: a run still active when the process
-        # exits is ended FINISHED by MLflow's exit handler
-        _stop_run(run_id, "KILLED" if killed else "FAILED", stage[0])
-        if killed or not isinstance(exc, Exception):
-            raise
-        kept, not_kept = keep_results(result, run_id, data_source)
-        where = (
-            f"the evaluation results are kept in {kept}"
-            if kept
-            else f"the evaluation results could not be kept ({not_kept})"
-        )
-        raise TrackingError(
-            f"run {run_id} at {effective_uri} is incomplete and marked FAILED (stage "
-            f"{stage[0]}: {describe_failure(exc)}); {where}"
-        ) from exc
+    except Exception as exc:  # the run is ended FAILED: keep the results, name the cause
+        raise _incomplete(result, lifecycle, effective_uri, data_source, exc) from exc
     return logged
 
 
-def _log_run(
+def _start_run(
+    result: EvaluationResult,
+    uri: str,
+    experiment_name: str | None,
+    run_name: str | None,
+    tags: dict[str, str] | None,
+) -> tuple[Any, Any, str | None]:
+    """Start the active run in the experiment asked for (see ``run_target``) of store ``uri``,
+    tagged with the version, the plugins, ``tags`` and its owner. Returns the run, the
+    enclosing ``mlflow run`` run it is logged beside (or None) and the name to give a resumed
+    Projects run (or None)."""
+    import mlflow
+
+    with store_init_lock(uri):
+        experiment_id, enclosing = retry(run_target, experiment_name)
+    all_tags = {"pokewatch.version": __version__}
+    if enclosing is not None:
+        all_tags.update(_source_tags(enclosing))
+        run_name = run_name or enclosing.info.run_name
+    all_tags.update({f"pokewatch.plugin.{d}": v for d, v in plugin_versions(result).items()})
+    all_tags.update(tags or {})
+    all_tags.update(run_owner_tags())  # who owns it: see heal_abandoned_runs
+    hide = _environment_without("MLFLOW_RUN_ID") if enclosing else contextlib.nullcontext()
+    with hide:
+        run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=all_tags)
+    resumed = experiment_id is None  # logged into the enclosing `mlflow run` run
+    return run, enclosing, run_name if resumed else None
+
+
+def _incomplete(
+    result: EvaluationResult,
+    lifecycle: RunLifecycle,
+    uri: str,
+    data_source: str,
+    exc: Exception,
+) -> TrackingError:
+    """The error of a run ended FAILED at ``lifecycle.stage`` by ``exc``, once its results
+    are kept in ``pokewatch-failed-runs/<run_id>/`` (see ``keep_results``)."""
+    kept, not_kept = keep_results(result, lifecycle.run_id, data_source)
+    where = (
+        f"the evaluation results are kept in {kept}"
+        if kept
+        else f"the evaluation results could not be kept ({not_kept})"
+    )
+    return TrackingError(
+        f"run {lifecycle.run_id} at {uri} is incomplete and marked FAILED (stage "
+        f"{lifecycle.stage}: {describe_failure(exc)}); {where}"
+    )
+
+
+def log_run_contents(
     result: EvaluationResult,
     run: Any,
     workdir: Path,
     data_source: str,
-    register_model: str | None,
-    alias: str,
-    log_model: bool,
-    rename: str | None,
-    stage: list[str],
+    lifecycle: RunLifecycle,
+    *,
+    register_model: str | None = None,
+    alias: str = "champion",
+    log_model: bool = True,
+    rename: str | None = None,
 ) -> LoggedRun:
-    """Log everything; ``stage[0]`` names the stage under way, for the failure tag."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    if rename:
-        _retry(mlflow.set_tag, "mlflow.runName", rename)
-    description = run_description(result, data_source)
-    _retry(mlflow.set_tag, NOTE_TAG, description)
-    _retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
-    stage[0] = "dataset"
+    """Log into the active run ``run`` what a ``pokewatch train`` run holds: description and
+    params, the dataset, the plots, summary and tables, the model, the metrics linked to both,
+    and the registry version when ``register_model`` names one. ``lifecycle.stage`` names the
+    stage under way; ``workdir`` is an empty folder for the files to log."""
+    lifecycle.stage = "params"
+    description = _log_params(result, data_source, rename)
+    lifecycle.stage = "dataset"
     dataset = _log_dataset(result, data_source)
-    stage[0] = "artifacts"
+    lifecycle.stage = "artifacts"
     log_artifacts(result, run.info.run_id, workdir, data_source)
-    stage[0] = "model"
+    lifecycle.stage = "model"
     # a partitioned frame is not held anywhere as one table: no servable model (the pyfunc
     # keeps the whole price history); log_evaluation refuses register_model for it
-    model = _log_model(result, workdir) if log_model and result.in_memory else None
-    model_uri = str(model.model_uri) if model is not None else None
-    if model is not None:  # the logged model's page shows the same description
-        _retry(mlflow.set_logged_model_tags, model.model_id, {NOTE_TAG: description})
-    stage[0] = "metrics"
-    # linked to the logged model and the evaluated dataset (MLflow 3 LoggedModel metrics)
-    _retry(
+    model = _log_model(result, workdir, description) if log_model and result.in_memory else None
+    lifecycle.stage = "metrics"
+    _log_metrics(result, model, dataset)
+    version = None
+    if register_model and model is not None:
+        lifecycle.stage = "registry"
+        version = _register(str(model.model_uri), register_model, alias)
+    return _logged_run(run, model, register_model if version else None, version)
+
+
+def _log_params(result: EvaluationResult, data_source: str, rename: str | None) -> str:
+    """The run's name (when given), its description and its params; returns the description."""
+    import mlflow
+
+    if rename:
+        retry(mlflow.set_tag, "mlflow.runName", rename)
+    description = run_description(result, data_source)
+    retry(mlflow.set_tag, NOTE_TAG, description)
+    retry(mlflow.log_params, {k: str(v) for k, v in result.params.items()})
+    return description
+
+
+def _log_metrics(result: EvaluationResult, model: Any, dataset: Any) -> None:
+    """The metrics, linked to the logged model (if any) and the evaluated dataset (MLflow 3
+    LoggedModel metrics)."""
+    import mlflow
+
+    retry(
         mlflow.log_metrics,
         {k: _clean_metric(v) for k, v in result.metrics.items()},
         model_id=model.model_id if model is not None else None,
         dataset=dataset,
     )
-    version = None
-    if register_model and model_uri:
-        stage[0] = "registry"
-        registered = _retry(mlflow.register_model, model_uri, register_model)
-        version = str(registered.version)
-        _retry(MlflowClient().set_registered_model_alias, register_model, alias, version)
-    experiment = _retry(mlflow.get_experiment, run.info.experiment_id)
+
+
+def _register(model_uri: str, name: str, alias: str) -> str:
+    """Register the logged model as a new version of ``name`` and point ``alias`` at it;
+    returns the version."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    registered = retry(mlflow.register_model, model_uri, name)
+    version = str(registered.version)
+    retry(MlflowClient().set_registered_model_alias, name, alias, version)
+    return version
+
+
+def _logged_run(run: Any, model: Any, registered: str | None, version: str | None) -> LoggedRun:
+    import mlflow
+
+    experiment = retry(mlflow.get_experiment, run.info.experiment_id)
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
         experiment_name=experiment.name if experiment else "",
         tracking_uri=mlflow.get_tracking_uri(),
-        model_uri=model_uri,
-        registered_model=register_model if version else None,
+        model_uri=str(model.model_uri) if model is not None else None,
+        registered_model=registered,
         registered_version=version,
     )

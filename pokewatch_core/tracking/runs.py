@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.tracking.store import _client
+from pokewatch_core.tracking.store import tracking_client
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def search_runs(
     tracking_uri: str | None = None,
 ) -> list[RunRecord]:
     """Finished runs of an experiment ranked by ``metric`` (runs without it last)."""
-    client = _client(tracking_uri)
+    client = tracking_client(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ConfigError(f"no experiment named {experiment_name!r} in {client.tracking_uri}")
@@ -61,11 +61,11 @@ def search_runs(
 def get_runs(run_ids: list[str], tracking_uri: str | None = None) -> list[RunRecord]:
     """The runs with these ids (any experiment). A unique prefix of an id is enough (the
     tables print 8 or 12 characters); an unknown or ambiguous one is a ``ConfigError``."""
-    client = _client(tracking_uri)
-    return [_record(client.get_run(_full_run_id(client, run_id))) for run_id in run_ids]
+    client = tracking_client(tracking_uri)
+    return [_record(client.get_run(full_run_id(client, run_id))) for run_id in run_ids]
 
 
-def _full_run_id(client: Any, prefix: str) -> str:
+def full_run_id(client: Any, prefix: str) -> str:
     """The one run id that starts with ``prefix`` (deleted runs included, as ``get_run``)."""
     from mlflow.entities import ViewType
 

@@ -159,7 +159,7 @@ def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
 _TRANSIENT = ("database is locked", "database table is locked", "already exists")
 
 
-def _retry(
+def retry(
     call: Callable[..., T],
     *args: Any,
     attempts: int = 8,
@@ -184,7 +184,7 @@ def _retry(
 
 
 @contextmanager
-def _store_init_lock(uri: str) -> Iterator[None]:
+def store_init_lock(uri: str) -> Iterator[None]:
     """Serialise the first contact with a SQLite store across processes: MLflow creates and
     migrates the schema on first use, and concurrent migrations corrupt it."""
     if not uri.startswith("sqlite:///"):
@@ -202,7 +202,7 @@ def _store_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _experiment_id(name: str) -> str:
+def ensure_experiment(name: str) -> str:
     """The id of the experiment ``name``, created if missing; a deleted one is refused.
 
     Not ``mlflow.set_experiment``: when another process creates the experiment between its
@@ -234,7 +234,7 @@ def _experiment_id(name: str) -> str:
     return str(experiment.experiment_id)
 
 
-def _target(experiment_name: str | None) -> tuple[str | None, Any]:
+def run_target(experiment_name: str | None) -> tuple[str | None, Any]:
     """``(experiment id, None)`` for a new run; ``(None, None)`` to log into the enclosing
     ``mlflow run`` run (``MLFLOW_RUN_ID``); ``(experiment id, enclosing run)`` for a new run
     beside an enclosing run that is in another experiment.
@@ -253,10 +253,11 @@ def _target(experiment_name: str | None) -> tuple[str | None, Any]:
             experiment_name is None and experiment.experiment_id != DEFAULT_EXPERIMENT_ID
         ):
             return None, None
-    return _experiment_id(experiment_name or DEFAULT_EXPERIMENT), enclosing
+    return ensure_experiment(experiment_name or DEFAULT_EXPERIMENT), enclosing
 
 
-def _client(tracking_uri: str | None) -> Any:
+def tracking_client(tracking_uri: str | None) -> Any:
+    """An ``MlflowClient`` of the store ``tracking_uri`` names (see ``resolve_tracking_uri``)."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
@@ -308,8 +309,8 @@ def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
         uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
             return []  # no store yet: nothing to heal, and nothing to create
-        with _store_init_lock(uri):  # opening a store may migrate it: not beside a training
-            return _heal(_client(uri))
+        with store_init_lock(uri):  # opening a store may migrate it: not beside a training
+            return _heal(tracking_client(uri))
     except Exception:
         return []
 

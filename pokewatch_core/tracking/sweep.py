@@ -13,20 +13,18 @@ parent KILLED (FAILED on an error), tagged with the stage.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY, DEFAULT_SWEEP_METRIC
 from pokewatch_core.engines.front_door import EngineOptions
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.interrupts import check_interrupted
 from pokewatch_core.sweeps.grid import check_grid, combinations
 from pokewatch_core.sweeps.plan import (
     SweepPlan,
@@ -37,23 +35,26 @@ from pokewatch_core.sweeps.plan import (
     ranking_direction,
     varying_keys,
 )
+from pokewatch_core.tracking.lifecycle import RunLifecycle, run_lifecycle
 from pokewatch_core.tracking.log import (
-    _log_run,
-    _plugin_versions,
-    _stop_run,
+    log_run_contents,
     make_dataset,
     metric_entities,
+    plugin_versions,
 )
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
-    _experiment_id,
-    _retry,
-    _store_init_lock,
+    ensure_experiment,
+    retry,
     run_owner_tags,
+    store_init_lock,
     use_store,
 )
 from pokewatch_core.version import __version__
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation.runner import EvaluationResult
 
 SWEEP_TAG = "pokewatch.sweep"
 BEST_TAG = "pokewatch.best_run_id"
@@ -110,136 +111,79 @@ def log_sweep(
     whole — the best (or, with ``log_models="all"``, every) child with the artifacts and the
     model — and ended FINISHED before the next starts, so an interruption leaves only whole,
     finished children behind."""
-    from mlflow.entities import DatasetInput, InputTag, Param, RunTag
+    effective_uri = use_store(tracking_uri)
+    parent = _start_parent(effective_uri, experiment_name, run_name, tags)
+    outcome = SweepOutcome(parent.run_id, experiment_name, effective_uri, [], Trial(0, {}, {}))
+    with run_lifecycle(parent.run_id) as sweep:
+        _log_grid(plan, parent.run_id, metric)
+        sweep.stage = "evaluate"
+        outcome.trials = _evaluate_all(plan, jobs, progress)
+        sweep.stage = "select"
+        outcome.best = best_trial(outcome.trials, metric, greater_is_better)
+        children = _children_of(parent, plan, outcome.best, data_source, sweep)
+        sweep.stage = "children"
+        _log_children(children, outcome, log_models, progress)
+        sweep.stage = "parent"
+        outcome.table = _log_ranking(outcome, parent.run_id, metric, greater_is_better)
+        _log_plots(plan, outcome, parent.run_id, metric)
+        _log_best(plan, outcome, parent.run_id, metric, children.plugin_tags)
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Parent:
+    """A sweep's parent run: its id, name, experiment and the tags its children share."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    tags: dict[str, str]
+
+
+def _start_parent(
+    uri: str, experiment_name: str, run_name: str | None, tags: dict[str, str] | None
+) -> _Parent:
+    """Create the parent run in experiment ``experiment_name`` of store ``uri`` (created if
+    missing), with the tags a ``pokewatch train`` run gets: user, source, version, ``tags``
+    and its owner (see heal_abandoned_runs)."""
     from mlflow.tracking import MlflowClient
     from mlflow.tracking.context import registry as context_registry
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    effective_uri = use_store(tracking_uri)
-    with _store_init_lock(effective_uri):
-        experiment_id = _retry(_experiment_id, experiment_name)
-    client = MlflowClient()
-    total = len(plan.combos)
-    swept = varying_keys(plan.combos)
-    # the tags a `pokewatch train` run gets: user, source, version, owner (see heal_abandoned_runs)
+    with store_init_lock(uri):
+        experiment_id = retry(ensure_experiment, experiment_name)
     base = context_registry.resolve_tags(
         {"pokewatch.version": __version__, **run_owner_tags(), **(tags or {})}
     )
-    parent = _retry(
-        client.create_run, experiment_id, run_name=run_name, tags={**base, SWEEP_TAG: "parent"}
+    run = retry(
+        MlflowClient().create_run,
+        experiment_id,
+        run_name=run_name,
+        tags={**base, SWEEP_TAG: "parent"},
     )
-    parent_id = parent.info.run_id
-    outcome = SweepOutcome(parent_id, experiment_name, effective_uri, [], Trial(0, {}, {}))
-    open_children: set[str] = set()
-    stage = ["params"]
+    return _Parent(run.info.run_id, run.info.run_name, experiment_id, base)
 
-    def child_tags(trial: Trial, extra: dict[str, str]) -> dict[str, str]:
-        return {
-            **base,
-            **extra,
-            "mlflow.parentRunId": parent_id,
-            SWEEP_TAG: "child",
-            "pokewatch.trial": str(trial.number),
-        }
 
-    try:
-        grid = {k: list(dict.fromkeys(str(c.get(k)) for c in plan.combos)) for k in swept}
-        _retry(
-            client.log_batch,
-            parent_id,
-            params=[
-                Param("model_type", plan.model),
-                Param("policy", plan.policy),
-                Param("sweep_metric", metric),
-                Param("combinations", str(total)),
-                Param("grid", json.dumps(grid)[:6000]),
-                *(Param(k, str(v)) for k, v in plan.fixed.items()),
-            ],
-        )
-        stage[0] = "evaluate"
-        trials = _evaluate_all(plan, jobs, progress)
-        outcome.trials = trials
-        stage[0] = "select"
-        best = best_trial(trials, metric, greater_is_better)
-        outcome.best = best
-        best_result = plan.evaluate(best.number)
-        plugins = {f"pokewatch.plugin.{d}": v for d, v in _plugin_versions(best_result).items()}
-        dataset = DatasetInput(
-            dataset=make_dataset(best_result, data_source)._to_mlflow_entity(),
-            tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="evaluation")],
-        )
-        stage[0] = "children"
-        for done, trial in enumerate(trials, start=1):
-            name = f"{parent.info.run_name}-{trial.number}"
-            if log_models == "all" or trial.number == best.number:
-                result = best_result if trial.number == best.number else None
-                child_id = _log_full_child(
-                    plan,
-                    trial,
-                    result,
-                    experiment_id,
-                    name,
-                    child_tags(trial, plugins),
-                    data_source,
-                )
-            else:
-                child = _retry(
-                    client.create_run,
-                    experiment_id,
-                    run_name=name,
-                    tags=child_tags(trial, plugins),
-                )
-                child_id = child.info.run_id
-                open_children.add(child_id)
-                _retry(
-                    client.log_batch,
-                    child_id,
-                    metrics=metric_entities(trial.metrics),
-                    params=[Param(k, v) for k, v in trial.logged_params.items()],
-                )
-                _retry(client.log_inputs, child_id, datasets=[dataset])
-                check_interrupted()  # a signal Python dropped must not finish the child
-                _retry(client.set_terminated, child_id, "FINISHED")
-                open_children.discard(child_id)
-            outcome.child_run_ids[trial.number] = child_id
-            if progress is not None:
-                progress("logged", done, total)
-        stage[0] = "parent"
-        table = ranking(trials, metric, greater_is_better)
-        table.insert(2, "run_id", table["trial"].map(outcome.child_run_ids))
-        outcome.table = table
-        with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-            path = Path(tmp) / "sweep.csv"
-            table.to_csv(path, index=False)
-            _retry(client.log_artifact, parent_id, str(path), "tables")
-        for parameter in swept:
-            figure = _sweep_figure(table, metric, parameter, best.number)
-            _retry(client.log_figure, parent_id, figure, f"plots/sweep_{parameter}.png")
-        _retry(
-            client.log_batch,
-            parent_id,
-            metrics=metric_entities(best.metrics),
-            tags=[
-                RunTag(BEST_TAG, outcome.child_run_ids[best.number]),
-                *(RunTag(k, v) for k, v in plugins.items()),
-                RunTag(
-                    NOTE_TAG,
-                    f"Sweep of {plan.model} with policy {plan.policy} over "
-                    f"{', '.join(swept) or 'one combination'} ({total} combinations); best by "
-                    f"{metric}: trial {best.number} ({metric} {best.metrics.get(metric)})",
-                ),
-            ],
-        )
-        stage[0] = "end"
-        check_interrupted()
-        _retry(client.set_terminated, parent_id, "FINISHED")
-    except BaseException as exc:
-        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
-        for child_id in open_children:
-            _stop_run(child_id, status, stage[0])
-        _stop_run(parent_id, status, stage[0])
-        raise
-    return outcome
+def _log_grid(plan: SweepPlan, parent_id: str, metric: str) -> None:
+    """The parent's params: model, policy, sweep metric, the grid and the fixed params."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    grid = {
+        k: list(dict.fromkeys(str(c.get(k)) for c in plan.combos))
+        for k in varying_keys(plan.combos)
+    }
+    retry(
+        MlflowClient().log_batch,
+        parent_id,
+        params=[
+            Param("model_type", plan.model),
+            Param("policy", plan.policy),
+            Param("sweep_metric", metric),
+            Param("combinations", str(len(plan.combos))),
+            Param("grid", json.dumps(grid)[:6000]),
+            *(Param(k, str(v)) for k, v in plan.fixed.items()),
+        ],
+    )
 
 
 def _evaluate_all(
@@ -255,36 +199,175 @@ def _evaluate_all(
     return plan.run(jobs, on_trial=evaluated)
 
 
-def _log_full_child(
-    plan: SweepPlan,
-    trial: Trial,
-    result: Any,
-    experiment_id: str,
-    name: str,
-    tags: dict[str, str],
-    data_source: str,
-) -> str:
+@dataclass(frozen=True)
+class _Children:
+    """What the child runs of a sweep share: the plan, the parent, the best trial and its
+    evaluation, the plugin tags, the evaluated table as a dataset input, the parent's
+    lifecycle (which ends the children it leaves open)."""
+
+    plan: SweepPlan
+    parent: _Parent
+    best: Trial
+    best_result: EvaluationResult
+    plugin_tags: dict[str, str]
+    dataset: Any
+    data_source: str
+    sweep: RunLifecycle
+
+    def tags(self, trial: Trial) -> dict[str, str]:
+        """The tags of ``trial``'s child run."""
+        return {
+            **self.parent.tags,
+            **self.plugin_tags,
+            "mlflow.parentRunId": self.parent.run_id,
+            SWEEP_TAG: "child",
+            "pokewatch.trial": str(trial.number),
+        }
+
+    def name(self, trial: Trial) -> str:
+        """The name of ``trial``'s child run."""
+        return f"{self.parent.run_name}-{trial.number}"
+
+
+def _children_of(
+    parent: _Parent, plan: SweepPlan, best: Trial, data_source: str, sweep: RunLifecycle
+) -> _Children:
+    """Evaluate the best trial again (for its tables and model) and make what its children
+    share."""
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    best_result = plan.evaluate(best.number)
+    plugins = {f"pokewatch.plugin.{d}": v for d, v in plugin_versions(best_result).items()}
+    dataset = DatasetInput(
+        dataset=make_dataset(best_result, data_source)._to_mlflow_entity(),
+        tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="evaluation")],
+    )
+    return _Children(plan, parent, best, best_result, plugins, dataset, data_source, sweep)
+
+
+def _log_children(
+    children: _Children,
+    outcome: SweepOutcome,
+    log_models: str,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Log one child run per trial, each whole and FINISHED before the next: the best (with
+    ``log_models="all"``: every) one as a ``pokewatch train`` run, the others light."""
+    for done, trial in enumerate(outcome.trials, start=1):
+        if log_models == "all" or trial.number == children.best.number:
+            child_id = _log_full_child(children, trial)
+        else:
+            child_id = _log_light_child(children, trial)
+        outcome.child_run_ids[trial.number] = child_id
+        if progress is not None:
+            progress("logged", done, len(children.plan.combos))
+
+
+def _log_light_child(children: _Children, trial: Trial) -> str:
+    """Log one child run with the trial's params and metrics and the dataset, FINISHED when
+    complete; returns its id."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    child = retry(
+        client.create_run,
+        children.parent.experiment_id,
+        run_name=children.name(trial),
+        tags=children.tags(trial),
+    )
+    child_id = str(child.info.run_id)
+    with children.sweep.child(child_id) as lifecycle:
+        retry(
+            client.log_batch,
+            child_id,
+            metrics=metric_entities(trial.metrics),
+            params=[Param(k, v) for k, v in trial.logged_params.items()],
+        )
+        lifecycle.stage = "dataset"
+        retry(client.log_inputs, child_id, datasets=[children.dataset])
+    return child_id
+
+
+def _log_full_child(children: _Children, trial: Trial) -> str:
     """Log one child run as ``pokewatch train`` logs a run (params, metrics linked to the
     model, dataset, artifacts, model), FINISHED when complete; returns its id."""
     import mlflow
+
+    best = trial.number == children.best.number
+    result = children.best_result if best else children.plan.evaluate(trial.number)
+    run = retry(
+        mlflow.start_run,
+        experiment_id=children.parent.experiment_id,
+        run_name=children.name(trial),
+        tags=children.tags(trial),
+    )
+    run_id = str(run.info.run_id)
+    with (
+        children.sweep.child(run_id) as lifecycle,
+        tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp,
+    ):
+        log_run_contents(result, run, Path(tmp), children.data_source, lifecycle)
+    return run_id
+
+
+def _log_ranking(
+    outcome: SweepOutcome, parent_id: str, metric: str, greater_is_better: bool | None
+) -> pd.DataFrame:
+    """The ranking of the trials, with their child run ids, as the parent's
+    ``tables/sweep.csv``; returns it."""
     from mlflow.tracking import MlflowClient
 
-    result = result if result is not None else plan.evaluate(trial.number)
-    run = _retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, tags=tags)
-    run_id = str(run.info.run_id)
-    stage = ["params"]
-    try:
-        with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
-            _log_run(result, run, Path(tmp), data_source, None, "champion", True, None, stage)
-        stage[0] = "end"
-        check_interrupted()
-        _retry(MlflowClient().set_terminated, run_id, "FINISHED")
-    except BaseException as exc:
-        _stop_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED", stage[0])
-        raise
-    with contextlib.suppress(Exception):  # recorded: this only pops MLflow's active run
-        mlflow.end_run()
-    return run_id
+    table = ranking(outcome.trials, metric, greater_is_better)
+    table.insert(2, "run_id", table["trial"].map(outcome.child_run_ids))
+    with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+        path = Path(tmp) / "sweep.csv"
+        table.to_csv(path, index=False)
+        retry(MlflowClient().log_artifact, parent_id, str(path), "tables")
+    return table
+
+
+def _log_plots(plan: SweepPlan, outcome: SweepOutcome, parent_id: str, metric: str) -> None:
+    """A plot of the metric against each swept parameter, the best trial marked."""
+    from mlflow.tracking import MlflowClient
+
+    assert outcome.table is not None
+    client = MlflowClient()
+    for parameter in varying_keys(plan.combos):
+        figure = _sweep_figure(outcome.table, metric, parameter, outcome.best.number)
+        retry(client.log_figure, parent_id, figure, f"plots/sweep_{parameter}.png")
+
+
+def _log_best(
+    plan: SweepPlan,
+    outcome: SweepOutcome,
+    parent_id: str,
+    metric: str,
+    plugin_tags: dict[str, str],
+) -> None:
+    """The best child's metrics and id on the parent, with the plugin tags and a
+    description."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    best = outcome.best
+    swept = varying_keys(plan.combos)
+    note = (
+        f"Sweep of {plan.model} with policy {plan.policy} over "
+        f"{', '.join(swept) or 'one combination'} ({len(plan.combos)} combinations); best by "
+        f"{metric}: trial {best.number} ({metric} {best.metrics.get(metric)})"
+    )
+    retry(
+        MlflowClient().log_batch,
+        parent_id,
+        metrics=metric_entities(best.metrics),
+        tags=[
+            RunTag(BEST_TAG, outcome.child_run_ids[best.number]),
+            *(RunTag(k, v) for k, v in plugin_tags.items()),
+            RunTag(NOTE_TAG, note),
+        ],
+    )
 
 
 def run_sweep(
