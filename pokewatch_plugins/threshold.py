@@ -47,7 +47,7 @@ class ThresholdPolicy(SignalPolicy):
                 f"impossible, so BUY could never happen), got {self.buy_threshold_pct}"
             )
 
-    def decide(self, market_price: Any, fair_price: Any) -> pd.Categorical:
+    def decide(self, market_price: Any, fair_price: Any) -> pd.Categorical[str]:
         market = np.asarray(market_price, dtype=np.float64)
         fair = np.asarray(fair_price, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -58,4 +58,4 @@ class ThresholdPolicy(SignalPolicy):
         codes[buy & ~sell] = 0  # BUY
         codes[sell & ~buy] = 1  # SELL
         codes[~np.isfinite(deviation) | ~(fair > 0)] = -1  # missing: no usable fair price
-        return pd.Categorical.from_codes(codes, categories=list(SIGNALS))
+        return pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS)))
