@@ -103,16 +103,15 @@ class MetricValue(float):
 
 def same_rows(frame: pd.DataFrame, history: pd.DataFrame) -> bool:
     """Whether ``history`` is ``frame``'s own rows (no test start) rather than the rows
-    before them: the two are either the same rows or disjoint."""
+    before them: the two are either the same rows (equal index and dates) or disjoint."""
     import numpy as np
 
-    from pokewatch_core.columns import DATE, ID
+    from pokewatch_core.columns import DATE
 
     if len(frame) != len(history):
         return False
-    if not np.array_equal(frame[DATE].to_numpy(), history[DATE].to_numpy()):
-        return False
-    if frame.index is history.index:  # columns of one table (how the engines call it)
+    if not len(frame):
         return True
-    ids = np.asarray(frame[ID], dtype=object), np.asarray(history[ID], dtype=object)
-    return bool(np.array_equal(*ids))
+    return bool(frame.index.equals(history.index)) and bool(
+        np.array_equal(frame[DATE].to_numpy(), history[DATE].to_numpy())
+    )
