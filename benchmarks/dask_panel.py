@@ -74,10 +74,9 @@ def build(folder: Path, cards: int, days: int, seed: int = 16) -> int:
 
 def stateful_metrics() -> list[str]:
     from pokewatch_core import get_plugins
-    from pokewatch_core.components import has_state
 
     names = get_plugins().metrics.names()
-    return [n for n in names if has_state(get_plugins().metrics.get(n)())]
+    return [n for n in names if get_plugins().metrics.get(n)().statistic() is not None]
 
 
 def run_local(data: Path) -> dict[str, Any]:

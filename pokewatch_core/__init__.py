@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from pokewatch_core.columns import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.components import SIGNALS, UNITS, Metric, Model, ParamSpec, SignalPolicy
 from pokewatch_core.errors import (
     ConfigError,
@@ -24,18 +25,13 @@ from pokewatch_core.plugins.registry import (
     reload_plugins,
     unregister_plugin,
 )
+from pokewatch_core.statistics import MetricValue, Statistic, Sums
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
-    from pokewatch_core.analysis.core import (
-        QualityState,
-        StrategyState,
-        backtest,
-        quality_state,
-        signal_quality,
-        strategy_state,
-    )
-    from pokewatch_core.data.naive import NaiveBaseline, NaiveSums
+    from pokewatch_core.analysis.quality import Quality, QualityState, quality_state, signal_quality
+    from pokewatch_core.analysis.strategy import Strategy, StrategyState, backtest, strategy_state
+    from pokewatch_core.data.naive import NaiveBaseline, NaiveForecast, NaiveSums
     from pokewatch_core.data.price_index import PriceIndex
     from pokewatch_core.data.sample_data import embedded_sample_path, generate_prices
     from pokewatch_core.data.tables import load_prices, prepare_prices, read_table
@@ -61,21 +57,29 @@ _LAZY = {
     "load_prices": "pokewatch_core.data.tables",
     "NaiveBaseline": "pokewatch_core.data.naive",
     "NaiveSums": "pokewatch_core.data.naive",
+    "NaiveForecast": "pokewatch_core.data.naive",
     "prepare_prices": "pokewatch_core.data.tables",
     "read_table": "pokewatch_core.data.tables",
     "PriceIndex": "pokewatch_core.data.price_index",
-    "backtest": "pokewatch_core.analysis.core",
-    "QualityState": "pokewatch_core.analysis.core",
-    "StrategyState": "pokewatch_core.analysis.core",
-    "quality_state": "pokewatch_core.analysis.core",
-    "strategy_state": "pokewatch_core.analysis.core",
-    "signal_quality": "pokewatch_core.analysis.core",
+    "backtest": "pokewatch_core.analysis.strategy",
+    "Quality": "pokewatch_core.analysis.quality",
+    "QualityState": "pokewatch_core.analysis.quality",
+    "Strategy": "pokewatch_core.analysis.strategy",
+    "StrategyState": "pokewatch_core.analysis.strategy",
+    "quality_state": "pokewatch_core.analysis.quality",
+    "strategy_state": "pokewatch_core.analysis.strategy",
+    "signal_quality": "pokewatch_core.analysis.quality",
     "generate_prices": "pokewatch_core.data.sample_data",
     "log_evaluation": "pokewatch_core.tracking.log",
     "embedded_sample_path": "pokewatch_core.data.sample_data",
 }
 
 __all__ = [
+    "DATE",
+    "ID",
+    "PREDICTED",
+    "PRICE",
+    "SIGNAL",
     "SIGNALS",
     "UNITS",
     "ConfigError",
@@ -85,16 +89,22 @@ __all__ = [
     "EvaluationResult",
     "EvaluationSpec",
     "Metric",
+    "MetricValue",
     "Model",
     "NaiveBaseline",
+    "NaiveForecast",
     "NaiveSums",
     "ParamSpec",
     "PluginError",
     "PokeWatchError",
     "PriceIndex",
+    "Quality",
     "QualityState",
     "SignalPolicy",
+    "Statistic",
+    "Strategy",
     "StrategyState",
+    "Sums",
     "SweepResult",
     "TrackingError",
     "__version__",

@@ -15,11 +15,13 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
+from pokewatch_core.columns import DATE, ID, PRICE
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.statistics import Statistic
 
 if TYPE_CHECKING:
     from typing import Self
@@ -238,6 +240,11 @@ class Metric(Component):
     """A number computed over the evaluation frame (``card_id, date, market_price,
     predicted_price, signal`` and carried columns).
 
+    Either declare the ``Statistic`` the metric reads (``statistic``) and turn its value into
+    the metric's (``finalize``): the statistic merges exactly, so the metric is computed in
+    card-aligned chunks or on the partitions of a cluster, and metrics reading equal
+    statistics share one computation. Or write ``compute(frame)`` alone (optionally ``fit``).
+
     ``unit`` is one of ``UNITS``; ``greater_is_better`` is True, False, or None for a figure
     with no better direction (a count, a rate of signals). Both drive display and ranking.
     """
@@ -245,46 +252,33 @@ class Metric(Component):
     kind: ClassVar[str] = "metric"
     unit: ClassVar[str] = "ratio"
     greater_is_better: ClassVar[bool | None] = None
-    inferred_params: ClassVar[tuple[str, ...]] = ()
-    """Parameters that, left unset, the metric infers from the data and logs as inferred
-    (re-scoring a logged run infers them again rather than taking the logged value)."""
+
+    def statistic(self) -> Statistic[Any] | None:
+        """The statistic the metric reads (its value is ``finalize(value)``), or None
+        (default) for a metric that writes ``compute``."""
+        return None
+
+    def finalize(self, value: Any) -> float:
+        """With ``statistic``: the metric from the statistic's (merged) value; NaN where it
+        is undefined. A ``MetricValue`` also carries what was inferred from the data."""
+        raise NotImplementedError(f"metric '{self.name}' declares no statistic")
 
     def fit(self, history: pd.DataFrame) -> Self:
-        """Optional: learn from the price history before ``compute``. ``history`` has
-        ``card_id, date, market_price`` (every row of the evaluation) and a boolean ``fitting``
-        (the rows the model was fitted on: before ``test_start``, or all). Returns ``self``."""
+        """Optional, for a metric that writes ``compute``: learn before ``compute`` from
+        ``history``, exactly the table ``Model.fit`` receives (``card_id, date,
+        market_price`` of the rows the model was fitted on). Returns ``self``."""
         return self
 
     def compute(self, frame: pd.DataFrame) -> float:
-        """The metric's value over ``frame``; NaN where it is undefined.
+        """The metric's value over ``frame`` (the scored rows); NaN where it is undefined.
 
-        A metric that declares a state (``state``/``merge``/``finalize``) need not write
-        it: the value is ``finalize(state(frame))``."""
-        if has_state(self):
-            return self.finalize(self.state(frame))
-        raise NotImplementedError(f"metric '{self.name}' does not implement compute()")
-
-    # Optional: an exactly mergeable state, so that the metric can be computed piece by piece
-    # (card-aligned chunks, the partitions of a cluster) and the pieces combined.
-
-    def state(self, frame: pd.DataFrame) -> Any:
-        """Optional: what the metric needs of ``frame`` (rows of whole cards), such that
-        ``finalize(merge(state(a), state(b)))`` equals ``compute(a + b)`` for frames ``a``
-        and ``b`` holding different cards (sums and counts, per-date arrays, …)."""
-        raise NotImplementedError(f"metric '{self.name}' declares no state")
-
-    def merge(self, a: Any, b: Any) -> Any:
-        """Optional, with ``state``: the state of two frames' rows together."""
-        raise NotImplementedError(f"metric '{self.name}' declares no state")
-
-    def finalize(self, state: Any) -> float:
-        """Optional, with ``state``: the metric's value from a (merged) state."""
-        raise NotImplementedError(f"metric '{self.name}' declares no state")
-
-    def state_key(self) -> Hashable:
-        """Metrics of one evaluation with equal keys share one state, computed once (the
-        signal metrics of one horizon share their counts). Default: the metric's own."""
-        return ("metric", self.name)
+        A metric that declares a statistic need not write it: the value is
+        ``finalize(statistic.compute(frame, history))`` with ``frame``'s own rows as the
+        history."""
+        statistic = self.statistic()
+        if statistic is None:
+            raise NotImplementedError(f"metric '{self.name}' does not implement compute()")
+        return self.finalize(statistic.compute(frame, frame[[ID, DATE, PRICE]]))
 
 
 class SignalPolicy(Component):
@@ -295,11 +289,6 @@ class SignalPolicy(Component):
     def decide(self, market_price: np.ndarray[Any, Any], fair_price: np.ndarray[Any, Any]) -> Any:
         """One signal per row (missing where ``fair_price`` is NaN), vectorised."""
         raise NotImplementedError(f"policy '{self.name}' does not implement decide()")
-
-
-def has_state(metric: Metric) -> bool:
-    """Whether ``metric`` declares a mergeable state (``state``, ``merge``, ``finalize``)."""
-    return type(metric).state is not Metric.state
 
 
 KIND_BASES: dict[str, type[Component]] = {"model": Model, "metric": Metric, "policy": SignalPolicy}

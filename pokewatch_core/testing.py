@@ -18,17 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.components import (
-    SIGNALS,
-    UNITS,
-    Component,
-    Metric,
-    Model,
-    SignalPolicy,
-    has_state,
-)
+from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data.sample_data import generate_prices
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
+from pokewatch_core.statistics import Statistic
 
 __all__ = ["check_metric", "check_model", "check_policy", "example_panel"]
 
@@ -173,58 +166,87 @@ def _evaluation_frame(seed: int = 0, n: int = 60) -> pd.DataFrame:
 
 
 def check_metric(metric: type[Metric] | Metric, frame: pd.DataFrame | None = None) -> None:
-    """Check a metric: metadata (a unit from ``UNITS``, a direction), parameters, a float
-    result, determinism, row-order invariance, NaN predictions, and no error (NaN allowed) on
-    a frame with no scored rows. The frame's ``card_id`` holds plain strings, as in a run.
-    A metric that declares a state must merge exactly: the states of two card-disjoint halves,
-    merged, finalize to the whole frame's value."""
+    """Check a metric: metadata (a unit from ``UNITS``, a direction), parameters (and
+    ``get_params`` depending on the constructor only), a float result, determinism, row-order
+    invariance, NaN predictions, and no error (NaN allowed) on a frame with no scored rows.
+    The frame's ``card_id`` holds plain strings, as in a run.
+
+    A metric that declares a statistic must name it by value (equal parameters give equal,
+    hashable statistics) and the statistic must merge exactly: its values over card-disjoint
+    pieces, pickled and merged, finalize to the whole frame's value, without and with a test
+    start (the history then the rows before it)."""
     obj: Metric = _instance(metric, Metric)
     assert obj.unit in UNITS, f"{obj.name}: unit {obj.unit!r} is not one of {', '.join(UNITS)}"
     assert obj.greater_is_better in (True, False, None), (
         f"{obj.name}: greater_is_better must be True, False or None"
     )
     _check_params(obj)
+    params = obj.get_params()
     frame = _evaluation_frame() if frame is None else frame
-    if type(obj).fit is not Metric.fit:  # a metric that learns from the history first
-        history = frame[[ID, DATE, PRICE]].assign(fitting=True)
-        obj = obj.fit(history) or obj
-    value = obj.compute(frame)
-    assert isinstance(value, float | int | np.floating | np.integer), (
-        f"{obj.name}: compute() returned {type(value).__name__}, not a float"
-    )
-    value = float(value)
-    again = float(obj.compute(frame))
+    statistic = obj.statistic()
+    if statistic is None and type(obj).fit is not Metric.fit:  # learns from the history first
+        obj = obj.fit(frame[[ID, DATE, PRICE]]) or obj
+    value = _float(obj, obj.compute(frame))
+    again = _float(obj, obj.compute(frame))
     assert value == again or (np.isnan(value) and np.isnan(again)), f"{obj.name}: not deterministic"
     for seed in range(3):
         order = np.random.default_rng(seed).permutation(len(frame))
-        shuffled = float(obj.compute(frame.iloc[order].reset_index(drop=True)))
+        shuffled = _float(obj, obj.compute(frame.iloc[order].reset_index(drop=True)))
         assert np.isclose(shuffled, value, rtol=1e-9, equal_nan=True), (
             f"{obj.name}: depends on row order ({value} vs {shuffled})"
         )
     empty = frame.assign(
         predicted_price=np.nan, signal=pd.Categorical([None] * len(frame), categories=list(SIGNALS))
     )
-    float(obj.compute(empty))  # must not raise
-    if has_state(obj):
-        _check_state(obj, frame, value)
+    _float(obj, obj.compute(empty))  # must not raise
+    assert obj.get_params() == params, (
+        f"{obj.name}: get_params() changed after compute(); it must depend on the constructor "
+        "only (return inferred values beside the value: MetricValue)"
+    )
+    if statistic is not None:
+        _check_statistic(obj, statistic, frame)
 
 
-def _check_state(obj: Metric, frame: pd.DataFrame, value: float) -> None:
-    """The mergeable-state law on two card-disjoint halves of ``frame`` (each fitted on its
-    own cards, as a partition of a cluster is); states must survive pickling."""
+def _float(obj: Metric, value: Any) -> float:
+    assert isinstance(value, float | int | np.floating | np.integer), (
+        f"{obj.name}: returned {type(value).__name__}, not a float"
+    )
+    return float(value)
+
+
+def _check_statistic(obj: Metric, statistic: Statistic[Any], frame: pd.DataFrame) -> None:
+    """Equal specs for equal parameters, and the merge law on card-disjoint pieces of
+    ``frame`` without and with a test start; values must survive pickling."""
+    assert isinstance(statistic, Statistic), (
+        f"{obj.name}: statistic() returned {type(statistic).__name__}, not a Statistic"
+    )
+    twin = type(obj).from_params(obj.get_params()).statistic()
+    assert twin == statistic and hash(twin) == hash(statistic), (
+        f"{obj.name}: equal parameters give unequal statistics ({twin!r} vs {statistic!r}): "
+        "make the statistic a frozen dataclass of its specification"
+    )
     cards = np.asarray(frame[ID].astype(str))
     first = np.isin(cards, np.unique(cards)[::2])
-    states = []
-    for half in (frame.loc[first], frame.loc[~first]):
-        part = type(obj).from_params(obj.get_params())
-        if type(part).fit is not Metric.fit:
-            part = part.fit(half[[ID, DATE, PRICE]].assign(fitting=True)) or part
-        states.append(pickle.loads(pickle.dumps(part.state(half))))
-    merged = float(obj.finalize(obj.merge(*states)))
-    assert np.isclose(merged, value, rtol=1e-9, atol=1e-12, equal_nan=True), (
-        f"{obj.name}: finalize(merge(state(a), state(b))) is {merged}, compute(a + b) {value} "
-        "(frames a and b of different cards)"
-    )
+    dates = frame[DATE]
+    for start in (None, dates.sort_values().iloc[len(frame) // 2]):
+        fitting = np.zeros(len(frame), dtype=bool) if start is None else (dates < start).to_numpy()
+
+        def value_of(rows: pd.DataFrame, fit: np.ndarray[Any, Any], start: Any = start) -> Any:
+            if start is None:
+                return statistic.compute(rows, rows[[ID, DATE, PRICE]])
+            return statistic.compute(rows.loc[~fit], rows.loc[fit, [ID, DATE, PRICE]])
+
+        whole = _float(obj, obj.finalize(value_of(frame, fitting)))
+        pieces = [
+            pickle.loads(pickle.dumps(value_of(frame.loc[side], fitting[side])))
+            for side in (first, ~first)
+        ]
+        merged = _float(obj, obj.finalize(statistic.merge(*pieces)))
+        assert np.isclose(merged, whole, rtol=1e-9, atol=1e-12, equal_nan=True), (
+            f"{obj.name}: finalize(merge(compute(a), compute(b))) is {merged}, "
+            f"finalize(compute(a + b)) {whole} (frames a and b of different cards"
+            f"{'' if start is None else ', with a test start'})"
+        )
 
 
 def check_policy(policy: type[SignalPolicy] | SignalPolicy) -> None:

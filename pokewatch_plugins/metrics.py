@@ -12,17 +12,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core import SIGNALS, Metric
+from pokewatch_core import PREDICTED, PRICE, SIGNAL, SIGNALS, Metric, Sums
 
 
 def _market(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-    return frame["market_price"].to_numpy(dtype=np.float64)
+    return frame[PRICE].to_numpy(dtype=np.float64)
 
 
 def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]:
     """predicted - market with 0 where either is missing, the unscored-row mask, and the
     number of scored rows. The error array is fresh, so callers may change it in place."""
-    error = frame["predicted_price"].to_numpy(dtype=np.float64) - _market(frame)
+    error = frame[PREDICTED].to_numpy(dtype=np.float64) - _market(frame)
     unscored = np.isnan(error)
     error[unscored] = 0.0
     return error, unscored, len(error) - int(np.count_nonzero(unscored))
@@ -31,54 +31,24 @@ def _errors(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, 
 def _unscored(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
     """Rows without a market price or without a prediction (a fresh array)."""
     unscored: np.ndarray[Any, Any] = np.isnan(_market(frame))
-    unscored |= np.isnan(frame["predicted_price"].to_numpy(dtype=np.float64))
+    unscored |= np.isnan(frame[PREDICTED].to_numpy(dtype=np.float64))
     return unscored
 
 
-def _scored_count(frame: pd.DataFrame) -> int:
-    unscored = _unscored(frame)
-    return len(unscored) - int(np.count_nonzero(unscored))
+@dataclass(frozen=True)
+class SquaredErrors(Sums[tuple[float, int]]):
+    """Sum of squared errors and number of scored rows."""
 
-
-@dataclass
-class _Sums(Metric):
-    """A metric whose state is a tuple of sums and counts over the scored rows: the states of
-    frames holding different cards add up, element by element, to the state of their rows."""
-
-    def merge(self, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(x + y for x, y in zip(a, b, strict=True))
-
-
-@dataclass
-class Rmse(_Sums):
-    name: ClassVar[str] = "rmse"
-    description: ClassVar[str] = (
-        "Root mean squared error of predicted vs market price over scored rows (price)."
-    )
-    unit: ClassVar[str] = "price"
-    greater_is_better: ClassVar[bool | None] = False
-
-    def state(self, frame: pd.DataFrame) -> tuple[float, int]:
-        """Sum of squared errors and number of scored rows."""
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[float, int]:
         error, _, n = _errors(frame)
         return float(np.dot(error, error)), n
 
-    def finalize(self, state: tuple[float, int]) -> float:
-        squares, n = state
-        return float(np.sqrt(squares / n)) if n else float("nan")
 
+@dataclass(frozen=True)
+class PercentErrors(Sums[tuple[float, int]]):
+    """Sum of |error| / |market| and number of scored rows."""
 
-@dataclass
-class Mape(_Sums):
-    name: ClassVar[str] = "mape"
-    description: ClassVar[str] = (
-        "Mean absolute percentage error |predicted - market| / market over scored rows (percent)."
-    )
-    unit: ClassVar[str] = "percent"
-    greater_is_better: ClassVar[bool | None] = False
-
-    def state(self, frame: pd.DataFrame) -> tuple[float, int]:
-        """Sum of |error| / |market| and number of scored rows."""
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[float, int]:
         error, unscored, n = _errors(frame)
         np.abs(error, out=error)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -86,8 +56,74 @@ class Mape(_Sums):
         error[unscored] = 0.0  # 0 / NaN market is NaN again
         return float(error.sum()), n
 
-    def finalize(self, state: tuple[float, int]) -> float:
-        ratios, n = state
+
+@dataclass(frozen=True)
+class Coverage(Sums[tuple[int, int]]):
+    """Number of scored rows and number of rows with a market price."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[int, int]:
+        market = _market(frame)
+        unscored = _unscored(frame)
+        priced = len(market) - int(np.count_nonzero(np.isnan(market)))
+        return len(unscored) - int(np.count_nonzero(unscored)), priced
+
+
+def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
+    """A fresh boolean array: rows whose signal is ``signal``."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = list(column.cat.categories)
+        if signal not in categories:
+            return np.zeros(len(column), dtype=bool)
+        hits: np.ndarray[Any, Any] = np.asarray(column.array.codes) == categories.index(signal)
+        return hits
+    return np.array((column == signal).to_numpy(dtype=bool, na_value=False))
+
+
+@dataclass(frozen=True)
+class SignalCounts(Sums[tuple[int, ...]]):
+    """Scored rows with each signal (BUY, SELL, HOLD) and scored rows."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[int, ...]:
+        unscored = _unscored(frame)
+        counts = []
+        for signal in SIGNALS:
+            hits = _is_signal(frame[SIGNAL], signal)
+            hits[unscored] = False
+            counts.append(int(np.count_nonzero(hits)))
+        return (*counts, len(unscored) - int(np.count_nonzero(unscored)))
+
+
+@dataclass
+class Rmse(Metric):
+    name: ClassVar[str] = "rmse"
+    description: ClassVar[str] = (
+        "Root mean squared error of predicted vs market price over scored rows (price)."
+    )
+    unit: ClassVar[str] = "price"
+    greater_is_better: ClassVar[bool | None] = False
+
+    def statistic(self) -> SquaredErrors:
+        return SquaredErrors()
+
+    def finalize(self, value: tuple[float, int]) -> float:
+        squares, n = value
+        return float(np.sqrt(squares / n)) if n else float("nan")
+
+
+@dataclass
+class Mape(Metric):
+    name: ClassVar[str] = "mape"
+    description: ClassVar[str] = (
+        "Mean absolute percentage error |predicted - market| / market over scored rows (percent)."
+    )
+    unit: ClassVar[str] = "percent"
+    greater_is_better: ClassVar[bool | None] = False
+
+    def statistic(self) -> PercentErrors:
+        return PercentErrors()
+
+    def finalize(self, value: tuple[float, int]) -> float:
+        ratios, n = value
         return ratios / n * 100.0 if n else float("nan")
 
 
@@ -99,60 +135,38 @@ class DatasetSize(Metric):
     )
     unit: ClassVar[str] = "count"
 
-    def state(self, frame: pd.DataFrame) -> int:
-        """Number of scored rows."""
-        return _scored_count(frame)
+    def statistic(self) -> Coverage:
+        return Coverage()
 
-    def merge(self, a: int, b: int) -> int:
-        return a + b
-
-    def finalize(self, state: int) -> float:
-        return float(state)
+    def finalize(self, value: tuple[int, int]) -> float:
+        return float(value[0])
 
 
 @dataclass
-class CoverageRate(_Sums):
+class CoverageRate(Metric):
     name: ClassVar[str] = "coverage_rate"
     description: ClassVar[str] = "Rows with a market price that have a prediction (percent)."
     unit: ClassVar[str] = "percent"
     greater_is_better: ClassVar[bool | None] = True
 
-    def state(self, frame: pd.DataFrame) -> tuple[int, int]:
-        """Number of scored rows and number of rows with a market price."""
-        market = _market(frame)
-        priced = len(market) - int(np.count_nonzero(np.isnan(market)))
-        return _scored_count(frame), priced
+    def statistic(self) -> Coverage:
+        return Coverage()
 
-    def finalize(self, state: tuple[int, int]) -> float:
-        scored, priced = state
+    def finalize(self, value: tuple[int, int]) -> float:
+        scored, priced = value
         return 100.0 * scored / priced if priced else float("nan")
 
 
-def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
-    """A fresh boolean array: rows whose signal is ``signal``."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = list(column.cat.categories)
-        if signal not in categories:
-            return np.zeros(len(column), dtype=bool)
-        return np.asarray(np.asarray(column.array.codes) == categories.index(signal))
-    return np.array((column == signal).to_numpy(dtype=bool, na_value=False))
-
-
 @dataclass
-class _SignalRate(_Sums):
+class _SignalRate(Metric):
     signal: ClassVar[str] = ""
     unit: ClassVar[str] = "percent"
 
-    def state(self, frame: pd.DataFrame) -> tuple[int, int]:
-        """Number of scored rows with the signal and number of scored rows."""
-        unscored = _unscored(frame)
-        total = len(unscored) - int(np.count_nonzero(unscored))
-        hits = _is_signal(frame["signal"], self.signal)
-        hits[unscored] = False
-        return int(np.count_nonzero(hits)), total
+    def statistic(self) -> SignalCounts:
+        return SignalCounts()
 
-    def finalize(self, state: tuple[int, int]) -> float:
-        hits, total = state
+    def finalize(self, value: tuple[int, ...]) -> float:
+        hits, total = value[SIGNALS.index(self.signal)], value[-1]
         return 100.0 * hits / total if total else float("nan")
 
 

@@ -17,45 +17,19 @@ All are over *scored* rows (a market price and a prediction):
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from dataclasses import dataclass
+from typing import ClassVar
 
-import pandas as pd
-
-from pokewatch_core import Metric, NaiveBaseline, NaiveSums
+from pokewatch_core import Metric, NaiveForecast, NaiveSums
 
 
 @dataclass
 class _Relative(Metric):
-    """A metric over the naive-forecast sums of the run's history (``NaiveBaseline``): the
-    five relative metrics share one pass over the rows."""
+    """A metric over the naive forecast's sums (``NaiveForecast()``, which reads the run's
+    history): the five relative metrics share one pass over the rows."""
 
-    _baseline: NaiveBaseline | None = field(default=None, init=False, repr=False)
-
-    def fit(self, history: pd.DataFrame) -> Self:
-        self._baseline = NaiveBaseline.of(history)
-        return self
-
-    def sums(self, frame: pd.DataFrame) -> NaiveSums:
-        """The sums over ``frame`` (not fitted: the frame's own rows are the history)."""
-        baseline = self._baseline or NaiveBaseline.of(frame)
-        return baseline.sums(frame)
-
-    # The state: the naive sums (counts and sums, the MASE scale as a sum and a count of
-    # one-step changes), shared by the five metrics and added up across partitions.
-
-    def state(self, frame: pd.DataFrame) -> NaiveSums:
-        """The naive sums of ``frame`` (after ``fit``: against the fitted history)."""
-        return self.sums(frame)
-
-    def merge(self, a: NaiveSums, b: NaiveSums) -> NaiveSums:
-        """The sums of both frames' rows."""
-        return a + b
-
-    def state_key(self) -> Hashable:
-        """One state for the relative metrics of an evaluation."""
-        return ("naive_sums",)
+    def statistic(self) -> NaiveForecast:
+        return NaiveForecast()
 
 
 def _ratio(a: float, b: float) -> float:

@@ -1,17 +1,15 @@
-"""Signal-quality and strategy metrics: fields of the analyses of ``pokewatch_core.analysis.core``
-(definitions there). The metrics of one horizon share one quality state, those of one fee one
-strategy state, so each is computed once per evaluation and merges exactly across partitions."""
+"""Signal-quality and strategy metrics: fields of the analyses of ``pokewatch_core.analysis``
+(definitions in its ``quality`` and ``strategy`` modules). The metrics of one horizon read one
+``Quality(horizon)`` statistic, those of one fee one ``Strategy(fee_pct)``, so each is computed
+once per evaluation and merges exactly across partitions."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import pandas as pd
-
-from pokewatch_core import Metric, QualityState, StrategyState, quality_state, strategy_state
+from pokewatch_core import Metric, MetricValue, Quality, QualityState, Strategy, StrategyState
 
 
 @dataclass
@@ -26,17 +24,11 @@ class _SignalQualityMetric(Metric):
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
 
-    def state(self, frame: pd.DataFrame) -> QualityState:
-        return quality_state(frame, self.horizon)
+    def statistic(self) -> Quality:
+        return Quality(self.horizon)
 
-    def merge(self, a: QualityState, b: QualityState) -> QualityState:
-        return a.merge(b)
-
-    def finalize(self, state: QualityState) -> float:
-        return float(getattr(state.finalize(), self.name))
-
-    def state_key(self) -> Hashable:
-        return QualityState.key(self.horizon)
+    def finalize(self, value: QualityState) -> float:
+        return float(getattr(value.finalize(), self.name))
 
 
 @dataclass
@@ -111,17 +103,11 @@ class _StrategyMetric(Metric):
         if not 0 <= self.fee_pct < 1:
             raise ValueError(f"fee_pct must be in [0, 1), got {self.fee_pct}")
 
-    def state(self, frame: pd.DataFrame) -> StrategyState:
-        return strategy_state(frame, self.fee_pct)
+    def statistic(self) -> Strategy:
+        return Strategy(self.fee_pct)
 
-    def merge(self, a: StrategyState, b: StrategyState) -> StrategyState:
-        return a.merge(b)
-
-    def finalize(self, state: StrategyState) -> float:
-        return float(getattr(state.finalize(), self.field))
-
-    def state_key(self) -> Hashable:
-        return StrategyState.key(self.fee_pct)
+    def finalize(self, value: StrategyState) -> float:
+        return float(getattr(value.finalize(), self.field))
 
 
 @dataclass
@@ -144,7 +130,6 @@ class StrategySharpe(_StrategyMetric):
     )
     field: ClassVar[str] = "sharpe"
     unit: ClassVar[str] = "ratio"
-    inferred_params: ClassVar[tuple[str, ...]] = ("periods_per_year",)
     periods_per_year: float | None = None
 
     def __post_init__(self) -> None:
@@ -152,21 +137,15 @@ class StrategySharpe(_StrategyMetric):
         given = self.periods_per_year
         if given is not None and not (math.isfinite(given) and 0 < given <= 366 * 24):
             raise ValueError(f"periods_per_year must be in (0, 8784], got {given}")
-        self._used: float | None = None
 
-    def finalize(self, state: StrategyState) -> float:
-        run = state.finalize()
-        self._used = (
-            run.periods_per_year if self.periods_per_year is None else self.periods_per_year
-        )
-        return run.sharpe_at(self._used)
-
-    def get_params(self) -> dict[str, Any]:
-        """The parameters, with the periods per year actually used once computed."""
-        params = super().get_params()
-        if self.periods_per_year is None and self._used is not None:
-            params["periods_per_year"] = self._used
-        return params
+    def finalize(self, value: StrategyState) -> float:
+        """The Sharpe ratio; left unset, the periods per year are inferred from the return
+        series and returned beside the value (logged apart from the parameters)."""
+        run = value.finalize()
+        if self.periods_per_year is not None:
+            return run.sharpe_at(self.periods_per_year)
+        inferred = run.periods_per_year
+        return MetricValue(run.sharpe_at(inferred), {"periods_per_year": inferred})
 
 
 @dataclass

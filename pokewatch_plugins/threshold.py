@@ -47,7 +47,7 @@ class ThresholdPolicy(SignalPolicy):
                 f"impossible, so BUY could never happen), got {self.buy_threshold_pct}"
             )
 
-    def decide(self, market_price: Any, fair_price: Any) -> pd.Categorical:
+    def decide(self, market_price: Any, fair_price: Any) -> pd.Categorical[str]:
         market = np.asarray(market_price, dtype=np.float64)
         fair = np.asarray(fair_price, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):

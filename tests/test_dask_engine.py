@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pokewatch_core import ConfigError, DataError, Metric, embedded_sample_path, evaluate
+from pokewatch_core import (
+    PREDICTED,
+    PRICE,
+    ConfigError,
+    DataError,
+    Metric,
+    Sums,
+    embedded_sample_path,
+    evaluate,
+)
 from pokewatch_core.engines.dask_engine import DaskEngine, evaluate_on_dask
 from pokewatch_core.evaluation.spec import EvaluationSpec
 from pokewatch_core.plugins.resolve import resolve_components
@@ -70,6 +79,7 @@ def assert_same_numbers(local, remote) -> None:
     assert list(remote.metrics) == list(local.metrics)
     for name, value in local.metrics.items():
         assert same(remote.metrics[name], value), (name, remote.metrics[name], value)
+    assert remote.inferred == local.inferred  # e.g. the periods per year of strategy_sharpe
 
 
 def assert_same_analyses(local, remote) -> None:
@@ -168,6 +178,39 @@ def test_a_stateless_metric_is_computed_on_the_gathered_frame(scheduler, tmp_pat
     remote = on_dask(embedded_sample_path(), scheduler, tmp_path / "f", metrics=metrics)
     assert_same_numbers(local, remote)
     assert remote.frame is not None and len(remote.frame) == len(local.frame)
+
+
+@dataclass(frozen=True)
+class SquaredLogErrors(Sums[tuple[float, int]]):
+    """A third-party sum-and-count statistic: merged by adding, no merge written."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[float, int]:
+        error = (np.log(frame[PREDICTED]) - np.log(frame[PRICE])).dropna()
+        return float((error**2).sum()), len(error)
+
+
+@dataclass
+class RootMeanSquaredLogError(Metric):
+    name: ClassVar[str] = "rmsle_test"
+    description: ClassVar[str] = "Root mean squared log error (ratio)."
+
+    def statistic(self) -> SquaredLogErrors:
+        return SquaredLogErrors()
+
+    def finalize(self, value: tuple[float, int]) -> float:
+        total, count = value
+        return math.sqrt(total / count) if count else float("nan")
+
+
+def test_a_sums_metric_of_a_plugin_merges_on_the_partitions(scheduler, tmp_path):
+    metrics = ["rmse", RootMeanSquaredLogError]
+    local = evaluate("baseline_moving_average", embedded_sample_path(), metrics=metrics)
+    remote = on_dask(
+        embedded_sample_path(), scheduler, tmp_path / "f", metrics=metrics, partitions=4
+    )
+    assert_same_numbers(local, remote)
+    assert remote.frame is None  # merged from the partitions' values: nothing gathered
+    assert SquaredLogErrors() in remote.states
 
 
 def test_a_stateless_metric_over_the_gather_limit_is_refused_before_work(scheduler, tmp_path):

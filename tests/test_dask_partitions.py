@@ -16,9 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pokewatch_core import DataError, embedded_sample_path, evaluate
-from pokewatch_core.analysis.core import OVERVIEW, ROWS_HASH
+from pokewatch_core.analysis.digest import RowsDigest
+from pokewatch_core.analysis.overview import Overview
+from pokewatch_core.data.naive import NaiveForecast
 from pokewatch_core.engines import partitions as parts
-from pokewatch_core.evaluation.runner import finalize_metrics, merge_states, resolve_components
+from pokewatch_core.evaluation.runner import resolve_components
+from pokewatch_core.evaluation.scoring import finalize_metrics, merge_states
 from tests.conftest import make_panel, panels
 from tests.test_metric_states import SUMMED
 
@@ -179,8 +182,10 @@ def test_partition_states_merged_equal_the_local_metrics():
         merged = merge_states(metrics, merged, state)
     values = finalize_metrics(metrics, merged)
     assert set(SUMMED) <= set(values)
-    for name, value in values.items():
-        assert value == pytest.approx(local.metrics[name], rel=1e-9, abs=1e-12, nan_ok=True), name
+    for name, outcome in values.items():
+        assert outcome.value == pytest.approx(
+            local.metrics[name], rel=1e-9, abs=1e-12, nan_ok=True
+        ), name
 
 
 def test_a_partition_without_scored_rows_gives_no_state():
@@ -193,9 +198,10 @@ def test_a_partition_without_scored_rows_gives_no_state():
     )
     # nothing is scored, but it counts in the overview, the digest and what the metrics learn
     # from the history (the MASE scale's one-step changes)
-    assert {OVERVIEW, ROWS_HASH} <= set(states)
-    assert states[OVERVIEW].rows == len(table) and states[OVERVIEW].scored == 0
-    naive = states[metrics["mase"].state_key()]
+    assert {Overview(), RowsDigest()} <= set(states)
+    assert states[Overview()].rows == len(table) and states[Overview()].scored == 0
+    assert metrics["mase"].statistic() == NaiveForecast()
+    naive = states[NaiveForecast()]
     assert naive.scored == 0 and naive.changes > 0
     assert frame["predicted_price"].isna().all() and len(frame) == len(table)
 
@@ -220,7 +226,7 @@ def test_without_the_extra_the_dask_engine_names_it(tmp_path, monkeypatch):
 @settings(max_examples=25, deadline=None)
 @given(data=panels(max_cards=6, max_days=12), seed=st.integers(0, 2**16))
 def test_the_rows_hash_is_free_of_order_and_partitioning_and_sees_a_changed_price(data, seed):
-    from pokewatch_core.analysis.core import rows_hash
+    from pokewatch_core.analysis.digest import rows_hash
     from pokewatch_core.data.tables import prepare_prices
 
     table = prepare_prices(data)

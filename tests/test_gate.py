@@ -162,3 +162,20 @@ def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli,
     )
     assert out.exit_code == 2 and "no tracking store" in out.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_rescoring_reads_no_inferred_value_as_a_parameter():
+    """A candidate logs what its metrics inferred apart (``inferred.<metric>.<name>``): the
+    champion is re-scored with the user's parameters only, so it infers them again."""
+    from pokewatch_core import get_plugins
+    from pokewatch_core.tracking import gate
+
+    logged = {
+        "periods_per_year": "None",
+        "inferred.strategy_sharpe.periods_per_year": "52.0",
+        "fee_pct": "0.0",
+    }
+    kept = {k: v for k, v in logged.items() if not gate._inferred(k)}
+    cls = get_plugins().metrics.get("strategy_sharpe")
+    given = gate._filtered(cls, kept, "strategy_sharpe")
+    assert cls.from_params(given).periods_per_year is None

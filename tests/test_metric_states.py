@@ -1,12 +1,13 @@
-"""Mergeable metric states: the state of card-disjoint pieces, merged and finalized, is the
-metric of the whole frame (the law a partitioned engine relies on)."""
+"""Statistics, the mergeable values metrics read: the values of card-disjoint pieces, merged and
+finalized, are the metric of the whole frame (the law a partitioned engine relies on); equal
+statistics are computed once per evaluation; old-style metrics that only compute still work."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from functools import reduce
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pokewatch_core import Metric, evaluate, get_plugins
-from pokewatch_core.components import has_state
-from pokewatch_core.data.naive import FITTING
+from pokewatch_core import (
+    DATE,
+    ID,
+    PREDICTED,
+    PRICE,
+    Metric,
+    MetricValue,
+    NaiveForecast,
+    Quality,
+    Statistic,
+    Strategy,
+    Sums,
+    evaluate,
+    get_plugins,
+)
 from pokewatch_core.testing import check_metric
-from tests.conftest import panels
+from tests.conftest import make_panel, panels
 
-# the default metrics whose states this suite covers (sums and counts)
+# the default metrics whose statistics are sums and counts
 SUMMED = [
     "rmse",
     "mape",
@@ -35,10 +48,15 @@ SUMMED = [
     "skill_vs_naive",
     "directional_accuracy",
 ]
+RELATIVE = ["mae", "wape", "mase", "skill_vs_naive", "directional_accuracy"]
+
+
+def metric(name: str, **params: Any) -> Metric:
+    return get_plugins().metrics.get(name).from_params(params)
 
 
 def stateful_defaults() -> list[str]:
-    return [n for n in get_plugins().metrics.names() if has_state(get_plugins().metrics.get(n)())]
+    return [n for n in get_plugins().metrics.names() if metric(n).statistic() is not None]
 
 
 def same(a: float, b: float) -> bool:
@@ -49,53 +67,91 @@ def same(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def fitted(name: str, frame: pd.DataFrame, fitting: np.ndarray) -> Metric:
-    """A fresh metric, fitted (if it learns) on ``frame``'s rows as its history."""
-    metric = get_plugins().metrics.get(name)()
-    if type(metric).fit is not Metric.fit:
-        history = frame[["card_id", "date", "market_price"]].assign(**{FITTING: fitting})
-        metric = metric.fit(history) or metric
-    return metric
+def value_of(piece: pd.DataFrame, start: pd.Timestamp | None, statistic: Statistic[Any]) -> Any:
+    """The statistic over ``piece``'s scored rows, its history the rows the model is fitted on
+    (all, or those before ``start``), as a partition of a cluster computes it."""
+    if start is None:
+        return statistic.compute(piece, piece[[ID, DATE, PRICE]])
+    before = (piece[DATE] < start).to_numpy()
+    return statistic.compute(piece.loc[~before], piece.loc[before, [ID, DATE, PRICE]])
 
 
 def piecewise(name: str, frame: pd.DataFrame, start: pd.Timestamp | None, labels) -> float:
-    """The metric from the merged states of the pieces of ``frame`` (one per label), each
-    fitted on its own rows only, as a partition of a cluster is."""
-    states = []
-    for label in np.unique(labels):
-        piece = frame.loc[labels == label]
-        fitting = np.ones(len(piece), bool) if start is None else (piece["date"] < start).to_numpy()
-        scored = piece if start is None else piece.loc[~fitting]
-        states.append(fitted(name, piece, fitting).state(scored))
-    finisher = get_plugins().metrics.get(name)()
-    return finisher.finalize(reduce(finisher.merge, states))
-
-
-def test_every_default_metric_declares_a_state():
-    for name in SUMMED:
-        assert has_state(get_plugins().metrics.get(name)()), name
-    assert stateful_defaults() == get_plugins().metrics.names()
-
-
-def test_metrics_sharing_a_key_share_the_state_they_finalize():
-    # one state object serves every relative metric: each finalizes it to its own value
-    frame = evaluate("baseline_moving_average", _sample()).frame
-    relative = ["mae", "wape", "mase", "skill_vs_naive", "directional_accuracy"]
-    keys = {get_plugins().metrics.get(n)().state_key() for n in relative}
-    assert len(keys) == 1
-    fitting = np.ones(len(frame), bool)
-    shared = fitted("mae", frame, fitting).state(frame)
-    for name in relative:
-        assert same(
-            fitted(name, frame, fitting).finalize(shared),
-            fitted(name, frame, fitting).compute(frame),
-        )
+    """The metric from the merged values of the pieces of ``frame`` (one per label)."""
+    finisher = metric(name)
+    statistic = finisher.statistic()
+    assert statistic is not None
+    values = [value_of(frame.loc[labels == label], start, statistic) for label in np.unique(labels)]
+    return float(finisher.finalize(reduce(statistic.merge, values)))
 
 
 def _sample():
     from pokewatch_core import embedded_sample_path
 
     return embedded_sample_path()
+
+
+def test_every_default_metric_declares_a_statistic():
+    for name in SUMMED:
+        assert metric(name).statistic() is not None, name
+    assert stateful_defaults() == get_plugins().metrics.names()
+
+
+def test_statistics_are_specifications_equal_by_their_fields():
+    assert Quality(1) == Quality(horizon=1) and hash(Quality(1)) == hash(Quality(horizon=1))
+    assert Quality(1) != Quality(2) and Strategy(0.0) == Strategy(0) != Strategy(0.01)
+    assert {metric(n).statistic() for n in RELATIVE} == {NaiveForecast()}
+    assert metric("buy_precision", horizon=3).statistic() == Quality(3)
+    assert (
+        metric("turnover", fee_pct=0.01).statistic()
+        == metric("strategy_sharpe", fee_pct=0.01).statistic()
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "statistic", "calls"),
+    [
+        (RELATIVE, NaiveForecast, 1),
+        (
+            [
+                "buy_precision",
+                "sell_precision",
+                "buy_recall",
+                "sell_recall",
+                "buy_lift",
+                "sell_lift",
+                "mean_forward_return_buy",
+                "mean_forward_return_sell",
+            ],
+            Quality,
+            1,
+        ),
+        (
+            ["strategy_total_return", "strategy_sharpe", "strategy_max_drawdown", "turnover"],
+            Strategy,
+            1,
+        ),
+    ],
+)
+def test_equal_statistics_are_computed_once_per_evaluation(monkeypatch, names, statistic, calls):
+    seen: list[Statistic[Any]] = []
+    real = statistic.compute
+
+    def counted(self, frame, history):
+        seen.append(self)
+        return real(self, frame, history)
+
+    monkeypatch.setattr(statistic, "compute", counted)
+    result = evaluate("baseline_moving_average", make_panel(cards=4, days=30), metrics=names)
+    _ = result.analyses  # the analyses reuse an equal statistic of the metrics
+    assert len(seen) == calls, seen
+
+
+def test_metrics_sharing_a_statistic_finalize_one_value_each_to_their_own():
+    frame = evaluate("baseline_moving_average", _sample()).frame
+    shared = NaiveForecast().compute(frame, frame[[ID, DATE, PRICE]])
+    for name in RELATIVE:
+        assert same(float(metric(name).finalize(shared)), float(metric(name).compute(frame)))
 
 
 @settings(max_examples=30, deadline=None)
@@ -105,7 +161,7 @@ def _sample():
     pieces=st.integers(1, 4),
     cut=st.sampled_from([None, 5, 10, 15]),
 )
-def test_merged_states_of_card_disjoint_pieces_equal_the_whole(data, seed, pieces, cut):
+def test_merged_values_of_card_disjoint_pieces_equal_the_whole(data, seed, pieces, cut):
     start = None if cut is None else pd.Timestamp("2025-03-01") + pd.Timedelta(days=cut)
     if start is not None and not (data["date"] >= start).any():
         start = None  # no scored period: the evaluation refuses it
@@ -122,36 +178,165 @@ def test_merged_states_of_card_disjoint_pieces_equal_the_whole(data, seed, piece
 
 
 @pytest.mark.parametrize("name", SUMMED)
-def test_the_state_of_no_rows_is_neutral(name):
+def test_the_value_of_no_rows_is_neutral(name):
     frame = evaluate("baseline_moving_average", _sample()).frame
-    fitting = np.ones(len(frame), bool)
-    metric = fitted(name, frame, fitting)
-    empty = metric.state(frame.iloc[:0])
-    whole = metric.state(frame)
-    assert same(metric.finalize(metric.merge(empty, whole)), metric.compute(frame))
-    assert same(metric.finalize(metric.merge(whole, empty)), metric.compute(frame))
+    obj = metric(name)
+    statistic = obj.statistic()
+    assert statistic is not None
+    empty = statistic.compute(frame.iloc[:0], frame.iloc[:0][[ID, DATE, PRICE]])
+    whole = statistic.compute(frame, frame[[ID, DATE, PRICE]])
+    expected = float(obj.compute(frame))
+    assert same(float(obj.finalize(statistic.merge(empty, whole))), expected)
+    assert same(float(obj.finalize(statistic.merge(whole, empty))), expected)
+
+
+def test_get_params_depend_on_the_constructor_only():
+    sharpe = metric("strategy_sharpe")
+    before = sharpe.get_params()
+    result = evaluate("baseline_moving_average", make_panel(cards=3, days=30), metrics=[sharpe])
+    assert sharpe.get_params() == before == {"fee_pct": 0.0, "periods_per_year": None}
+    inferred = result.inferred["strategy_sharpe"]["periods_per_year"]
+    assert result.params["inferred.strategy_sharpe.periods_per_year"] == inferred == 365.0
+    assert result.params["periods_per_year"] is None  # the user's (unset) parameter
+
+
+@dataclass(frozen=True)
+class AbsErrors(Sums[tuple[float, int]]):
+    """Sum of |error| and scored rows: merged by adding, no merge written."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[float, int]:
+        error = (frame[PREDICTED] - frame[PRICE]).abs().dropna()
+        return float(error.sum()), len(error)
 
 
 @dataclass
-class MeanOfMeans(Metric):
-    """A state that does not merge exactly: the mean of two means is not the mean."""
+class MyMae(Metric):
+    """A third-party metric on a ``Sums`` statistic of its own."""
 
-    name: ClassVar[str] = "mean_error_of_means"
-    description: ClassVar[str] = "Mean predicted - market, merged wrongly (price)."
+    name: ClassVar[str] = "my_mae"
+    description: ClassVar[str] = "Mean |predicted - market| (price)."
     unit: ClassVar[str] = "price"
+    greater_is_better: ClassVar[bool | None] = False
 
-    def state(self, frame: pd.DataFrame) -> float:
-        return float((frame["predicted_price"] - frame["market_price"]).mean())
+    def statistic(self) -> AbsErrors:
+        return AbsErrors()
+
+    def finalize(self, value: tuple[float, int]) -> float:
+        total, count = value
+        return total / count if count else float("nan")
+
+
+@dataclass
+class MedianError(Metric):
+    """An old-style metric: ``compute`` only, with a ``fit`` on the history."""
+
+    name: ClassVar[str] = "median_error_seen"
+    description: ClassVar[str] = "Median |predicted - market| (price)."
+    unit: ClassVar[str] = "price"
+    seen: ClassVar[list[pd.DataFrame]] = []
+
+    def fit(self, history: pd.DataFrame) -> MedianError:
+        self.seen.append(history)
+        return self
+
+    def compute(self, frame: pd.DataFrame) -> float:
+        return float((frame[PREDICTED] - frame[PRICE]).abs().median())
+
+
+def test_sums_and_compute_only_metrics_score_like_the_defaults():
+    data = make_panel(cards=5, days=30)
+    result = evaluate(
+        "baseline_moving_average",
+        data,
+        metrics=["mae", MyMae, MedianError],
+        test_start="2024-01-20",
+    )
+    assert result.metrics["my_mae"] == pytest.approx(result.metrics["mae"], rel=1e-12)
+    error = (result.scored_frame[PREDICTED] - result.scored_frame[PRICE]).abs()
+    assert result.metrics["median_error_seen"] == pytest.approx(error.median())
+    check_metric(MyMae)
+    check_metric(MedianError)
+
+
+def test_a_compute_only_metric_is_fitted_on_the_models_history(monkeypatch):
+    from pokewatch_plugins.baseline import BaselineMovingAverage
+
+    given: list[pd.DataFrame] = []
+    real = BaselineMovingAverage.fit
+
+    def fit(self, history):
+        given.append(history)
+        return real(self, history)
+
+    monkeypatch.setattr(BaselineMovingAverage, "fit", fit)
+    MedianError.seen.clear()
+    evaluate(
+        "baseline_moving_average",
+        make_panel(cards=3, days=30),
+        metrics=[MedianError],
+        test_start="2024-01-15",
+    )
+    (model_history,), (metric_history,) = given, MedianError.seen
+    assert list(metric_history.columns) == [ID, DATE, PRICE]  # no extra column
+    pd.testing.assert_frame_equal(metric_history, model_history)
+
+
+def test_a_metric_value_carries_inferred_values():
+    value = MetricValue(1.5, {"k": 2})
+    assert float(value) == 1.5 and value.inferred == {"k": 2}
+
+
+@dataclass(frozen=True)
+class MeansOf(Statistic[float]):
+    """A statistic that does not merge exactly: the mean of two means is not the mean."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> float:
+        return float((frame[PREDICTED] - frame[PRICE]).mean())
 
     def merge(self, a: float, b: float) -> float:
         return (a + b) / 2
 
-    def finalize(self, state: float) -> float:
-        return state
+
+@dataclass
+class MeanOfMeans(Metric):
+    name: ClassVar[str] = "mean_error_of_means"
+    description: ClassVar[str] = "Mean predicted - market, merged wrongly (price)."
+    unit: ClassVar[str] = "price"
+
+    def statistic(self) -> MeansOf:
+        return MeansOf()
+
+    def finalize(self, value: float) -> float:
+        return value
 
 
-def test_the_conformance_kit_catches_a_state_that_does_not_merge_exactly():
-    with pytest.raises(AssertionError, match=r"finalize\(merge\(state\(a\), state\(b\)\)\)"):
+class Unequal(Statistic[float]):
+    """Not a dataclass: instances with different settings compare equal, or the reverse."""
+
+    def __init__(self) -> None:
+        self.token = object()
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> float:
+        return 0.0
+
+
+@dataclass
+class UnequalSpecs(MeanOfMeans):
+    name: ClassVar[str] = "unequal_specs"
+
+    def statistic(self) -> Unequal:  # type: ignore[override]
+        return Unequal()
+
+
+def test_the_conformance_kit_catches_a_statistic_that_does_not_merge_exactly():
+    with pytest.raises(AssertionError, match=r"finalize\(merge\(compute\(a\), compute\(b\)\)\)"):
         check_metric(MeanOfMeans)
+    with pytest.raises(AssertionError, match="equal parameters give unequal statistics"):
+        check_metric(UnequalSpecs)
     for name in SUMMED:
         check_metric(get_plugins().metrics.get(name))

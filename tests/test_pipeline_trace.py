@@ -9,9 +9,11 @@ import functools
 import pandas as pd
 import pytest
 
-import pokewatch_plugins.signal_metrics as signal_metrics
 from pokewatch_core import get_plugins
-from pokewatch_core.analysis import core as analysis
+from pokewatch_core.analysis.by_card import ByCard
+from pokewatch_core.analysis.overview import Overview
+from pokewatch_core.analysis.quality import Quality
+from pokewatch_core.analysis.strategy import Strategy
 from pokewatch_core.data import tables as data
 from pokewatch_core.plugins import resolve
 from pokewatch_core.tracking import log as tracking_log
@@ -50,11 +52,10 @@ def trace(monkeypatch):
     spy(BaselineMovingAverage, "fit", "fit")
     spy(BaselineMovingAverage, "predict", "predict")
     spy(ThresholdPolicy, "decide", "decide")
-    for module in (analysis, signal_metrics):
-        spy(module, "quality_state", "signal quality")
-        spy(module, "strategy_state", "strategy")
-    spy(analysis, "card_state", "per-card table")
-    spy(analysis, "overview_state", "overview")
+    spy(Quality, "compute", "signal quality")
+    spy(Strategy, "compute", "strategy")
+    spy(ByCard, "compute", "per-card table")
+    spy(Overview, "compute", "overview")
     spy(tracking_log, "log_evaluation", "log")
     return seen
 
@@ -77,7 +78,7 @@ def test_train_visits_each_stage_once_in_order(run_cli, store, trace, tmp_path, 
         "decide",
         "signal quality",  # shared by the eight signal-quality metrics
         "strategy",  # shared by the four strategy metrics
-        "overview",  # the analyses reuse the metrics' states, adding only these two
+        "overview",  # the analyses reuse the metrics' equal statistics, adding only these two
         "per-card table",
         "log",
         # MLflow tries the logged model on its input example (a few cards): that is the

@@ -270,6 +270,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(
         "ewma",
         "last_price_premium",
         "median_ae",
+        "hit_rate",
         "band",
     }
     uri = f"sqlite:///{tmp_path / 'ewma.db'}"

@@ -14,6 +14,7 @@ from pokewatch_core import backtest, evaluate, get_plugins, signal_quality
 from tests.conftest import panels
 
 CATS = ["BUY", "SELL", "HOLD"]
+INFERRED_PPY = "inferred.strategy_sharpe.periods_per_year"  # logged apart from the params
 
 
 def frame(rows) -> pd.DataFrame:
@@ -234,11 +235,15 @@ def test_periods_per_year_follow_the_data_and_are_logged(freq, periods):
         {"card_id": "a", "date": dates, "market_price": np.linspace(10, 20, len(dates))}
     )
     result = evaluate("baseline_moving_average", data, metrics=["strategy_sharpe"])
-    assert result.params["periods_per_year"] == periods
+    # inferred: logged apart from the parameters, which keep what the user gave (nothing)
+    assert result.params[INFERRED_PPY] == periods
+    assert result.inferred == {"strategy_sharpe": {"periods_per_year": periods}}
+    assert result.params["periods_per_year"] is None
     given_ = evaluate(
         "baseline_moving_average", data, metrics=["strategy_sharpe"], params={"periods_per_year": 6}
     )
     assert given_.params["periods_per_year"] == 6
+    assert INFERRED_PPY not in given_.params and not given_.inferred
 
 
 @settings(max_examples=30, deadline=None)
@@ -246,17 +251,17 @@ def test_periods_per_year_follow_the_data_and_are_logged(freq, periods):
 def test_card_aligned_chunks_give_the_same_figures(data, size):
     """The signal analyses walk the rows in chunks of whole cards: any chunk size gives the
     same numbers as one pass over all rows (shuffled input included)."""
-    from pokewatch_core.analysis import core as analysis
+    from pokewatch_core.data import price_index
 
     result = evaluate("baseline_moving_average", data, metrics=["rmse"])
     frame = result.frame.copy()  # a fresh frame: nothing reused between the two passes
     whole = (signal_quality(frame), backtest(frame))
-    original = analysis.CHUNK_ROWS
+    original = price_index.CHUNK_ROWS
     try:
-        analysis.CHUNK_ROWS = size
+        price_index.CHUNK_ROWS = size
         chunked = (signal_quality(frame.copy()), backtest(frame.copy()))
     finally:
-        analysis.CHUNK_ROWS = original
+        price_index.CHUNK_ROWS = original
     for a, b in zip(whole[0].__dict__.values(), chunked[0].__dict__.values(), strict=True):
         assert a == pytest.approx(b, rel=1e-12, nan_ok=True)
     for name in ("total_return", "sharpe", "max_drawdown", "turnover", "periods_per_year"):
@@ -270,14 +275,14 @@ def test_card_aligned_chunks_give_the_same_figures(data, size):
 def test_analysis_states_of_card_disjoint_pieces_merge_into_the_whole(data, seed):
     """Split an evaluation frame's cards in two at random: the merged states of the pieces
     give the figures of the whole (the law a partitioned engine relies on)."""
-    from pokewatch_core.analysis import core as analysis
+    from pokewatch_core.analysis import by_card, overview, quality, strategy
 
     frame = evaluate("baseline_moving_average", data, metrics=["rmse"]).frame
     cards = frame["card_id"].unique()
     pick = np.random.default_rng(seed).random(len(cards)) < 0.5
     one = frame["card_id"].isin(cards[pick]).to_numpy()
     a, b = frame.loc[one].copy(), frame.loc[~one].copy()
-    for make in (analysis.quality_state, analysis.strategy_state, analysis.card_state):
+    for make in (quality.quality_state, strategy.strategy_state, by_card.card_state):
         merged = make(a).merge(make(b)).finalize()
         whole = make(frame).finalize()
         if isinstance(whole, pd.DataFrame):
@@ -287,15 +292,15 @@ def test_analysis_states_of_card_disjoint_pieces_merge_into_the_whole(data, seed
             x, y = getattr(whole, name), getattr(merged, name)
             if isinstance(x, float):
                 assert y == pytest.approx(x, rel=1e-12, nan_ok=True), name
-        if isinstance(whole, analysis.Backtest):
+        if isinstance(whole, strategy.Backtest):
             assert (merged.dates == whole.dates).all()
             np.testing.assert_allclose(merged.strategy_returns, whole.strategy_returns, rtol=1e-12)
             for name in ("total_return", "sharpe", "max_drawdown", "turnover"):
                 assert getattr(merged, name) == pytest.approx(
                     getattr(whole, name), rel=1e-9, nan_ok=True
                 )
-    overview = analysis.overview_state
-    assert overview(a, None).merge(overview(b, None)) == overview(frame, None)
+    state = overview.overview_state
+    assert state(a, None).merge(state(b, None)) == state(frame, None)
 
 
 def test_periods_per_year_follow_the_return_series_not_each_card():
@@ -307,7 +312,7 @@ def test_periods_per_year_follow_the_return_series_not_each_card():
     ]
     staggered = pd.DataFrame(rows, columns=["card_id", "date", "market_price"])
     result = evaluate("baseline_moving_average", staggered, metrics=["strategy_sharpe"])
-    assert result.params["periods_per_year"] == 365
+    assert result.params[INFERRED_PPY] == 365
     every_other = pd.DataFrame(
         {
             "card_id": "a",
@@ -316,4 +321,4 @@ def test_periods_per_year_follow_the_return_series_not_each_card():
         }
     )
     result = evaluate("baseline_moving_average", every_other, metrics=["strategy_sharpe"])
-    assert result.params["periods_per_year"] == pytest.approx(182.5)
+    assert result.params[INFERRED_PPY] == pytest.approx(182.5)

@@ -92,7 +92,7 @@ def test_complete_run_with_intact_artifacts(server, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pokewatch_core.analysis.core import metrics_by_card
+    from pokewatch_core.analysis.by_card import metrics_by_card
     from pokewatch_core.evaluation.summary import evaluation_summary
 
     data = small_panel(tmp_path)

@@ -6,8 +6,9 @@ The MASE scale is the mean absolute one-step change of each card's observed pric
 fitting rows (the rows the model was fitted on), pooled across cards (Hyndman & Koehler,
 m = 1).
 
-The sums the five metrics need (their shared state) are computed in card-aligned chunks when
-the frame holds the history's own rows (no ``test_start``), so memory stays bounded.
+The sums the five metrics need are one statistic, ``NaiveForecast()``, that they share; it is
+computed in card-aligned chunks when the scored rows are the history's own rows (no
+``test_start``), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
+from pokewatch_core.data import price_index
 from pokewatch_core.data.price_index import PriceIndex, card_aligned_chunks, observed_before
 from pokewatch_core.data.tables import (
     DATE,
@@ -31,9 +33,9 @@ from pokewatch_core.data.tables import (
     sort_keys,
     strictly_sorted,
 )
+from pokewatch_core.statistics import Statistic, same_rows
 
-FITTING = "fitting"  # the boolean column of the history given to ``Metric.fit``
-CHUNK_ROWS = 1 << 20
+FITTING = "fitting"  # the optional boolean column of a ``NaiveBaseline``'s history
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class NaiveSums:
     """Sums over an evaluation frame's scored rows (market price and prediction).
 
     Every field is a sum or a count, so the sums of frames holding different cards add up
-    (``+``) to the sums of their rows together: the relative metrics' mergeable state."""
+    (``+``) to the sums of their rows together: the value of ``NaiveForecast()``."""
 
     scored: int  # scored rows
     abs_error: float  # sum |predicted - market|
@@ -147,9 +149,7 @@ class NaiveBaseline:
         return self.index.lag(pos, count, 1)
 
     def sums(self, frame: pd.DataFrame) -> NaiveSums:
-        """The sums of the relative metrics over ``frame`` (an evaluation frame). The five
-        relative metrics share them as one state (one ``state_key``), so an evaluation
-        computes them once."""
+        """The sums of the relative metrics over ``frame`` (an evaluation frame)."""
         market = frame[PRICE].to_numpy(dtype=np.float64)
         predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
         totals = _Totals()
@@ -164,7 +164,7 @@ class NaiveBaseline:
             order = np.argsort(sort_keys(card, day_numbers(dates)), kind="stable")
             card = card[order]
         change_sum, changes = 0.0, 0
-        for a, b in pairwise(card_aligned_chunks(card, CHUNK_ROWS)):
+        for a, b in pairwise(card_aligned_chunks(card, price_index.CHUNK_ROWS)):
             rows = slice(a, b) if order is None else order[a:b]
             block_card, block_market = card[a:b], market[rows]
             observed = ~np.isnan(block_market)
@@ -181,3 +181,24 @@ class NaiveBaseline:
             change_sum += float(np.abs(np.diff(seen))[same].sum())
             changes += int(np.count_nonzero(same))
         return totals.sums(change_sum, changes)
+
+
+@dataclass(frozen=True)
+class NaiveForecast(Statistic[NaiveSums]):
+    """The naive forecast's sums over the scored rows (``NaiveSums``), read by the five
+    relative metrics: the naive forecast of a scored row is its card's last observed price
+    before it in the history and the scored rows together, the MASE scale comes from the
+    history (the rows the model was fitted on)."""
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> NaiveSums:
+        """The sums of ``frame`` against ``history`` and ``frame``'s own earlier rows."""
+        if same_rows(frame, history):
+            return NaiveBaseline.of(history).sums(frame)
+        rows = pd.concat([history[[ID, DATE, PRICE]], frame[[ID, DATE, PRICE]]], ignore_index=True)
+        fitting = np.zeros(len(rows), dtype=bool)
+        fitting[: len(history)] = True
+        return NaiveBaseline.of(rows.assign(**{FITTING: fitting})).sums(frame)
+
+    def merge(self, a: NaiveSums, b: NaiveSums) -> NaiveSums:
+        """The sums of both frames' rows."""
+        return a + b

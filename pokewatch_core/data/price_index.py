@@ -26,7 +26,7 @@ from pokewatch_core.data.tables import (
 
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-CHUNK_ROWS = 1 << 18  # rows per work unit: temporaries stay small and are reused
+CHUNK_ROWS = 1 << 20  # rows per pass over card-aligned chunks: memory stays bounded
 THREADS = max(1, min(8, os.cpu_count() or 1))
 
 
@@ -204,7 +204,9 @@ class PriceIndex:
             order = np.argsort(self._row_keys, kind="stable")
             card, prices = card[order], prices[order]
         out = np.empty(len(card))
-        bounds = card_aligned_chunks(card, CHUNK_ROWS)
+        # work units of a quarter chunk, so that the threads share a pass: temporaries
+        # stay small and are reused
+        bounds = card_aligned_chunks(card, max(CHUNK_ROWS // 4, 1))
 
         def work(span: tuple[int, int]) -> None:
             a, b = span

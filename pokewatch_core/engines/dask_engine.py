@@ -21,28 +21,36 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from pokewatch_core.analysis.core import OVERVIEW, Analyses, OverviewState, analyses_from
+from pokewatch_core.analysis.analyses import Analyses, AnalysisStatistics
+from pokewatch_core.analysis.overview import Overview, OverviewState
 from pokewatch_core.components import Component, Metric, Model, SignalPolicy
-from pokewatch_core.data.tables import ALL_PRICES_MISSING, DATE
+from pokewatch_core.data.tables import ALL_PRICES_MISSING
 from pokewatch_core.engines import partitions as parts
 from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
-from pokewatch_core.evaluation.runner import finalize_metrics, merge_states
+from pokewatch_core.evaluation.scoring import (
+    States,
+    finalize_metrics,
+    inferred_of,
+    merge_states,
+    metric_statistics,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from pokewatch_core.evaluation.runner import EvaluationResult
     from pokewatch_core.evaluation.spec import EvaluationSpec
+    from pokewatch_core.statistics import MetricValue
 
 DEFAULT_GATHER_ROWS = 5_000_000
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
@@ -53,17 +61,18 @@ EXTRA = "pip install 'pokewatch[dask]'"
 
 @dataclass
 class DaskEvaluation:
-    """What ``evaluate_on_dask`` returns: the metrics, the merged states (by state key: the
+    """What ``evaluate_on_dask`` returns: the metrics, the merged states (by statistic: the
     metrics' and the analyses'), the analyses finalized from them, where the evaluation frame
     was written, and how the work was split."""
 
     metrics: dict[str, float]
-    states: dict[Hashable, Any]
+    states: States
     analyses: Analyses  # overview, signal quality, strategy, per-card table (merged)
     frame_dir: Path
     partitions: int
     rows: int
     frame: pd.DataFrame | None = None  # gathered only for metrics without a state
+    inferred: dict[str, dict[str, Any]] = field(default_factory=dict)  # by metric
 
     @property
     def params(self) -> dict[str, Any]:
@@ -189,6 +198,7 @@ class DaskEngine(Engine):
             engine_params=run.params,
         )
         result.analyses = run.analyses  # merged already: nothing to compute again
+        result.inferred = run.inferred
         return result
 
     def run(
@@ -371,7 +381,7 @@ def _run(
         raise ConfigError(
             f"metric '{unmerged[0]}' declares no mergeable state and the input's {rows} rows "
             f"exceed the {gather_rows} the client may gather (raise gather_rows, or give "
-            "the metric state/merge/finalize)"
+            "the metric a statistic)"
         )
     report(f"routing {rows} rows to {n} partitions by card")
     routed = client.map(
@@ -399,7 +409,7 @@ def _run(
         keep_frame=bool(unmerged),
         pure=False,
     )
-    merged: dict[Hashable, Any] = {}
+    merged: States = {}
     total, frames = 0, []
     try:
         for done, future in enumerate(as_completed(tasks, loop=client.loop), start=1):
@@ -413,7 +423,7 @@ def _run(
     except BaseException:
         _settle(client, tasks)  # no task may write a part after the folder is cleaned
         raise
-    seen: OverviewState = merged[OVERVIEW]  # the checks of the whole table
+    seen: OverviewState = merged[Overview()]  # the checks of the whole table
     if not seen.priced:
         raise DataError(f"{data}: column 'market_price': {ALL_PRICES_MISSING}")
     if start is not None and not seen.scored_period_rows:
@@ -423,21 +433,24 @@ def _run(
     if unmerged:
         gathered = pd.concat(frames, ignore_index=True)
         values.update(_stateless_values(gathered, metrics, unmerged, start))
-    ordered = {name: values[name] for name in metrics}
-    analyses = analyses_from(merged, {m.state_key() for m in metrics.values()})
-    return DaskEvaluation(ordered, merged, analyses, out, n, total, gathered)
+    ordered = {name: values[name].value for name in metrics}
+    analyses = AnalysisStatistics.of(metric_statistics(metrics).values()).analyses(merged)
+    run = DaskEvaluation(ordered, merged, analyses, out, n, total, gathered)
+    run.inferred = inferred_of(values)
+    return run
 
 
 def _stateless_values(
     frame: pd.DataFrame, metrics: dict[str, Metric], names: list[str], start: pd.Timestamp | None
-) -> dict[str, float]:
-    """Metrics without a state, on the gathered evaluation frame, as the local engine does."""
-    from pokewatch_core.evaluation.runner import compute_metrics, fit_metrics
+) -> dict[str, MetricValue]:
+    """Metrics without a statistic, on the gathered evaluation frame, as the local engine
+    does."""
+    from pokewatch_core.evaluation.scoring import compute_metrics, fit_metrics, history_and_scored
 
     chosen = {name: metrics[name] for name in names}
-    fitting = None if start is None else (frame[DATE] < start).to_numpy()
-    fit_metrics(chosen.values(), frame, fitting)
-    return compute_metrics(chosen, frame if fitting is None else frame.loc[~fitting])
+    history, scored = history_and_scored(frame, start)
+    fit_metrics(chosen.values(), history)
+    return compute_metrics(chosen, scored)
 
 
 @contextmanager

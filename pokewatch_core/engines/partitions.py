@@ -16,7 +16,7 @@ from __future__ import annotations
 import glob
 import math
 import os
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,19 +24,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy, has_state
+from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy
 from pokewatch_core.data.tables import (
     CSV_SUFFIXES,
     DATE,
     ID,
     PARQUET_SUFFIXES,
     PREDICTED,
+    PRICE,
     REQUIRED,
     SIGNAL,
     csv_options,
     prepare_prices,
 )
 from pokewatch_core.errors import DataError
+from pokewatch_core.evaluation.scoring import (
+    States,
+    metric_states,
+    metric_statistics,
+    reads_statistic,
+    statistic_states,
+)
 
 BATCH_ROWS = 1 << 20  # rows a routing task reads at a time
 TASK_ROWS = 1 << 22  # rows of one parquet file one routing task takes (whole row groups)
@@ -241,8 +249,8 @@ def read_partition(scratch: str, k: int) -> pd.DataFrame | None:
 
 
 def stateless(metrics: Mapping[str, Metric]) -> list[str]:
-    """The names of the metrics that declare no mergeable state."""
-    return [name for name, metric in metrics.items() if not has_state(metric)]
+    """The names of the metrics that declare no statistic (no mergeable state)."""
+    return [name for name, metric in metrics.items() if not reads_statistic(metric)]
 
 
 def evaluate_partition(
@@ -251,48 +259,40 @@ def evaluate_partition(
     policy: SignalPolicy,
     metrics: Mapping[str, Metric],
     test_start: pd.Timestamp | None,
-) -> tuple[pd.DataFrame, dict[Hashable, Any]]:
-    """The evaluation frame of a validated partition (whole cards) and its states by key: the
-    stateful metrics' and the analyses' (overview, signal quality, strategy, per-card table).
-    A partition with no row in the scored period has only the overview's state."""
-    from pokewatch_core.analysis.core import (
-        ROWS_HASH,
-        SAMPLE,
-        analysis_states,
-        price_sample,
-        rows_hash,
-    )
+) -> tuple[pd.DataFrame, States]:
+    """The evaluation frame of a validated partition (whole cards) and its states by statistic:
+    the metrics' and the analyses' (overview, signal quality, strategy, per-card table), the
+    plots' sample and the rows' digest. A partition with no row in the scored period has them
+    over no scored rows."""
+    from pokewatch_core.analysis.analyses import AnalysisStatistics
+    from pokewatch_core.analysis.digest import RowsDigest
+    from pokewatch_core.analysis.sample import Sample
     from pokewatch_core.evaluation.runner import evaluate_prepared
 
-    stateful = {name: m for name, m in metrics.items() if has_state(m)}
+    stateful = {name: m for name, m in metrics.items() if reads_statistic(m)}
+    wanted = AnalysisStatistics.of(metric_statistics(stateful).values()).all()
     if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
-        return _unscored_partition(table, stateful)
+        return _unscored_partition(table, stateful, [*wanted, RowsDigest()])
     result = evaluate_prepared(table, model, policy, stateful, test_start)
-    known = result.states
-    extra = analysis_states(result.frame, result.scored_frame, result.scored_mask, known)
-    extra[SAMPLE] = price_sample(result.scored_frame)  # what the plots draw
-    extra[ROWS_HASH] = rows_hash(table)  # the dataset's digest
-    return result.frame, {**known, **extra}
+    states = dict(result.states)
+    extra = [*wanted, Sample(), RowsDigest()]  # the plots draw the sample; the digest
+    statistic_states(extra, result.scored_frame, result.history, states)  # names the data
+    return result.frame, states
 
 
 def _unscored_partition(
-    table: pd.DataFrame, metrics: Mapping[str, Metric]
-) -> tuple[pd.DataFrame, dict[Hashable, Any]]:
+    table: pd.DataFrame, metrics: Mapping[str, Metric], statistics: list[Any]
+) -> tuple[pd.DataFrame, States]:
     """A partition whose cards all end before ``test_start``: no row is predicted or scored,
-    but its cards still count where the metrics learn from the history (the MASE scale's
+    but its cards still count where the statistics read the history (the MASE scale's
     one-step changes) and in the overview and digest of the data."""
-    from pokewatch_core.analysis.core import ROWS_HASH, analysis_states, rows_hash
-    from pokewatch_core.evaluation.runner import unscored_states
-
     frame = table.copy(deep=False)
     frame.insert(3, PREDICTED, np.full(len(frame), np.nan))
     signals = pd.Categorical([None] * len(frame), categories=list(SIGNALS))
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
-    unscored = np.zeros(len(frame), dtype=bool)
-    states = unscored_states(dict(metrics), frame)
-    states.update(analysis_states(frame, frame.iloc[:0], unscored, states))
-    states[ROWS_HASH] = rows_hash(table)
-    return frame, states
+    history, none = frame[[ID, DATE, PRICE]], frame.iloc[:0]
+    states = metric_states(metrics, none, history)
+    return frame, statistic_states(statistics, none, history, states)
 
 
 def default_partitions(rows: int, threads: int) -> int:
@@ -311,7 +311,7 @@ def evaluate_bucket(
     test_start: pd.Timestamp | None,
     source: str,
     keep_frame: bool,
-) -> tuple[int, dict[Hashable, Any], pd.DataFrame | None]:
+) -> tuple[int, States, pd.DataFrame | None]:
     """Partition task: read partition ``k``, validate it, evaluate it, write its evaluation
     frame to ``output_dir`` and return its row count, its states (``evaluate_partition``) and
     (``keep_frame``) its frame."""

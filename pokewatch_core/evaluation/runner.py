@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.analysis.core import SAMPLE, Analyses, analyses_from, analysis_states
+from pokewatch_core.analysis.analyses import Analyses, AnalysisStatistics
+from pokewatch_core.analysis.sample import Sample
 from pokewatch_core.card_ids import codes_of, remember
-from pokewatch_core.components import SIGNALS, Component, Metric, Model, SignalPolicy, has_state
-from pokewatch_core.data.naive import FITTING
+from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError, PluginError
+from pokewatch_core.evaluation.scoring import (
+    MESSAGE_LIMIT,
+    States,
+    inferred_of,
+    metric_statistics,
+    score_metrics,
+    statistic_states,
+)
+from pokewatch_core.evaluation.scoring import guarded as _guarded
 from pokewatch_core.plugins.registry import describe
 from pokewatch_core.plugins.resolve import resolve_components
-
-# A plugin failure is one stderr line of at most 300 characters, "pokewatch: error: " included.
-MESSAGE_LIMIT = 280
-T = TypeVar("T")
+from pokewatch_core.statistics import INFERRED
 
 
 @dataclass
@@ -40,12 +46,16 @@ class EvaluationResult:
     policy: SignalPolicy
     metric_components: dict[str, Metric] = field(default_factory=dict)
     test_start: pd.Timestamp | None = None
-    states: dict[Hashable, Any] = field(default_factory=dict, repr=False)
-    """The metrics' states by ``state_key`` (over the scored rows)."""
+    states: States = field(default_factory=dict, repr=False)
+    """The values of the statistics the metrics read, by statistic (over the scored rows); a
+    result of the dask engine also holds the analyses' and the plots' sample, merged."""
     frame_dir: Path | None = None
     """Where the evaluation frame was written (dask engine), None when held in memory."""
     engine_params: dict[str, Any] = field(default_factory=dict)
     """The engine's own run parameters (``engine``, ``partitions``); none for the local one."""
+    inferred: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What the metrics inferred from the data (by metric name), e.g. ``{"strategy_sharpe":
+    {"periods_per_year": 365.0}}``: logged as ``inferred.<metric>.<name>`` params."""
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -82,7 +92,8 @@ class EvaluationResult:
 
     @property
     def params(self) -> dict[str, Any]:
-        """Every parameter to log: run, model, policy and metric parameters.
+        """Every parameter to log: run, model, policy and metric parameters, then the
+        metrics' inferred values as ``inferred.<metric>.<name>``.
 
         A component parameter whose name another one already uses is prefixed with the
         component (``policy.x``, ``<metric>.x``).
@@ -98,6 +109,8 @@ class EvaluationResult:
                 if key in out and out[key] != value:
                     key = f"{prefix}.{key}"
                 out[key] = value
+        for metric, inferred in self.inferred.items():
+            out.update({f"{INFERRED}.{metric}.{key}": v for key, v in inferred.items()})
         return out
 
     @cached_property
@@ -115,42 +128,37 @@ class EvaluationResult:
         return self.frame if mask is None else _rows(self.frame, mask)
 
     @cached_property
+    def history(self) -> pd.DataFrame:
+        """The rows the model was fitted on (``card_id, date, market_price``: every row, or
+        those before test_start): the history the statistics and ``Metric.fit`` read."""
+        rows = self.frame[[ID, DATE, PRICE]]
+        mask = self.scored_mask
+        return rows if mask is None else _rows(rows, ~mask)
+
+    @cached_property
     def analyses(self) -> Analyses:
         """The overview, signal quality, strategy backtest and per-card table that the
         summary, plots, tables and terminal show: computed once, on first use, reusing the
-        metrics' states (a result of the dask engine has them all, merged)."""
-        keys = {m.state_key() for m in self.metric_components.values()}
+        metrics' equal statistics (a result of the dask engine has them all, merged)."""
+        wanted = AnalysisStatistics.of(metric_statistics(self.metric_components).values())
         if not self.in_memory:
-            return analyses_from(self.states, keys)
-        states = analysis_states(self.frame, self.scored_frame, self.scored_mask, self.states)
-        return analyses_from(states, keys)
+            return wanted.analyses(self.states)
+        known = dict(self.states)
+        return wanted.analyses(
+            statistic_states(wanted.all(), self.scored_frame, self.history, known)
+        )
 
     def price_pairs(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Market and predicted prices of the scored rows that have both: every such row when
         the frame is in memory, else the partitions' merged sample (``PriceSample``)."""
         if not self.in_memory:
-            sample = self.states[SAMPLE]
+            sample = self.states[Sample()]
             return sample.market, sample.predicted
         frame = self.scored_frame
         market = frame[PRICE].to_numpy(dtype=np.float64)
         predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
         ok = ~(np.isnan(market) | np.isnan(predicted))
         return market[ok], predicted[ok]
-
-
-def _guarded(kind: str, component: Component, phase: str, call: Callable[[], T]) -> T:
-    """Run one phase of a plugin component; any exception it raises becomes a one-line
-    ``PluginError`` naming the component, the distribution that provides it and the phase."""
-    try:
-        return call()
-    except Exception as exc:
-        text = " ".join(str(exc).split())
-        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        head = f"{describe(kind, component)} failed in {phase}: "
-        room = MESSAGE_LIMIT - len(head)
-        if len(cause) > room:
-            cause = cause[: room - 1] + "…"
-        raise PluginError(head + cause) from exc
 
 
 def _predictions(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
@@ -258,7 +266,7 @@ def evaluate_table(
     else:
         fair = np.full(len(table), np.nan)
         fair[at_mask] = predicted
-    return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report, before)
+    return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
 
 
 def _score(
@@ -270,11 +278,9 @@ def _score(
     metrics: dict[str, Metric],
     start: pd.Timestamp | None,
     report: Callable[[str], None],
-    fitting: np.ndarray[Any, Any] | None = None,
 ) -> EvaluationResult:
     """Decide, then score: the signals of ``policy`` and the ``metrics`` over a validated
-    ``table`` (changed in place) with fair prices ``fair`` (``at_mask``: the predicted rows;
-    ``fitting``: the rows the model was fitted on, None for all)."""
+    ``table`` (changed in place) with fair prices ``fair`` (``at_mask``: the predicted rows)."""
     market = table[PRICE].to_numpy()
     decided = _guarded("policy", policy, "decide", lambda: policy.decide(market, fair))
     signals = signals_from(decided, len(table), policy)
@@ -286,98 +292,10 @@ def _score(
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     result = EvaluationResult({}, frame, model, policy, metrics, start)
     scored = result.scored_frame
-    fit_metrics(metrics.values(), frame, fitting)
-    for name, metric in metrics.items():
-        report(f"computing {name}")
-        if has_state(metric):
-            state = _state_of(metric, scored, result.states)
-            value = _guarded("metric", metric, "finalize", partial(metric.finalize, state))
-        else:
-            value = _guarded("metric", metric, "compute", partial(metric.compute, scored))
-        result.metrics[name] = _number(metric, value)
+    outcomes = score_metrics(metrics, scored, result.history, result.states, report)
+    result.metrics.update({name: outcome.value for name, outcome in outcomes.items()})
+    result.inferred.update(inferred_of(outcomes))
     return result
-
-
-def fit_metrics(
-    metrics: Iterable[Metric], frame: pd.DataFrame, fitting: np.ndarray[Any, Any] | None
-) -> None:
-    """``Metric.fit`` for the metrics that learn from the price history: ``card_id, date,
-    market_price`` of ``frame`` and a boolean ``fitting`` column (the rows the model was fitted
-    on; ``None`` for all)."""
-    learning = [m for m in metrics if type(m).fit is not Metric.fit]
-    if not learning:
-        return
-    mask = np.ones(len(frame), dtype=bool) if fitting is None else fitting
-    history = frame[[ID, DATE, PRICE]].assign(**{FITTING: mask})
-    for metric in learning:
-        _guarded("metric", metric, "fit", partial(metric.fit, history))
-
-
-def compute_metrics(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[str, float]:
-    """``Metric.compute`` over ``frame`` (the scored rows) for fitted ``metrics``."""
-    return {
-        name: _number(metric, _guarded("metric", metric, "compute", partial(metric.compute, frame)))
-        for name, metric in metrics.items()
-    }
-
-
-def _state_of(metric: Metric, frame: pd.DataFrame, states: dict[Hashable, Any]) -> Any:
-    """``metric``'s state over ``frame``, computed once per ``state_key`` into ``states``."""
-    key = metric.state_key()
-    if key not in states:
-        states[key] = _guarded("metric", metric, "state", partial(metric.state, frame))
-    return states[key]
-
-
-def _number(metric: Metric, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        who = describe("metric", metric)
-        raise PluginError(f"{who} returned {type(value).__name__}, not a number") from exc
-
-
-def unscored_states(metrics: dict[str, Metric], frame: pd.DataFrame) -> dict[Hashable, Any]:
-    """The states of the stateful ``metrics`` for ``frame`` (whole cards) when none of its
-    rows is scored: fitted on its rows (all of them fitting rows), over no rows. What they
-    learn (the MASE scale's one-step changes) still counts when merged."""
-    stateful = [m for m in metrics.values() if has_state(m)]
-    fit_metrics(stateful, frame, None)
-    states: dict[Hashable, Any] = {}
-    for metric in stateful:
-        _state_of(metric, frame.iloc[:0], states)
-    return states
-
-
-def merge_states(
-    metrics: dict[str, Metric], a: dict[Hashable, Any], b: dict[Hashable, Any]
-) -> dict[Hashable, Any]:
-    """The states of two frames of different cards, merged key by key: by the metric that
-    owns a key, else by the state's own ``merge`` (the analyses)."""
-    owners = {m.state_key(): m for m in metrics.values() if has_state(m)}
-    merged = dict(a)
-    for key, state in b.items():
-        if key not in merged:
-            merged[key] = state
-            continue
-        owner = owners.get(key)
-        if owner is None:
-            merged[key] = merged[key].merge(state)
-        else:
-            first = merged[key]
-            merged[key] = _guarded("metric", owner, "merge", partial(owner.merge, first, state))
-    return merged
-
-
-def finalize_metrics(metrics: dict[str, Metric], states: dict[Hashable, Any]) -> dict[str, float]:
-    """The value of each metric that declares a state, from the (merged) ``states``."""
-    out: dict[str, float] = {}
-    for name, metric in metrics.items():
-        if has_state(metric):
-            state = states[metric.state_key()]
-            value = _guarded("metric", metric, "finalize", partial(metric.finalize, state))
-            out[name] = _number(metric, value)
-    return out
 
 
 class GivenPredictions(Model):

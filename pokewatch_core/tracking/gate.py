@@ -130,9 +130,16 @@ def _filtered(cls: Any, params: dict[str, str], prefix: str) -> dict[str, str]:
     return out
 
 
+def _inferred(key: str) -> bool:
+    """Whether a logged param holds a value a metric inferred (not a user's parameter)."""
+    from pokewatch_core.statistics import INFERRED
+
+    return key.startswith(f"{INFERRED}.")
+
+
 def _check_same_data(table: Any, run: Any, data_path: str) -> None:
     """The file at the candidate's data path must still hold the data it was scored on."""
-    from pokewatch_core.analysis.core import rows_hash
+    from pokewatch_core.analysis.digest import rows_hash
     from pokewatch_core.tracking.log import dataset_digest, rows_digest
 
     logged = run.inputs.dataset_inputs[0].dataset.digest
@@ -176,9 +183,11 @@ def _rescore_champion(
     metrics = {}
     for name in metric_names:
         cls = plugins.metrics.get(name)
-        given = _filtered(cls, params, name)
-        for inferred in cls.inferred_params:  # logged as inferred: infer again on this data
-            given.pop(inferred, None)
+        # Values a metric inferred from the data are logged apart (``inferred.<metric>.*``)
+        # and never read as parameters: re-scoring infers them again on this data. A run
+        # logged before they were kept apart holds the inferred value as a plain parameter
+        # (e.g. ``periods_per_year``), which is then taken as given.
+        given = _filtered(cls, {k: v for k, v in params.items() if not _inferred(k)}, name)
         metrics[name] = cls.from_params(given)
     table = load_prices(data_path)
     _check_same_data(table, candidate, data_path)

@@ -41,7 +41,7 @@ from pokewatch_core.version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pokewatch_core.analysis.core import RowsHash
+    from pokewatch_core.analysis.digest import RowsHash
     from pokewatch_core.components import Model
     from pokewatch_core.evaluation.runner import EvaluationResult
 
@@ -215,13 +215,13 @@ def _partitioned_head(result: EvaluationResult) -> tuple[pd.DataFrame, str]:
     the same rows however they are partitioned or ordered)."""
     import pyarrow.parquet as pq
 
-    from pokewatch_core.analysis.core import ROWS_HASH
+    from pokewatch_core.analysis.digest import RowsDigest
 
     assert result.frame_dir is not None
     first = min(result.frame_dir.glob("part-*.parquet"))
     head = next(pq.ParquetFile(first).iter_batches(batch_size=SCHEMA_ROWS)).to_pandas()
     table = head.drop(columns=[PREDICTED, SIGNAL])
-    return table, rows_digest(result.states[ROWS_HASH], list(map(str, table.columns)))
+    return table, rows_digest(result.states[RowsDigest()], list(map(str, table.columns)))
 
 
 def rows_digest(rows: RowsHash, columns: list[str]) -> str:

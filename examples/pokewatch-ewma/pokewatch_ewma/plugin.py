@@ -1,5 +1,6 @@
-"""An EWMA model, a last-price model that joins card metadata, a median-absolute-error metric
-and a symmetric band policy.
+"""An EWMA model, a last-price model that joins card metadata, two metrics (a median absolute
+error that computes itself, and a hit rate that reads a mergeable ``Sums`` statistic) and a
+symmetric band policy.
 
 Written only against the public API of ``pokewatch_core``, with ordinary pandas: the frames
 PokeWatch hands to plugins hold ``card_id`` as plain strings, so they merge, join and map
@@ -15,7 +16,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core import SIGNALS, Metric, Model, PriceIndex, SignalPolicy, hookimpl
+from pokewatch_core import (
+    PREDICTED,
+    PRICE,
+    SIGNALS,
+    Metric,
+    Model,
+    PriceIndex,
+    SignalPolicy,
+    Sums,
+    hookimpl,
+)
 
 
 @dataclass
@@ -118,9 +129,52 @@ class MedianAbsoluteError(Metric):
     unit: ClassVar[str] = "price"
     greater_is_better: ClassVar[bool | None] = False
 
+    # A median does not merge exactly: the metric computes itself (on the dask engine, over
+    # the evaluation frame gathered to the client).
     def compute(self, frame: pd.DataFrame) -> float:
-        error = (frame["predicted_price"] - frame["market_price"]).abs().dropna()
+        error = (frame[PREDICTED] - frame[PRICE]).abs().dropna()
         return float(error.median()) if len(error) else float("nan")
+
+
+@dataclass(frozen=True)
+class WithinTolerance(Sums[tuple[int, int]]):
+    """Scored rows whose prediction is within ``tolerance`` of the market price, and scored
+    rows: sums, so they merge by adding (no ``merge`` to write)."""
+
+    tolerance: float
+
+    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> tuple[int, int]:
+        market = frame[PRICE].to_numpy(dtype=float)
+        predicted = frame[PREDICTED].to_numpy(dtype=float)
+        scored = ~(np.isnan(market) | np.isnan(predicted))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            close = np.abs(predicted - market) <= self.tolerance * np.abs(market)
+        return int(np.count_nonzero(close & scored)), int(np.count_nonzero(scored))
+
+
+@dataclass
+class HitRate(Metric):
+    """Share of scored rows predicted within ``tolerance`` of the market price."""
+
+    name: ClassVar[str] = "hit_rate"
+    description: ClassVar[str] = (
+        "Scored rows whose prediction is within `tolerance` of the market price (fraction)."
+    )
+    unit: ClassVar[str] = "fraction"
+    greater_is_better: ClassVar[bool | None] = True
+
+    tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be at least 0, got {self.tolerance}")
+
+    def statistic(self) -> WithinTolerance:
+        return WithinTolerance(self.tolerance)
+
+    def finalize(self, value: tuple[int, int]) -> float:
+        hits, scored = value
+        return hits / scored if scored else float("nan")
 
 
 @dataclass
@@ -153,6 +207,7 @@ def pokewatch_register_models(register):
 @hookimpl
 def pokewatch_register_metrics(register):
     register(MedianAbsoluteError)
+    register(HitRate)
 
 
 @hookimpl

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pokewatch_ewma.plugin import Band, Ewma, LastPriceWithPremium, MedianAbsoluteError
+from pokewatch_ewma.plugin import (
+    Band,
+    Ewma,
+    HitRate,
+    LastPriceWithPremium,
+    MedianAbsoluteError,
+    WithinTolerance,
+)
 
 from pokewatch_core import evaluate, get_plugins
 from pokewatch_core.testing import check_metric, check_model, check_policy
@@ -16,6 +23,8 @@ def test_components_keep_the_contract():
     check_model(Ewma(alpha=0.2))
     check_model(LastPriceWithPremium)
     check_metric(MedianAbsoluteError)
+    check_metric(HitRate)
+    check_metric(HitRate(tolerance=0.02))
     check_policy(Band)
 
 
@@ -57,10 +66,27 @@ def test_median_ae_by_hand():
     assert MedianAbsoluteError().compute(frame) == pytest.approx(3.0)  # of 2, 3, 10
 
 
+def test_hit_rate_by_hand_and_its_statistic_by_value():
+    frame = pd.DataFrame(
+        {
+            "card_id": ["a", "a", "b", "b"],
+            "date": pd.to_datetime(["2025-01-01", "2025-01-02"] * 2),
+            "market_price": [10.0, 20.0, 30.0, 5.0],
+            "predicted_price": [10.5, np.nan, 26.0, 15.0],
+        }
+    )
+    assert HitRate().compute(frame) == pytest.approx(1 / 3)  # 10.5 of 10 is within; 26 of 30 is not
+    assert HitRate(tolerance=0.1).compute(frame) == pytest.approx(1 / 3)
+    assert HitRate(tolerance=0.2).compute(frame) == pytest.approx(2 / 3)
+    # equal tolerances: one statistic, computed once for both metrics of an evaluation
+    assert HitRate(tolerance=0.2).statistic() == WithinTolerance(0.2) != WithinTolerance(0.1)
+
+
 def test_found_through_the_entry_point(pokewatch_panel):
     plugins = get_plugins()
     assert plugins.models.get("ewma") is Ewma
     assert plugins.metrics.get("median_ae") is MedianAbsoluteError
+    assert plugins.metrics.get("hit_rate") is HitRate
     assert plugins.policies.get("band") is Band
     result = evaluate("ewma", pokewatch_panel, policy="band", metrics=["median_ae", "mae", "rmse"])
     assert result.metrics["mae"] <= result.metrics["rmse"]
