@@ -22,6 +22,7 @@ from pokewatch_core.data.naive import NaiveForecast
 from pokewatch_core.engines import partitions as parts
 from pokewatch_core.evaluation.runner import resolve_components
 from pokewatch_core.evaluation.scoring import finalize_metrics, merge_states
+from pokewatch_core.evaluation.spec import EvaluationSpec
 from tests.conftest import make_panel, panels
 from tests.test_metric_states import SUMMED
 
@@ -173,7 +174,7 @@ def test_partition_states_merged_equal_the_local_metrics():
     for k in range(5):
         table = prepare_prices(data.loc[labels == k].reset_index(drop=True))
         frame, state = parts.evaluate_partition(
-            table, model, policy, metrics, pd.Timestamp("2025-09-15")
+            table, EvaluationSpec(model, policy, metrics, pd.Timestamp("2025-09-15"))
         )
         assert len(frame) == len(table)
         states.append(state)
@@ -194,7 +195,7 @@ def test_a_partition_without_scored_rows_gives_no_state():
 
     table = prepare_prices(make_panel(cards=2, days=5))
     frame, states = parts.evaluate_partition(
-        table, model, policy, metrics, pd.Timestamp("2030-01-01")
+        table, EvaluationSpec(model, policy, metrics, pd.Timestamp("2030-01-01"))
     )
     # nothing is scored, but it counts in the overview, the digest and what the metrics learn
     # from the history (the MASE scale's one-step changes)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from pokewatch_core.analysis.analyses import Analyses, AnalysisStatistics
 from pokewatch_core.analysis.overview import Overview, OverviewState
-from pokewatch_core.components import Component, Metric, Model, SignalPolicy
+from pokewatch_core.components import Component, Metric
 from pokewatch_core.data.tables import ALL_PRICES_MISSING
 from pokewatch_core.engines import partitions as parts
 from pokewatch_core.engines.base import Engine
@@ -226,9 +226,8 @@ class DaskEngine(Engine):
         scratch = str(out / SCRATCH)
         try:
             try:
-                run = _run(client, self.data, spec.model, spec.policy, dict(spec.metrics),
-                           spec.test_start, out, scratch, self.partitions, self.gather_rows,
-                           report)  # fmt: skip
+                run = _run(client, self.data, spec, out, scratch, self.partitions,
+                           self.gather_rows, report)  # fmt: skip
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             if run.rows and not any(out.glob("part-*.parquet")):
@@ -360,17 +359,15 @@ def _remove(out: Path, keep_folder: bool) -> None:
 def _run(
     client: Client,
     data: str,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: dict[str, Metric],
-    start: pd.Timestamp | None,
+    spec: EvaluationSpec,
     out: Path,
     scratch: str,
     partitions: int | None,
     gather_rows: int,
     report: Callable[[str], None],
 ) -> DaskEvaluation:
-    _check_workers(client, model, policy, metrics)
+    metrics, start = spec.metrics, spec.test_start
+    _check_workers(client, spec)
     report("reading the input's layout")
     pieces: list[parts.Piece] = client.submit(parts.plan, data, pure=False).result()
     rows = sum(piece.rows for piece in pieces)
@@ -401,10 +398,7 @@ def _run(
         range(n),
         output_dir=str(out),
         scratch=scratch,
-        model=model,
-        policy=policy,
-        metrics=metrics,
-        test_start=start,
+        spec=spec,
         source=data,
         keep_frame=bool(unmerged),
         pure=False,
@@ -530,14 +524,12 @@ def _importable(modules: list[str]) -> tuple[str, dict[str, str]]:
     return __version__, problems
 
 
-def _check_workers(
-    client: Client, model: Model, policy: SignalPolicy, metrics: dict[str, Metric]
-) -> None:
+def _check_workers(client: Client, spec: EvaluationSpec) -> None:
     """Every worker must run this pokewatch and import every component's module (a plugin's
     distribution installed in each worker's environment)."""
     from pokewatch_core.version import __version__
 
-    components: list[Component] = [model, policy, *metrics.values()]
+    components: list[Component] = [spec.model, spec.policy, *spec.metrics.values()]
     modules = {type(c).__module__: c for c in components if type(c).__module__ != "__main__"}
     try:
         answers = client.run(_importable, sorted(modules))

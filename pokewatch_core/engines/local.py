@@ -79,7 +79,4 @@ class LocalEngine(Engine):
         """Fit, predict, decide and score ``spec`` on the table (which is not changed); the
         frame is held in memory (no ``output_dir``)."""
         self.check_output(output_dir)
-        return evaluate_prepared(
-            self.table, spec.model, spec.policy, spec.metrics, spec.test_start,
-            source=self.source, progress=progress,
-        )  # fmt: skip
+        return evaluate_prepared(self.table, spec, source=self.source, progress=progress)

@@ -19,12 +19,12 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy
+from pokewatch_core.components import SIGNALS, Metric
 from pokewatch_core.data.tables import (
     CSV_SUFFIXES,
     DATE,
@@ -38,6 +38,9 @@ from pokewatch_core.data.tables import (
     prepare_prices,
 )
 from pokewatch_core.errors import DataError
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation.spec import EvaluationSpec
 from pokewatch_core.evaluation.scoring import (
     States,
     metric_states,
@@ -253,13 +256,7 @@ def stateless(metrics: Mapping[str, Metric]) -> list[str]:
     return [name for name, metric in metrics.items() if not reads_statistic(metric)]
 
 
-def evaluate_partition(
-    table: pd.DataFrame,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: Mapping[str, Metric],
-    test_start: pd.Timestamp | None,
-) -> tuple[pd.DataFrame, States]:
+def evaluate_partition(table: pd.DataFrame, spec: EvaluationSpec) -> tuple[pd.DataFrame, States]:
     """The evaluation frame of a validated partition (whole cards) and its states by statistic:
     the metrics' and the analyses' (overview, signal quality, strategy, per-card table), the
     plots' sample and the rows' digest. A partition with no row in the scored period has them
@@ -269,11 +266,12 @@ def evaluate_partition(
     from pokewatch_core.analysis.sample import Sample
     from pokewatch_core.evaluation.runner import evaluate_prepared
 
-    stateful = {name: m for name, m in metrics.items() if reads_statistic(m)}
+    stateful = {name: m for name, m in spec.metrics.items() if reads_statistic(m)}
+    test_start = spec.test_start
     wanted = AnalysisStatistics.of(metric_statistics(stateful).values()).all()
     if test_start is not None and not (table[DATE] >= test_start).to_numpy().any():
         return _unscored_partition(table, stateful, [*wanted, RowsDigest()])
-    result = evaluate_prepared(table, model, policy, stateful, test_start)
+    result = evaluate_prepared(table, spec.with_metrics(stateful))
     states = dict(result.states)
     extra = [*wanted, Sample(), RowsDigest()]  # the plots draw the sample; the digest
     statistic_states(extra, result.scored_frame, result.history, states)  # names the data
@@ -305,10 +303,7 @@ def evaluate_bucket(
     k: int,
     scratch: str,
     output_dir: str,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: Mapping[str, Metric],
-    test_start: pd.Timestamp | None,
+    spec: EvaluationSpec,
     source: str,
     keep_frame: bool,
 ) -> tuple[int, States, pd.DataFrame | None]:
@@ -323,7 +318,7 @@ def evaluate_bucket(
         return 0, {}, None
     table = prepare_prices(raw, f"{source} (partition {k})", part=True)
     del raw
-    frame, states = evaluate_partition(table, model, policy, metrics, test_start)
+    frame, states = evaluate_partition(table, spec)
     path = Path(output_dir) / PART.format(k)
     tmp = path.with_name("." + path.name)
     frame.to_parquet(tmp, index=False)

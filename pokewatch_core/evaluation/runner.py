@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from pokewatch_core.evaluation.scoring import guarded as _guarded
 from pokewatch_core.plugins.registry import describe
 from pokewatch_core.plugins.resolve import resolve_components
 from pokewatch_core.statistics import INFERRED
+
+if TYPE_CHECKING:
+    from pokewatch_core.evaluation.spec import EvaluationSpec
 
 
 @dataclass
@@ -197,51 +200,30 @@ def signals_from(raw: Any, n: int, policy: SignalPolicy) -> pd.Categorical:
     return signals
 
 
-def parse_test_start(value: Any) -> pd.Timestamp | None:
-    """``test_start`` as a day (None when not given); ``ConfigError`` when not a date."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"test_start: cannot parse {value!r} as a date") from exc
-    if pd.isna(stamp):
-        raise ConfigError(f"test_start: cannot parse {value!r} as a date")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_localize(None)
-    return stamp.floor("D")
-
-
 def evaluate_prepared(
     table: pd.DataFrame,
-    model: Model,
-    policy: SignalPolicy,
-    metrics: dict[str, Metric],
-    test_start: str | pd.Timestamp | None = None,
+    spec: EvaluationSpec,
     *,
     source: str = "data",
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
-    """``evaluate`` for built components (``resolve_components``) and a table validated by
-    ``prepare_prices``: nothing is resolved or validated again, and ``table`` is not changed,
-    so one validated table serves many evaluations."""
+    """Evaluate ``spec`` on a table validated by ``prepare_prices``: fit, predict, decide and
+    score. Nothing is resolved or validated again, and ``table`` is not changed, so one
+    validated table serves many evaluations (the local engine's, a partition's)."""
     report = progress or (lambda stage: None)
-    return evaluate_table(
-        table.copy(deep=False), model, policy, metrics, parse_test_start(test_start), source, report
-    )
+    return _evaluate(table.copy(deep=False), spec, source, report)
 
 
-def evaluate_table(
-    table: pd.DataFrame,
-    model_obj: Model,
-    policy_obj: SignalPolicy,
-    metric_objs: dict[str, Metric],
-    start: pd.Timestamp | None,
-    source: str | None,
-    report: Callable[[str], None],
+def _evaluate(
+    table: pd.DataFrame, spec: EvaluationSpec, source: str, report: Callable[[str], None]
 ) -> EvaluationResult:
-    """The local engine: fit, predict, decide and score on a validated ``table`` (changed in
-    place) with built components."""
+    """``evaluate_prepared`` on a shallow copy of the table (changed in place)."""
+    model_obj, policy_obj, metric_objs, start = (
+        spec.model,
+        spec.policy,
+        spec.metrics,
+        spec.test_start,
+    )
     dates = table[DATE]
     history = table[[ID, DATE, PRICE]]
     before = None

@@ -10,8 +10,23 @@ import pandas as pd
 
 from pokewatch_core.components import Metric, Model, SignalPolicy
 from pokewatch_core.defaults import DEFAULT_POLICY
-from pokewatch_core.evaluation.runner import parse_test_start
+from pokewatch_core.errors import ConfigError
 from pokewatch_core.plugins import resolve
+
+
+def parse_test_start(value: Any) -> pd.Timestamp | None:
+    """``test_start`` as a day (None when not given); ``ConfigError`` when not a date."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"test_start: cannot parse {value!r} as a date") from exc
+    if pd.isna(stamp):
+        raise ConfigError(f"test_start: cannot parse {value!r} as a date")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_localize(None)
+    return stamp.floor("D")
 
 
 @dataclass(frozen=True)

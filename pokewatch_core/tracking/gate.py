@@ -161,6 +161,7 @@ def _rescore_champion(
 
     from pokewatch_core.data.tables import load_prices
     from pokewatch_core.evaluation.runner import evaluate_prepared
+    from pokewatch_core.evaluation.spec import EvaluationSpec, parse_test_start
     from pokewatch_core.plugins.registry import get_plugins
     from pokewatch_core.tracking.fair_price import read_components
 
@@ -191,7 +192,8 @@ def _rescore_champion(
         metrics[name] = cls.from_params(given)
     table = load_prices(data_path)
     _check_same_data(table, candidate, data_path)
-    result = evaluate_prepared(table, model, policy, metrics, params.get("test_start"))
+    spec = EvaluationSpec(model, policy, metrics, parse_test_start(params.get("test_start")))
+    result = evaluate_prepared(table, spec)
     return dict(result.metrics)
 
 
