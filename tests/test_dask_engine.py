@@ -604,3 +604,31 @@ def test_a_dask_candidate_is_gated_against_a_local_champion(run_cli, store, sche
         "--rule", "rmse<=champion", "--tracking-uri", store,
     )  # fmt: skip
     assert changed.exit_code == 2 and "has changed since run" in changed.stderr
+
+
+def test_the_scaling_docs_python_examples_run_as_scripts(tmp_path):
+    """docs/scaling.md's Python blocks, saved as scripts and run in a folder holding the
+    prices/ folder of parquet files they name (each starts its own LocalCluster)."""
+    import subprocess
+
+    from tests.test_documented_commands import code_blocks
+
+    blocks = [b for b in code_blocks("docs/scaling.md", "python") if "__main__" in b]
+    assert len(blocks) == 2
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    data = pd.read_parquet(embedded_sample_path())
+    cards = data["card_id"].unique()
+    data[data["card_id"].isin(cards[:100])].to_parquet(folder / "a.parquet")
+    data[data["card_id"].isin(cards[100:])].to_parquet(folder / "b.parquet")
+    for number, block in enumerate(blocks):
+        script = tmp_path / f"example_{number}.py"
+        script.write_text(block)
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+            env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert list((tmp_path / "frame").glob("part-*.parquet"))  # the first: evaluate() into frame/
+    kept = [p for p in (tmp_path / "frames").iterdir()]
+    assert kept == []  # the second released each evaluation's frame

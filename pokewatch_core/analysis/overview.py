@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
-from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, day_numbers
+from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, day_dates, day_numbers
 from pokewatch_core.statistics import Statistic, same_rows
 
 
@@ -48,9 +48,7 @@ class OverviewState:
         """First and last date of the frame (None without rows)."""
         if np.isnan(self.first_day):
             return None
-        first, last = (
-            pd.Timestamp(int(d) * 86_400 * 10**9) for d in (self.first_day, self.last_day)
-        )
+        first, last = pd.DatetimeIndex(day_dates([self.first_day, self.last_day]))
         return first, last
 
 

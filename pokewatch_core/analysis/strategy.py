@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.analysis.chunks import BUY, SELL, SignalRows, ratio, signal_frame
+from pokewatch_core.data.tables import day_dates
 from pokewatch_core.statistics import Statistic
 
 
@@ -144,7 +145,7 @@ class StrategyState:
         present = rows_per_day > 0  # days with no signalled row are not trading days
         days = np.flatnonzero(present) + self.first_day
         return Backtest(
-            dates=pd.DatetimeIndex((days * 86_400 * 10**9).astype("datetime64[ns]")),
+            dates=pd.DatetimeIndex(day_dates(days)),
             strategy_returns=strategy[present],
             buy_and_hold_returns=buy_and_hold[present],
             trades=self.trades,

@@ -32,8 +32,9 @@ CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 """The file suffixes read as delimited text, each with its separator."""
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 """The file suffixes read as Parquet."""
-_DAY_NS = 86_400 * 10**9
-_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400 * 10**3, "us": 86_400 * 10**6, "ns": _DAY_NS}
+DAY_NS = 86_400 * 10**9
+"""Nanoseconds in a day: the one day constant (day numbers <-> datetime64[ns])."""
+_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400 * 10**3, "us": 86_400 * 10**6, "ns": DAY_NS}
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -419,8 +420,13 @@ def category_codes(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
 def day_numbers(dates: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Dates as whole days since 1970-01-01 (int64)."""
     nanos = np.asarray(dates, dtype="datetime64[ns]").view(np.int64)
-    days: np.ndarray[Any, np.dtype[np.int64]] = nanos // _DAY_NS  # floor: right before 1970 too
+    days: np.ndarray[Any, np.dtype[np.int64]] = nanos // DAY_NS  # floor: right before 1970 too
     return days
+
+
+def day_dates(days: Any) -> np.ndarray[Any, np.dtype[np.datetime64]]:
+    """Day numbers (``day_numbers``) as dates (datetime64[ns] at midnight)."""
+    return (np.asarray(days, dtype=np.int64) * DAY_NS).astype("datetime64[ns]")
 
 
 DAY_OFFSET = 1 << 31  # keeps day numbers (which may be negative) non-negative in a key
