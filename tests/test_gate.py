@@ -34,6 +34,7 @@ def _champion_version(store):
     return MlflowClient(tracking_uri=store).get_model_version_by_alias("cards", "champion")
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_train_gate_promote_sequence(run_cli, store):
     from mlflow.tracking import MlflowClient
 
@@ -110,6 +111,7 @@ def test_bad_usage_is_exit_2_in_one_line(args, needle, one_candidate, run_cli):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli, store, tmp_path):
     """Only a FINISHED candidate on the data it was scored on, against a version that exists."""
     from mlflow.tracking import MlflowClient

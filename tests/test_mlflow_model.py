@@ -230,6 +230,7 @@ def test_strict_parser_rejects_what_mlflow_writes_for_missing_values():
         strict_json(b'{"fair_price": NaN}')
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_mlflow_models_serve_answers_valid_json(logged, tmp_path):
     import mlflow
 

@@ -145,6 +145,7 @@ def test_frames_given_to_metrics_and_policies_hold_plain_strings():
     assert result.metrics["spy"] == len(result.scored_frame)
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_the_example_metadata_model_keeps_the_contract_and_trains(example_plugin, run_cli, store):
     model = example_plugin.LastPriceWithPremium
     check_model(model)

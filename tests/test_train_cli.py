@@ -193,6 +193,7 @@ def test_deleted_experiment_is_a_usage_error_without_a_run(run_cli, store, tmp_p
     )
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_console_script_in_a_real_process(tmp_path, empty_store_file):
     path = _small(tmp_path)
     uri = f"sqlite:///{tmp_path / 'proc.db'}"
