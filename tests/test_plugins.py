@@ -322,4 +322,4 @@ def test_example_plugin_own_tests_pass(example_env):
         env=environment_with_installed_plugins(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 passed" in proc.stdout
+    assert "6 passed" in proc.stdout
