@@ -101,6 +101,14 @@ class MetricValue(float):
         return (MetricValue, (float(self), dict(self.inferred)))
 
 
+def is_specification(statistic: Statistic[Any]) -> bool:
+    """Whether ``statistic``'s class is itself a frozen dataclass (so that equality and the hash
+    are its own fields'; a subclass without ``@dataclass`` would inherit its parent's, and two
+    different statistics would be taken for one)."""
+    params = type(statistic).__dict__.get("__dataclass_params__")
+    return params is not None and bool(params.frozen)
+
+
 def same_rows(frame: pd.DataFrame, history: pd.DataFrame) -> bool:
     """Whether ``history`` is ``frame``'s own rows (no test start) rather than the rows
     before them: the two are either the same rows (equal index and dates) or disjoint."""

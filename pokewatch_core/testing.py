@@ -21,7 +21,7 @@ import pandas as pd
 from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data.sample_data import generate_prices
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
-from pokewatch_core.statistics import Statistic
+from pokewatch_core.statistics import Statistic, is_specification
 
 __all__ = ["check_metric", "check_model", "check_policy", "example_panel"]
 
@@ -220,11 +220,21 @@ def _check_statistic(obj: Metric, statistic: Statistic[Any], frame: pd.DataFrame
     assert isinstance(statistic, Statistic), (
         f"{obj.name}: statistic() returned {type(statistic).__name__}, not a Statistic"
     )
-    twin = type(obj).from_params(obj.get_params()).statistic()
-    assert twin == statistic and hash(twin) == hash(statistic), (
-        f"{obj.name}: equal parameters give unequal statistics ({twin!r} vs {statistic!r}): "
-        "make the statistic a frozen dataclass of its specification"
+    assert is_specification(statistic), (
+        f"{obj.name}: its statistic {type(statistic).__name__} is not a frozen dataclass of its "
+        "own: decorate it with @dataclass(frozen=True)"
     )
+    twin = type(obj).from_params(obj.get_params()).statistic()
+    try:  # as the partitions of a cluster send it
+        shipped = pickle.loads(pickle.dumps(statistic))
+    except Exception as exc:
+        raise AssertionError(f"{obj.name}: its statistic cannot be pickled ({exc})") from exc
+    for other in (twin, shipped):
+        assert other == statistic and hash(other) == hash(statistic), (
+            f"{obj.name}: equal parameters give unequal statistics ({other!r} vs "
+            f"{statistic!r}): make the statistic a frozen dataclass of its specification, "
+            "with fields that equal themselves (no NaN)"
+        )
     cards = np.asarray(frame[ID].astype(str))
     first = np.isin(cards, np.unique(cards)[::2])
     dates = frame[DATE]

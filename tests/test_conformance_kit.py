@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pokewatch_core import Metric, Model, PriceIndex, SignalPolicy, get_plugins
+from pokewatch_core import Metric, Model, PriceIndex, SignalPolicy, Sums, get_plugins
 from pokewatch_core.testing import check_metric, check_model, check_policy
 
 
@@ -111,3 +111,80 @@ class AlwaysHold(SignalPolicy):
 def test_kit_catches_breaches(check, component, needle):
     with pytest.raises(AssertionError, match=needle):
         check(component)
+
+
+def _sums_metric(statistic_type, **fields):
+    """A metric reading a ``statistic_type(**fields)`` whose value is (|error| sum, rows)."""
+
+    @dataclass
+    class Reads(Metric):
+        name: ClassVar[str] = "reads"
+        description: ClassVar[str] = "Mean |error| through a statistic."
+        unit: ClassVar[str] = "price"
+        greater_is_better: ClassVar[bool | None] = False
+
+        def statistic(self):
+            return statistic_type(**fields)
+
+        def finalize(self, value):
+            total, rows = value
+            return total / rows if rows else float("nan")
+
+    return Reads
+
+
+class _AbsErrors:
+    def compute(self, frame, history):
+        error = (frame["predicted_price"] - frame["market_price"]).abs().dropna()
+        return float(error.sum()), len(error)
+
+
+@dataclass(frozen=True)
+class WithNaN(_AbsErrors, Sums):
+    threshold: float = float("nan")
+
+
+def test_a_statistic_that_is_not_its_own_frozen_dataclass_is_refused():
+    """A subclass without @dataclass inherits its parent's (field-less) equality: two
+    different statistics would be one. The kit and the runner both refuse it."""
+    from pokewatch_core import ConfigError, PluginError, evaluate
+
+    class Plain(_AbsErrors, Sums):
+        def __init__(self, scale: float = 1.0):
+            object.__setattr__(self, "scale", scale)
+
+    assert Plain(1.0) == Plain(2.0)  # the trap the check is for
+    with pytest.raises(AssertionError, match="not a frozen dataclass of its own"):
+        check_metric(_sums_metric(Plain))
+    with pytest.raises((PluginError, ConfigError), match="not a frozen dataclass of its own"):
+        evaluate("baseline_moving_average", make_frame(), metrics=[_sums_metric(Plain)()])
+
+
+def test_a_statistic_that_does_not_equal_itself_after_pickling_is_refused():
+    """A NaN field: the statistic sent back by a cluster's partition would be another key."""
+    with pytest.raises(AssertionError, match="no NaN"):
+        check_metric(_sums_metric(WithNaN))
+
+
+def test_a_metric_returning_text_is_not_a_number():
+    from pokewatch_core import PluginError, evaluate
+
+    @dataclass
+    class Text(Metric):
+        name: ClassVar[str] = "text"
+
+        def compute(self, frame):
+            return "1.5"
+
+    with pytest.raises(PluginError, match="returned str, not a number"):
+        evaluate("baseline_moving_average", make_frame(), metrics=[Text()])
+
+
+def make_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "card_id": ["a"] * 6 + ["b"] * 6,
+            "date": list(pd.date_range("2024-01-01", periods=6)) * 2,
+            "market_price": [1.0, 2, 3, 4, 5, 6, 2, 2, 3, 3, 4, 4],
+        }
+    )

@@ -276,7 +276,7 @@ def test_bad_rows_in_a_partition_are_a_data_error_and_leave_no_dataset(scheduler
 
 def test_options_are_checked_before_connecting(tmp_path):
     spec = EvaluationSpec.build("baseline_moving_average")
-    with pytest.raises(ConfigError, match="partitions must be at least 1"):
+    with pytest.raises(ConfigError, match="partitions must be a whole number >= 1"):
         evaluate_on_dask("x", spec, partitions=0, output_dir=tmp_path / "f")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")

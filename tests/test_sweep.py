@@ -339,7 +339,7 @@ def test_grid_files_must_be_text_and_not_repeat_a_parameter(run_cli, store, tmp_
     assert all_runs(store) == []
 
 
-def test_a_metric_undefined_everywhere_fails_the_parent_with_its_stage(run_cli, store):
+def test_a_metric_undefined_everywhere_logs_nothing(run_cli, store):
     from mlflow.tracking import MlflowClient
 
     out = run_cli(
@@ -355,10 +355,9 @@ def test_a_metric_undefined_everywhere_fails_the_parent_with_its_stage(run_cli, 
     )
     assert out.exit_code == 1 and "nothing to rank" in out.stderr
     client = MlflowClient(tracking_uri=store)
-    runs = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
-    (parent,) = runs  # no child was logged: the combinations were only evaluated
-    assert parent.info.status == "FAILED"
-    assert parent.data.tags["pokewatch.failed_stage"] == "select"
+    # every combination is evaluated and the best chosen before the parent run exists: a
+    # sweep with nothing to rank logs nothing
+    assert client.get_experiment_by_name("nan") is None
 
 
 @pytest.mark.parametrize(
@@ -383,3 +382,57 @@ def test_run_sweep_takes_a_range_table():
         metrics=["rmse"],
     )
     assert [t.params["window_size"] for t in result.trials] == [2, 4]
+
+
+def test_a_logged_sweep_refuses_what_it_would_refuse_late_before_any_work(tmp_path):
+    """A misspelled logging option, an unknown log_models or a bad experiment name is refused
+    before the data is read; inside an active MLflow run of the caller, the sweep refuses to
+    start and leaves that run alone."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'lib.db'}"
+    args = ("baseline_moving_average", tmp_path / "missing.parquet", {"window_size": [2, 3]})
+    with pytest.raises(ConfigError, match="unknown logging option 'experiment_nam'"):
+        pw.run_sweep(*args, log=True, tracking_uri=uri, experiment_nam="x")
+    with pytest.raises(ConfigError, match="log_models must be 'best' or 'all'"):
+        pw.run_sweep(*args, log=True, tracking_uri=uri, log_models="none")
+    with pytest.raises(ConfigError, match="experiment-name must not be empty"):
+        pw.run_sweep(*args, log=True, tracking_uri=uri, experiment_name=" ")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run() as mine:
+            with pytest.raises(ConfigError, match="an MLflow run is active"):
+                pw.run_sweep(
+                    "baseline_moving_average", pw.embedded_sample_path(), {"window_size": [2, 3]},
+                    log=True, tracking_uri=uri,
+                )  # fmt: skip
+            assert mlflow.active_run().info.run_id == mine.info.run_id
+        client = mlflow.tracking.MlflowClient(uri)
+        assert client.get_run(mine.info.run_id).info.status == "FINISHED"
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert [r.info.run_id for r in runs] == [mine.info.run_id]  # the sweep logged nothing
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_bad_data_in_a_logged_sweep_logs_nothing(tmp_path):
+    """Every trial is evaluated before the parent run exists: data that fails in evaluation
+    (no row after the test start) leaves no run."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'lib.db'}"
+    with pytest.raises(pw.DataError, match="no rows on or after test_start"):
+        pw.run_sweep(
+            "baseline_moving_average", pw.embedded_sample_path(), {"window_size": [2, 3]},
+            test_start="2030-01-01", log=True, tracking_uri=uri, experiment_name="bad",
+        )  # fmt: skip
+    client = mlflow.tracking.MlflowClient(uri)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_the_sweep_says_where_it_logged_with_the_default_store(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = run_cli("sweep", "-p", "window_size=2,3", "--metric", "rmse")
+    assert result.exit_code == 0, result.stderr
+    assert " at None" not in result.stdout and "mlflow.db" in result.stdout.splitlines()[-1]

@@ -347,7 +347,7 @@ def sweep(
     best_id = outcome.child_run_ids[outcome.best.number]
     echo(
         f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
-        f"'{experiment_name}' at {store.uri}"
+        f"'{experiment_name}' at {outcome.tracking_uri}"
     )
 
 

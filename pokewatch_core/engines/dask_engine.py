@@ -110,8 +110,12 @@ class DaskEngine(Engine):
     ) -> None:
         if not isinstance(data, str | Path):
             raise ConfigError("engine 'dask': data must be a path the workers can read")
-        if partitions is not None and partitions < 1:
-            raise ConfigError(f"partitions must be at least 1, got {partitions}")
+        if partitions is not None and (
+            isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
+        ):
+            raise ConfigError(f"partitions must be a whole number >= 1, got {partitions!r}")
+        if frame_dir is not None and not str(frame_dir).strip():
+            raise ConfigError("frame_dir must not be empty (leave it out for a temporary folder)")
         _check_scheduler(scheduler)
         if scheduler != "local" and (workers is not None or memory_limit is not None):
             raise ConfigError("workers and memory_limit apply to scheduler 'local' only")

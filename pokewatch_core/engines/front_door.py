@@ -108,7 +108,7 @@ class EngineOptions:
 
         return DaskEngine(
             data if isinstance(data, pd.DataFrame) else str(data),  # type: ignore[arg-type]
-            scheduler=self.scheduler or "local",
+            scheduler="local" if self.scheduler is None else self.scheduler,
             partitions=self.partitions,
             frame_dir=self.frame_dir,
         )

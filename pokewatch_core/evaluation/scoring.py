@@ -20,7 +20,7 @@ from pokewatch_core.components import Component, Metric
 from pokewatch_core.data.tables import DATE, ID, PRICE
 from pokewatch_core.errors import PluginError
 from pokewatch_core.plugins.registry import describe
-from pokewatch_core.statistics import MetricValue, Statistic
+from pokewatch_core.statistics import MetricValue, Statistic, is_specification
 
 # A plugin failure is one stderr line of at most 300 characters, "pokewatch: error: " included.
 MESSAGE_LIMIT = 280
@@ -49,6 +49,12 @@ def statistic_of(metric: Metric) -> Statistic[Any] | None:
     if found is not None and not isinstance(found, Statistic):
         who = describe("metric", metric)
         raise PluginError(f"{who}: statistic() returned {type(found).__name__}, not a Statistic")
+    if found is not None and not is_specification(found):
+        who = describe("metric", metric)
+        raise PluginError(
+            f"{who}: its statistic {type(found).__name__} is not a frozen dataclass of its own "
+            "(equal and hashable by its fields): decorate it with @dataclass(frozen=True)"
+        )
     return found
 
 
@@ -181,6 +187,8 @@ def outcome(metric: Metric, value: Any) -> MetricValue:
     if isinstance(value, MetricValue):
         value, inferred = value.value, value.inferred
     try:
+        if isinstance(value, str | bytes | bool):
+            raise TypeError(value)  # float() would read "1.5" and True
         number = float(value)
     except (TypeError, ValueError) as exc:
         who = describe("metric", metric)

@@ -75,6 +75,11 @@ class SweepPlan:
             if on_trial is not None:
                 on_trial(trial)
 
+        if jobs > 1 and not self.engine.parallel_trials:
+            raise ConfigError(
+                f"jobs: the {self.engine.name} engine evaluates one trial at a time (it is "
+                "parallel itself)"
+            )
         if jobs <= 1 or len(self.combos) <= 1:
             for number in range(len(self.combos)):
                 finish(_trial(self, number))
@@ -175,3 +180,4 @@ class SweepResult:
     best: Trial
     parent_run_id: str | None = None
     child_run_ids: dict[int, str] = field(default_factory=dict)
+    tracking_uri: str | None = None  # the store the sweep was logged to

@@ -131,4 +131,6 @@ def _stop_run(run_id: str, status: str, stage: str) -> None:
         retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
         retry(client.set_terminated, run_id, status, interruptible=False)
     with contextlib.suppress(Exception):
-        mlflow.end_run(status=status)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:  # never someone else's run
+            mlflow.end_run(status=status)

@@ -107,19 +107,20 @@ def log_sweep(
 ) -> SweepOutcome:
     """Evaluate every combination of ``plan`` and log the sweep (see the module docstring).
 
-    Every combination is evaluated first (fast, in memory); then each child run is logged
-    whole — the best (or, with ``log_models="all"``, every) child with the artifacts and the
-    model — and ended FINISHED before the next starts, so an interruption leaves only whole,
-    finished children behind."""
+    Every combination is evaluated first, before any run exists (bad data, on any engine, is
+    refused with nothing logged); then the parent run, and each child run logged whole — the
+    best (or, with ``log_models="all"``, every) child with the artifacts and the model — and
+    ended FINISHED before the next starts, so an interruption leaves only whole, finished
+    children behind."""
     effective_uri = use_store(tracking_uri)
+    _refuse_an_active_run()
+    trials = _evaluate_all(plan, jobs, progress)
+    best = best_trial(trials, metric, greater_is_better)
     parent = _start_parent(effective_uri, experiment_name, run_name, tags)
-    outcome = SweepOutcome(parent.run_id, experiment_name, effective_uri, [], Trial(0, {}, {}))
+    outcome = SweepOutcome(parent.run_id, experiment_name, effective_uri, trials, best)
     with run_lifecycle(parent.run_id) as sweep:
         _log_grid(plan, parent.run_id, metric)
-        sweep.stage = "evaluate"
-        outcome.trials = _evaluate_all(plan, jobs, progress)
         sweep.stage = "select"
-        outcome.best = best_trial(outcome.trials, metric, greater_is_better)
         children = _children_of(parent, plan, outcome.best, data_source, sweep)
         sweep.stage = "children"
         _log_children(children, outcome, log_models, progress)
@@ -128,6 +129,19 @@ def log_sweep(
         _log_plots(plan, outcome, parent.run_id, metric)
         _log_best(plan, outcome, parent.run_id, metric, children.plugin_tags)
     return outcome
+
+
+def _refuse_an_active_run() -> None:
+    """A sweep logs its own parent and children: refuse to start inside an active MLflow run
+    of this process (its children would clash with it), before any work."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None:
+        raise ConfigError(
+            f"an MLflow run is active in this process ({active.info.run_id}): a logged sweep "
+            "starts its own runs; end it first (mlflow.end_run())"
+        )
 
 
 @dataclass(frozen=True)
@@ -413,22 +427,48 @@ def run_sweep(
     greater = ranking_direction(metric)
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    settings = {"experiment_name": DEFAULT_EXPERIMENT, **log_options}
+    if log:
+        _check_log_options(settings)
     chosen = options.engine_for(data, jobs=jobs)
     combos = combinations(check_grid(grid))
     with chosen:
         plan = SweepPlan(chosen, model, policy, names, dict(params or {}), combos, test_start)
         plan.check()  # every combination builds: a bad value stops here, before any run
-        chosen.open()  # the data is read (and bad data refused) before any run starts
+        chosen.open()  # the data is read before any evaluation
         if not log:
             trials = plan.run(jobs)
             return SweepResult(
                 trials, ranking(trials, metric, greater), best_trial(trials, metric, greater)
             )
-        if plan.test_start is not None:  # a test start after the data fails before a run
-            plan.release(plan.evaluate(0))
-        settings = {"experiment_name": DEFAULT_EXPERIMENT, **log_options}
+        # every trial is evaluated before the parent run exists: bad data logs nothing
         outcome = log_sweep(plan, metric=metric, greater_is_better=greater, jobs=jobs, **settings)
     assert outcome.table is not None
     return SweepResult(
-        outcome.trials, outcome.table, outcome.best, outcome.parent_run_id, outcome.child_run_ids
+        outcome.trials,
+        outcome.table,
+        outcome.best,
+        outcome.parent_run_id,
+        outcome.child_run_ids,
+        outcome.tracking_uri,
     )
+
+
+LOG_OPTIONS = ("experiment_name", "run_name", "tags", "data_source", "tracking_uri",
+               "log_models", "progress")  # fmt: skip
+
+
+def _check_log_options(settings: Mapping[str, Any]) -> None:
+    """Refuse, before any work, what ``log_sweep`` would refuse after the evaluations."""
+    from pokewatch_core.tracking.store import check_run_options
+
+    unknown = sorted(set(settings) - set(LOG_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"run_sweep: unknown logging option {unknown[0]!r} (valid: {', '.join(LOG_OPTIONS)})"
+        )
+    if settings.get("log_models", "best") not in ("best", "all"):
+        raise ConfigError(f"log_models must be 'best' or 'all', got {settings['log_models']!r}")
+    uri = settings.get("tracking_uri")
+    if not isinstance(uri, Store):  # a Store was checked already
+        check_run_options(str(settings["experiment_name"]), uri, None, "champion")
