@@ -1,9 +1,10 @@
 """The library's sweep (``run_sweep``) and its MLflow logging (``log_sweep``): one parent run,
 one nested child run per combination. ``run_sweep`` lives here, above the evaluation layer's
-``pokewatch_core.sweeps.plan`` (grids, plans, ranking), because it may log.
+``pokewatch_core.sweeps`` (grids, plans, ranking), because it may log.
 
-Every combination is evaluated first; then the children are logged one after the other, each
-whole and FINISHED before the next: params, every metric and the dataset, and for the best
+Every combination is evaluated first, before any run exists (an error or an interruption
+there logs nothing); then the parent run is created and the children are logged one after the
+other, each whole and FINISHED before the next: params, every metric and the dataset, and for the best
 child (by the sweep metric, in its own direction; ``log_models="all"``: every child) also the
 plots, summary, tables and model of a ``pokewatch train`` run. The parent gets the grid, the
 ranking table ``tables/sweep.csv``, a plot of the metric against each swept parameter, the best
