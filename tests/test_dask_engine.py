@@ -632,3 +632,24 @@ def test_the_scaling_docs_python_examples_run_as_scripts(tmp_path):
     assert list((tmp_path / "frame").glob("part-*.parquet"))  # the first: evaluate() into frame/
     kept = [p for p in (tmp_path / "frames").iterdir()]
     assert kept == []  # the second released each evaluation's frame
+
+
+def test_run_sweep_on_the_dask_engine_from_python(scheduler, tmp_path):
+    """`run_sweep(engine="dask")`: the library's sweep on one cluster gives the local sweep's
+    trials (1e-9), and each trial's frame is released once scored."""
+    import pokewatch_core as pw
+
+    grid = {"window_size": [3, 5]}
+    local = pw.run_sweep("baseline_moving_average", embedded_sample_path(), grid)
+    frames = tmp_path / "frames"
+    remote = pw.run_sweep(
+        "baseline_moving_average", str(embedded_sample_path()), grid, engine="dask",
+        scheduler=scheduler, partitions=2, frame_dir=frames,
+    )  # fmt: skip
+    assert [t.params for t in remote.trials] == [t.params for t in local.trials]
+    for mine, theirs in zip(remote.trials, local.trials, strict=True):
+        assert set(mine.metrics) == set(theirs.metrics)
+        for name, value in theirs.metrics.items():
+            assert same(mine.metrics[name], value), name
+    assert remote.best.number == local.best.number
+    assert list(frames.iterdir()) == []  # released as scored

@@ -58,3 +58,21 @@ def test_a_sweep_that_is_not_logged_does_not_import_mlflow():
         " {'window_size': [2, 3]}, metrics=['rmse'])\n"
     )
     assert "mlflow" not in _modules_after(code)
+
+
+def test_the_stable_import_paths_stay():
+    """Paths that users and logged models import keep working whatever the layout:
+    the conformance kit, the serving code of models logged before (both old paths), the
+    command line's entry point and the front door's names."""
+    import importlib
+
+    kit = importlib.import_module("pokewatch_core.testing")
+    assert callable(kit.check_model) and callable(kit.check_metric)
+    old = importlib.import_module("pokewatch_core.fair_price")
+    new = importlib.import_module("pokewatch_core.tracking.fair_price")
+    assert old.FairPricer is new.FairPricer
+    assert callable(importlib.import_module("pokewatch_core.cli").main)
+    import pokewatch_core as pw
+
+    for name in ("evaluate", "EvaluationSpec", "EngineOptions", "Engine", "run_sweep", "Sums"):
+        assert name in pw.__all__ and getattr(pw, name) is not None
