@@ -59,3 +59,25 @@ def test_the_logged_model_is_named_by_the_model():
 
     assert model_artifact_name(Plain()) == "plain_model"
     assert model_artifact_name(Named()) == "house_model"
+
+
+def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, monkeypatch):
+    """MLflow writes the default store of a folder whose path has a space percent-encoded
+    (sqlite:////a%20b/mlflow.db): the lock, healing and the gate find the real file (MLflow
+    itself still makes an empty `a%20b/` folder beside it when it opens such a store)."""
+    import re
+
+    folder = tmp_path / "a b"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    trained = run_cli("train", "--register-model", "cards")
+    assert trained.exit_code == 0, trained.stderr
+    run_id = re.search(r"Run (\w+) logged", trained.stdout).group(1)
+    gated = run_cli(
+        "gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+        "--rule", "rmse<=1.02*champion",
+    )  # fmt: skip
+    assert gated.exit_code == 0, gated.stderr
+    assert (folder / "mlflow.db.lock").exists()
+    assert not (tmp_path / "a%20b" / "mlflow.db.lock").exists()

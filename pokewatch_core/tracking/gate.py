@@ -15,12 +15,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
 from pokewatch_core.tracking.gate_rules import Rule, Verdict, check_rules
 from pokewatch_core.tracking.runs import full_run_id
-from pokewatch_core.tracking.store import retry, use_store
+from pokewatch_core.tracking.store import retry, sqlite_path, use_store
 
 GATE_TAG = "pokewatch.gate"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -114,7 +115,7 @@ def _data_path(run: Any) -> str:
         path = location.get("uri") or location.get("path") or ""
     except (ValueError, AttributeError):
         path = source
-    path = str(path).removeprefix("file://")
+    path = unquote(str(path).removeprefix("file://"))
     if not path or not Path(path).is_file():
         raise ConfigError(
             f"run {run.info.run_id} evaluated {path or source!r}, which is not a file here"
@@ -218,7 +219,8 @@ def run_gate(
     if promote and alias is None:
         raise ConfigError("--promote moves an alias: name the champion as models:/NAME@ALIAS")
     store = use_store(tracking_uri)
-    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+    db = sqlite_path(store)
+    if db is not None and not db.is_file():
         raise ConfigError(f"no tracking store at {store}: nothing to gate")
     client = MlflowClient()
     run = retry(client.get_run, full_run_id(client, candidate))

@@ -183,16 +183,26 @@ def retry(
     raise AssertionError("unreachable")
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (percent-decoded: MLflow writes the default
+    store of a folder whose path has a space as ``%20``), None for other stores."""
+    from urllib.parse import unquote
+
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri.removeprefix("sqlite:///")))
+
+
 @contextmanager
 def store_init_lock(uri: str) -> Iterator[None]:
     """Serialise the first contact with a SQLite store across processes: MLflow creates and
     migrates the schema on first use, and concurrent migrations corrupt it."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         yield
         return
     import fcntl
 
-    db = Path(uri.removeprefix("sqlite:///"))
     db.parent.mkdir(parents=True, exist_ok=True)
     with (db.parent / f"{db.name}.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -307,7 +317,8 @@ def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
         import mlflow
 
         uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        db = sqlite_path(uri)
+        if db is not None and not db.exists():
             return []  # no store yet: nothing to heal, and nothing to create
         with store_init_lock(uri):  # opening a store may migrate it: not beside a training
             return _heal(tracking_client(uri))

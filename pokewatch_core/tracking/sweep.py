@@ -3,13 +3,13 @@ one nested child run per combination. ``run_sweep`` lives here, above the evalua
 ``pokewatch_core.sweeps`` (grids, plans, ranking), because it may log.
 
 Every combination is evaluated first, before any run exists (an error or an interruption
-there logs nothing); then the parent run is created and the children are logged one after the
-other, each whole and FINISHED before the next: params, every metric and the dataset, and for the best
-child (by the sweep metric, in its own direction; ``log_models="all"``: every child) also the
-plots, summary, tables and model of a ``pokewatch train`` run. The parent gets the grid, the
-ranking table ``tables/sweep.csv``, a plot of the metric against each swept parameter, the best
-child's id and its metrics. An interruption leaves the finished children FINISHED and the
-parent KILLED (FAILED on an error), tagged with the stage.
+there logs nothing); then the parent run is created and the children are logged one after
+the other, each whole and FINISHED before the next: params, every metric and the dataset, and
+for the best child (by the sweep metric, in its own direction; ``log_models="all"``: every
+child) also the plots, summary, tables and model of a ``pokewatch train`` run. The parent gets
+the grid, the ranking table ``tables/sweep.csv``, a plot of the metric against each swept
+parameter, the best child's id and its metrics. An interruption then leaves the finished
+children FINISHED and the parent KILLED (FAILED on an error), tagged with the stage.
 """
 
 from __future__ import annotations
