@@ -56,7 +56,7 @@ DEFAULT_GATHER_ROWS = 5_000_000
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
 at 130 bytes a row)."""
 SCRATCH = "_routing"  # inside output_dir while the run lasts; parquet readers skip "_" names
-EXTRA = "pip install 'pokewatch[dask]'"
+EXTRA = "pip install 'pokewatch[dask]' (in a checkout: uv sync --extra dask)"
 
 
 @dataclass
