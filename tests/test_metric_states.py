@@ -5,7 +5,7 @@ statistics are computed once per evaluation; old-style metrics that only compute
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, ClassVar
 
@@ -310,16 +310,11 @@ class MeanOfMeans(Metric):
         return value
 
 
+@dataclass(frozen=True)
 class Unequal(Statistic[float]):
-    """Not a dataclass: instances with different settings compare equal, or the reverse."""
+    """A field that differs for every instance: equal parameters give unequal statistics."""
 
-    def __init__(self) -> None:
-        self.token = object()
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    __hash__ = object.__hash__
+    token: object = field(default_factory=object)
 
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> float:
         return 0.0
