@@ -430,6 +430,7 @@ def test_bad_data_in_a_logged_sweep_logs_nothing(tmp_path):
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
+@pytest.mark.slow  # a new default store: a few seconds of migrations
 def test_the_sweep_says_where_it_logged_with_the_default_store(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -61,6 +61,7 @@ def test_the_logged_model_is_named_by_the_model():
     assert model_artifact_name(Named()) == "house_model"
 
 
+@pytest.mark.slow  # a new default store: a few seconds of migrations
 def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, monkeypatch):
     """MLflow writes the default store of a folder whose path has a space percent-encoded
     (sqlite:////a%20b/mlflow.db): the lock, healing and the gate find the real file (MLflow
