@@ -392,3 +392,39 @@ def test_a_failed_parent_ends_its_open_children_with_its_status_and_stage(store)
     assert _ended(store, parent_id) == ("KILLED", "children")
     assert _ended(store, done_id) == ("FINISHED", None)
     assert _ended(store, open_id) == ("KILLED", "children")
+
+
+def test_a_write_lock_left_by_an_interrupted_store_call_does_not_block_the_kill(tmp_path):
+    """A signal that lands inside a store write can leave that write's SQLite connection
+    holding the database's lock, reachable only from the unwound frames: the run is still
+    ended KILLED at once (the connection is closed, its transaction rolled back), not after
+    minutes of waiting on the lock."""
+    import sqlite3
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pokewatch_core.errors import Terminated
+    from pokewatch_core.tracking.lifecycle import run_lifecycle
+
+    db = tmp_path / "store.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("locked"))
+
+    def write_interrupted_between_statements() -> None:
+        held = sqlite3.connect(db, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")  # the write lock, as an unfinished transaction holds it
+        raise Terminated(signal.SIGTERM)
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Terminated), run_lifecycle(run.info.run_id):
+            write_interrupted_between_statements()
+        assert time.monotonic() - started < 15
+    finally:
+        mlflow.set_tracking_uri(None)
+    after = client.get_run(run.info.run_id)
+    assert after.info.status == "KILLED"
+    assert after.data.tags["pokewatch.failed_stage"] == "params"

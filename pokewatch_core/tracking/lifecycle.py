@@ -32,6 +32,19 @@ FIRST_STAGE = "params"
 END_STAGE = "end"  # the block completed: the run is being ended FINISHED
 
 
+def release_interrupted_writes(exc: BaseException) -> None:
+    """Let go of what the frames ``exc`` unwound still hold. A signal can land while a store
+    write is between its statements: its SQLite connection, reachable only from those frames,
+    then keeps the database's write lock, and every call that ends the run would wait on it
+    (20 s a try). Clearing the finished frames' locals and collecting closes that connection,
+    which rolls its transaction back and frees the lock."""
+    import gc
+    import traceback
+
+    traceback.clear_frames(exc.__traceback__)  # frames still running are skipped
+    gc.collect()
+
+
 def status_of(exc: BaseException) -> str:
     """The status a run ends with when ``exc`` stops it: FAILED for an ``Exception``, KILLED
     for an interruption (KeyboardInterrupt, ``Terminated``) or any other ``BaseException``."""
@@ -67,6 +80,7 @@ class RunLifecycle:
         traceback: TracebackType | None,
     ) -> None:
         if exc is not None:
+            release_interrupted_writes(exc)
             if isinstance(exc, Exception):
                 try:  # a signal whose exception was lost, or turned into this one, kills it
                     check_interrupted()
