@@ -121,6 +121,7 @@ def test_mape_is_scale_free(frame, factor):
     assert compute("mape", scaled) == pytest.approx(compute("mape", frame), rel=1e-9)
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 @settings(max_examples=50)
 @given(scored_frames(), st.randoms(use_true_random=False))
 def test_row_order_does_not_matter(frame, rnd):

@@ -71,6 +71,7 @@ def test_train_prints_the_link_to_the_runs_table(run_cli, store):
     )
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_an_existing_experiment_without_a_kind_gets_one(tmp_path, run_cli):
     from mlflow.tracking import MlflowClient
 

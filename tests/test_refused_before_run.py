@@ -121,6 +121,7 @@ def test_nested_carried_column_is_dropped_and_the_run_completes(run_cli, store, 
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_fifo_is_refused_at_once(tmp_path):
     """Before: `train` blocked forever opening a FIFO named .csv."""
     fifo = tmp_path / "prices.csv"

@@ -269,6 +269,7 @@ def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_the_library_function(tmp_path):
     result = pw.run_sweep(
         "baseline_moving_average",

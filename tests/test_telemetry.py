@@ -66,6 +66,7 @@ def test_child_processes_inherit_telemetry_off(entry, tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "true true True"
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_the_users_own_setting_is_kept(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", CHILD.format(entry=ENTRIES["console script"])],

@@ -54,6 +54,7 @@ def test_the_kit_rejects_a_metric_without_a_known_unit():
         check_metric(Dollars)
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_train_prints_each_metric_in_its_unit(run_cli, store):
     out = run_cli("train", "--tracking-uri", store)
     assert out.exit_code == 0, out.stderr
