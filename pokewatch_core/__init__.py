@@ -9,7 +9,17 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from pokewatch_core.columns import DATE, ID, PREDICTED, PRICE, SIGNAL
+from pokewatch_core.columns import (
+    CUTOFF,
+    DATE,
+    HORIZON,
+    ID,
+    NAIVE,
+    PREDICTED,
+    PRICE,
+    SIGNAL,
+    WINDOW_START,
+)
 from pokewatch_core.components import SIGNALS, UNITS, Metric, Model, ParamSpec, SignalPolicy
 from pokewatch_core.errors import (
     ConfigError,
@@ -75,13 +85,17 @@ _LAZY = {
 }
 
 __all__ = [
+    "CUTOFF",
     "DATE",
+    "HORIZON",
     "ID",
+    "NAIVE",
     "PREDICTED",
     "PRICE",
     "SIGNAL",
     "SIGNALS",
     "UNITS",
+    "WINDOW_START",
     "ConfigError",
     "DataError",
     "Engine",

@@ -216,6 +216,17 @@ class Model(Component):
 
     kind: ClassVar[str] = "model"
     artifact_name: ClassVar[str] = ""
+    answers_cutoffs: ClassVar[bool] = False
+    """Whether ``predict`` answers many cutoffs in one call: when ``at`` has a ``cutoff``
+    column, each row's value uses only ``history`` rows dated on or before that row's
+    cutoff (and, with a ``window_start`` column, on or after it). Such a model is handed the
+    whole history once; any other model is called once per cutoff with only the history that
+    cutoff allows (docs/plugins.md, backtests)."""
+
+    def history_needed(self) -> int:
+        """The fewest periods of history the model needs (a sliding ``input_size`` shorter
+        than this is refused); default 1."""
+        return 1
 
     def fit(self, history: pd.DataFrame) -> Self:
         """Learn from ``history`` (``card_id, date, market_price``); returns ``self``."""
@@ -225,7 +236,8 @@ class Model(Component):
         """Fair price for each row of ``at`` (``card_id, date``), in its order.
 
         Each value may use only ``history`` rows dated strictly before that row's date; NaN
-        where the model cannot predict.
+        where the model cannot predict. A model with ``answers_cutoffs`` also reads the
+        ``cutoff`` (and ``window_start``) column of ``at`` when it is there.
         """
         raise NotImplementedError(f"model '{self.name}' does not implement predict()")
 

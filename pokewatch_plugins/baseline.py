@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core import Model, PriceIndex
+from pokewatch_core import CUTOFF, ID, WINDOW_START, Model, PriceIndex
 
 
 @dataclass
@@ -40,6 +40,16 @@ class BaselineMovingAverage(Model):
                 f"got {self.min_periods}"
             )
 
+    answers_cutoffs: ClassVar[bool] = True  # the last prices on or before each row's cutoff
+
+    def history_needed(self) -> int:
+        """A sliding window must hold ``window_size`` periods."""
+        return self.window_size
+
     def predict(self, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
-        # each card's observed prices strictly before the date
-        return PriceIndex.build(history).window_mean_at(at, self.window_size, self.min_periods)
+        index = PriceIndex.build(history)
+        if CUTOFF not in at.columns:  # each card's observed prices strictly before the date
+            return index.window_mean_at(at, self.window_size, self.min_periods)
+        since = at[WINDOW_START].to_numpy() if WINDOW_START in at.columns else None
+        located = index.locate_asof(at[ID], at[CUTOFF].to_numpy(), since)
+        return index.window_mean(*located, self.window_size, self.min_periods)

@@ -13,6 +13,7 @@ computed in card-aligned chunks when the scored rows are the history's own rows 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of
+from pokewatch_core.columns import NAIVE
 from pokewatch_core.data import price_index
 from pokewatch_core.data.price_index import PriceIndex, card_aligned_chunks, observed_before
 from pokewatch_core.data.tables import (
@@ -183,6 +185,21 @@ class NaiveBaseline:
         return totals.sums(change_sum, changes)
 
 
+_scales: dict[int, tuple[weakref.ref[pd.DataFrame], tuple[float, int]]] = {}
+
+
+def _scale_sums(history: pd.DataFrame) -> tuple[float, int]:
+    """``NaiveBaseline.of(history).scale_sums``, computed once per history frame: a backtest
+    scores every horizon and cutoff against one history."""
+    key = id(history)
+    known = _scales.get(key)
+    if known is not None and known[0]() is history:
+        return known[1]
+    sums = NaiveBaseline.of(history).scale_sums
+    _scales[key] = (weakref.ref(history, lambda _: _scales.pop(key, None)), sums)
+    return sums
+
+
 @dataclass(frozen=True)
 class NaiveForecast(Statistic[NaiveSums]):
     """The naive forecast's sums over the scored rows (``NaiveSums``), read by the five
@@ -191,7 +208,17 @@ class NaiveForecast(Statistic[NaiveSums]):
     history (the rows the model was fitted on)."""
 
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> NaiveSums:
-        """The sums of ``frame`` against ``history`` and ``frame``'s own earlier rows."""
+        """The sums of ``frame`` against ``history`` and ``frame``'s own earlier rows; a
+        backtest's frame carries its naive forecast (``naive_price``: the last observed price
+        on or before the forecast's cutoff)."""
+        if NAIVE in frame.columns:
+            totals = _Totals()
+            totals.add(
+                frame[PRICE].to_numpy(dtype=np.float64),
+                frame[PREDICTED].to_numpy(dtype=np.float64),
+                frame[NAIVE].to_numpy(dtype=np.float64),
+            )
+            return totals.sums(*_scale_sums(history))
         if same_rows(frame, history):
             return NaiveBaseline.of(history).sums(frame)
         rows = pd.concat([history[[ID, DATE, PRICE]], frame[[ID, DATE, PRICE]]], ignore_index=True)

@@ -242,6 +242,24 @@ class PriceIndex:
         count = np.where(known, pos - start, 0)
         return pos.astype(np.int64), count.astype(np.int64)
 
+    def locate_asof(
+        self, card_ids: Any, cutoff: Any, since: Any = None
+    ) -> tuple[IntArray, IntArray]:
+        """``locate`` as of a cutoff per row: ``count`` is the number of the card's observed
+        prices dated on or before ``cutoff`` (and, with ``since``, on or after it), and
+        ``prices[pos - count : pos]`` are those prices."""
+        ids = card_ids if isinstance(card_ids, pd.Series) else pd.Series(card_ids)
+        codes = self.card_codes(ids)
+        known = codes >= 0
+        safe = np.where(known, codes, 0)
+        pos = np.searchsorted(self.keys, sort_keys(safe, day_numbers(cutoff) + 1), side="left")
+        if since is None:
+            begin = np.searchsorted(self.keys, safe << 32, side="left")
+        else:
+            begin = np.searchsorted(self.keys, sort_keys(safe, day_numbers(since)), side="left")
+        count = np.where(known, np.maximum(pos - begin, 0), 0)
+        return pos.astype(np.int64), count.astype(np.int64)
+
     def _locate_rows(self) -> tuple[IntArray, IntArray]:
         """``locate`` for the history's own rows: the observed rows before each row, counted
         in key order (history keys are unique, so "before" means strictly earlier)."""

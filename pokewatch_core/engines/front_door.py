@@ -17,6 +17,7 @@ from pokewatch_core.components import Metric, Model, SignalPolicy
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.evaluation.cutoffs import BacktestOptions, parse_refit
 from pokewatch_core.evaluation.spec import EvaluationSpec
 
 if TYPE_CHECKING:
@@ -128,8 +129,21 @@ def evaluate(
     scheduler: str | None = None,
     partitions: int | None = None,
     output_dir: str | Path | None = None,
+    horizon: int = 1,
+    windows: int | None = None,
+    step: int | None = None,
+    refit: bool | int | str | None = None,
+    input_size: int | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` walk-forward, one step ahead, and compute ``metrics``.
+
+    A backtest (docs/backtests.md): ``horizon`` periods ahead from every date, or from
+    ``windows`` cutoffs spaced ``step`` periods apart (default ``horizon``) ending ``horizon``
+    periods before the data's last date; ``refit`` every window (``True``, the default), once
+    (``False``) or every K windows (``K``); ``input_size`` a sliding training window of that
+    many periods (default: expanding). Metrics are then pooled over the horizons and also
+    given per horizon (``rmse_h7``, in ``result.metrics``) and per cutoff
+    (``result.backtest.by_cutoff``).
 
     ``data`` is a price table (DataFrame, or a parquet/CSV path). Components are given by
     name or as classes/instances; ``metrics=None`` means every registered metric. ``params``
@@ -150,9 +164,12 @@ def evaluate(
     """
     report = progress or (lambda stage: None)
     report("checking the data")
-    spec = EvaluationSpec.build(model, policy, metrics, params, test_start)
-    options = EngineOptions(engine, scheduler, partitions, frame_dir=output_dir)
-    chosen = options.engine_for(data, source, spell=_evaluate_spelling)
+    options = backtest_options(horizon, windows, step, refit, input_size)
+    spec = EvaluationSpec.build(
+        model, policy, metrics, params, test_start, options, spell=python_spelling
+    )
+    engine_options = EngineOptions(engine, scheduler, partitions, frame_dir=output_dir)
+    chosen = engine_options.engine_for(data, source, spell=_evaluate_spelling)
     chosen.check_output(output_dir)
     with chosen:
         chosen.open(progress)
@@ -166,6 +183,20 @@ def evaluate(
             if output_dir is None:  # a folder the caller never saw
                 shutil.rmtree(folder, ignore_errors=True)
             raise
+
+
+def backtest_options(
+    horizon: int = 1,
+    windows: int | None = None,
+    step: int | None = None,
+    refit: bool | int | str | None = None,
+    input_size: int | None = None,
+) -> BacktestOptions:
+    """The backtest options as every caller gives them (``refit``: ``True``/``"every"``,
+    ``False``/``"once"`` or a number of windows)."""
+    return BacktestOptions(
+        horizon, windows, step, None if refit is None else parse_refit(refit), input_size
+    )
 
 
 def _evaluate_spelling(option: str, value: str | None = None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,12 +14,15 @@ import pandas as pd
 from pokewatch_core.analysis.analyses import Analyses, AnalysisStatistics
 from pokewatch_core.analysis.sample import Sample
 from pokewatch_core.card_ids import codes_of, remember
+from pokewatch_core.columns import CUTOFF, HORIZON
 from pokewatch_core.components import SIGNALS, Metric, Model, SignalPolicy
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError, PluginError
+from pokewatch_core.evaluation.cutoffs import ONCE, Cutoffs, distinct_days
+from pokewatch_core.evaluation.forecasts import fits, fitted, forecast, predictions
+from pokewatch_core.evaluation.horizons import BacktestFigures, finalize_backtest, score_backtest
 from pokewatch_core.evaluation.scoring import (
-    MESSAGE_LIMIT,
     States,
     inferred_of,
     metric_statistics,
@@ -59,6 +62,13 @@ class EvaluationResult:
     inferred: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What the metrics inferred from the data (by metric name), e.g. ``{"strategy_sharpe":
     {"periods_per_year": 365.0}}``: logged as ``inferred.<metric>.<name>`` params."""
+    backtest: BacktestFigures | None = None
+    """A backtest's cutoffs, metrics by horizon and by cutoff, and forecasts (horizon > 1 or
+    windows; docs/backtests.md); None for the one-step evaluation."""
+    scored_rows: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    """A backtest's rows of ``frame`` forecast at horizon 1 (None: every row)."""
+    history_rows: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    """A backtest's rows of ``frame`` in the metrics' history (None: every row)."""
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -91,6 +101,8 @@ class EvaluationResult:
         params: dict[str, Any] = {"model_type": self.model.name, "policy": self.policy.name}
         if self.test_start is not None:
             params["test_start"] = self.test_start.date().isoformat()
+        if self.backtest is not None:
+            params.update(self.backtest.cutoffs.params())
         return {**params, **self.engine_params}
 
     @property
@@ -118,7 +130,10 @@ class EvaluationResult:
 
     @cached_property
     def scored_mask(self) -> np.ndarray[Any, Any] | None:
-        """The scored rows of ``frame`` (those on/after ``test_start``), None for all."""
+        """The scored rows of ``frame`` (those on/after ``test_start``; a backtest's rows
+        forecast at horizon 1), None for all."""
+        if self.backtest is not None:
+            return self.scored_rows
         if self.test_start is None:
             return None
         return (self.frame[DATE] >= self.test_start).to_numpy()
@@ -135,6 +150,9 @@ class EvaluationResult:
         """The rows the model was fitted on (``card_id, date, market_price``: every row, or
         those before test_start): the history the statistics and ``Metric.fit`` read."""
         rows = self.frame[[ID, DATE, PRICE]]
+        if self.backtest is not None:
+            kept = self.history_rows
+            return rows if kept is None else _rows(rows, kept)
         mask = self.scored_mask
         return rows if mask is None else _rows(rows, ~mask)
 
@@ -151,6 +169,34 @@ class EvaluationResult:
             statistic_states(wanted.all(), self.scored_frame, self.history, known)
         )
 
+    def forecast_tables(self) -> Iterator[pd.DataFrame]:
+        """A backtest's forecasts, one table per horizon: ``card_id, cutoff, date, horizon,
+        market_price, predicted_price, signal`` of every target row (the local engine)."""
+        figures = self.backtest
+        if figures is None or figures.forecasts is None or figures.signals is None:
+            raise ValueError("this result holds no backtest forecasts")
+        forecasts, table = figures.forecasts, self.frame
+        for h in range(1, figures.cutoffs.horizon + 1):
+            mask = forecasts.targets(h)
+            rows = slice(None) if mask is None else mask
+            codes = figures.signals[h - 1, rows]
+            yield pd.DataFrame(
+                {
+                    ID: table[ID].to_numpy()[rows],
+                    CUTOFF: forecasts.cutoff_dates(h, rows),
+                    DATE: table[DATE].to_numpy()[rows],
+                    HORIZON: np.full(len(codes), h, dtype=np.int64),
+                    PRICE: table[PRICE].to_numpy()[rows],
+                    PREDICTED: forecasts.predicted[h - 1, rows],
+                    SIGNAL: pd.Categorical.from_codes(codes, categories=list(SIGNALS)),
+                }
+            )
+
+    @property
+    def forecasts(self) -> pd.DataFrame:
+        """A backtest's forecasts as one table (``forecast_tables`` together)."""
+        return pd.concat(list(self.forecast_tables()), ignore_index=True)
+
     def price_pairs(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Market and predicted prices of the scored rows that have both: every such row when
         the frame is in memory, else the partitions' merged sample (``PriceSample``)."""
@@ -162,22 +208,6 @@ class EvaluationResult:
         predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
         ok = ~(np.isnan(market) | np.isnan(predicted))
         return market[ok], predicted[ok]
-
-
-def _predictions(model: Model, history: pd.DataFrame, at: pd.DataFrame) -> np.ndarray[Any, Any]:
-    raw = _guarded("model", model, "predict", lambda: model.predict(history, at))
-    # `describe` may scan the installed distributions: only for an error
-    try:
-        values = np.asarray(raw, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        who = describe("model", model)
-        raise PluginError(f"{who} returned non-numeric predictions: {exc}"[:MESSAGE_LIMIT]) from exc
-    if len(values) != len(at):
-        who = describe("model", model)
-        raise PluginError(f"{who} returned {len(values)} predictions for {len(at)} rows")
-    if np.isinf(values).any():
-        raise PluginError(f"{describe('model', model)} returned infinite predictions")
-    return values
 
 
 def signals_from(raw: Any, n: int, policy: SignalPolicy) -> pd.Categorical:
@@ -225,30 +255,79 @@ def _evaluate(
         spec.test_start,
     )
     dates = table[DATE]
+    if start is not None and not (dates >= start).to_numpy().any():
+        raise DataError(f"{source or 'data'}: no rows on or after test_start {start.date()}")
+    cutoffs = spec.resolve(distinct_days(dates), source or "data")
+    if not cutoffs.one_step:
+        return _backtest(table, spec, cutoffs, report)
     history = table[[ID, DATE, PRICE]]
+    once = cutoffs.mode == "test start" and cutoffs.refit == ONCE
+    if not (model_obj.answers_cutoffs and (once or not fits(model_obj))):
+        # one call per cutoff with only the history it allows: no model can look ahead
+        made = forecast(table, model_obj, cutoffs, report)
+        at_mask = made.targets(1)
+        fair = made.predicted[0]
+        if at_mask is not None:
+            fair[~at_mask] = np.nan
+        return _score(table, fair, at_mask, made.model, policy_obj, metric_objs, start, report)
     before = None
     if start is None:
         train, at, at_mask = history, history[[ID, DATE]], None
     else:
         before = (dates < start).to_numpy()
-        if before.all():
-            raise DataError(f"{source or 'data'}: no rows on or after test_start {start.date()}")
         at_mask = ~before
         train, at = _rows(history, before), _rows(history[[ID, DATE]], at_mask)
 
-    report(f"fitting {model_obj.name}")
-    fitted = _guarded("model", model_obj, "fit", lambda: model_obj.fit(train))
-    if isinstance(fitted, Model):
-        model_obj = fitted
+    if fits(model_obj):
+        report(f"fitting {model_obj.name}")
+        model_obj = fitted(model_obj, train)
 
     report(f"predicting with {model_obj.name}")
-    predicted = _predictions(model_obj, history, at)
+    predicted = predictions(model_obj, history, at)
     if at_mask is None:
         fair = predicted
     else:
         fair = np.full(len(table), np.nan)
         fair[at_mask] = predicted
     return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
+
+
+def _backtest(
+    table: pd.DataFrame, spec: EvaluationSpec, cutoffs: Cutoffs, report: Callable[[str], None]
+) -> EvaluationResult:
+    """A backtest over horizons and cutoffs: forecasts, then every metric per horizon, pooled
+    and per cutoff (``evaluation.horizons``)."""
+    policy, metrics = spec.policy, spec.metrics
+    made = forecast(table, spec.model, cutoffs, report)
+    kept = None
+    if cutoffs.history_end is not None:
+        kept = made.periods <= cutoffs.history_end
+    history = table[[ID, DATE, PRICE]] if kept is None else _rows(table[[ID, DATE, PRICE]], kept)
+
+    def signals_of(market: np.ndarray[Any, Any], fair: np.ndarray[Any, Any]) -> pd.Categorical:
+        decided = _guarded("policy", policy, "decide", lambda: policy.decide(market, fair))
+        return signals_from(decided, len(market), policy)
+
+    whole: list[pd.DataFrame] = []
+    scored = score_backtest(
+        table, made, policy, metrics, history, signals_of, report, first_frame=whole.append
+    )
+    pooled, by_horizon, by_cutoff = finalize_backtest(metrics, scored.states, cutoffs, scored.plain)
+    figures = BacktestFigures(cutoffs, by_horizon, by_cutoff, made, scored.codes)
+    result = EvaluationResult(
+        figures.metric_keys({name: v.value for name, v in pooled.items()}),
+        whole[0],
+        made.model,
+        policy,
+        metrics,
+        spec.test_start,
+        scored.states,
+        backtest=figures,
+        scored_rows=made.targets(1),
+        history_rows=kept,
+    )
+    result.inferred.update(inferred_of(pooled))
+    return result
 
 
 def _score(

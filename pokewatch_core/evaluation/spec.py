@@ -11,6 +11,7 @@ import pandas as pd
 from pokewatch_core.components import Metric, Model, SignalPolicy
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.evaluation.cutoffs import BacktestOptions, Cutoffs, resolve_cutoffs
 from pokewatch_core.plugins import resolve
 
 
@@ -40,6 +41,11 @@ class EvaluationSpec:
     policy: SignalPolicy
     metrics: dict[str, Metric] = field(default_factory=dict)
     test_start: pd.Timestamp | None = None
+    backtest: BacktestOptions = field(default_factory=BacktestOptions)
+    """The horizon, cutoffs and refits (docs/backtests.md); default: one step, every date."""
+    cutoffs: Cutoffs | None = None
+    """The backtest resolved on the whole data set (``resolved``): set by an engine that
+    evaluates the data in parts, so that every part has the same cutoffs."""
 
     @classmethod
     def build(
@@ -49,15 +55,34 @@ class EvaluationSpec:
         metrics: Sequence[str | Metric | type[Metric]] | None = None,
         params: Mapping[str, Any] | None = None,
         test_start: str | pd.Timestamp | None = None,
+        backtest: BacktestOptions | None = None,
+        *,
+        spell: Any = None,
     ) -> EvaluationSpec:
         """The spec of components given by name, class or instance (``metrics=None``: every
         registered metric), ``params`` routed to them (``window_size``, ``policy.x``), and
         ``test_start`` parsed as a day. Raises ``ConfigError`` on any bad name or value."""
         start = parse_test_start(test_start)
+        options = backtest or BacktestOptions()
+        options.check(start, spell)
         built_model, built_policy, built_metrics = resolve.resolve_components(
             model, policy, metrics, params
         )
-        return cls(built_model, built_policy, built_metrics, start)
+        return cls(built_model, built_policy, built_metrics, start, options)
+
+    def resolve(self, days: Any, source: str = "data", spell: Any = None) -> Cutoffs:
+        """The cutoffs of this spec on data whose distinct day numbers are ``days``
+        (``ConfigError`` when they do not fit); the resolved ones if the spec holds them."""
+        if self.cutoffs is not None:
+            return self.cutoffs
+        return resolve_cutoffs(
+            self.backtest, days, self.test_start, source=source, spell=spell,
+            history_needed=self.model.history_needed(),
+        )  # fmt: skip
+
+    def resolved(self, days: Any, source: str = "data", spell: Any = None) -> EvaluationSpec:
+        """The same spec holding its cutoffs on data whose distinct day numbers are ``days``."""
+        return replace(self, cutoffs=self.resolve(days, source, spell))
 
     def with_metrics(self, metrics: dict[str, Metric]) -> EvaluationSpec:
         """The same spec scoring ``metrics`` instead."""
