@@ -97,6 +97,49 @@ test_start_option = click.option(
 )
 
 
+backtest_option_set = stacked(
+    click.option(
+        "--horizon",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Forecast this many periods ahead (days for daily data); metrics per horizon.",
+    ),
+    click.option(
+        "--windows",
+        type=int,
+        default=None,
+        help="Backtest from N cutoffs (default: every date) ending HORIZON before the last date.",
+    ),
+    click.option(
+        "--step", type=int, default=None, help="Periods between windows (default: HORIZON)."
+    ),
+    click.option(
+        "--refit",
+        default=None,
+        metavar="every|once|K",
+        help="Fit the model at every window (default), once, or every K windows.",
+    ),
+    click.option(
+        "--input-size",
+        type=int,
+        default=None,
+        help="Fit and predict on a sliding window of this many periods (default: expanding).",
+    ),
+)
+"""``--horizon``, ``--windows``, ``--step``, ``--refit``, ``--input-size`` (docs/backtests.md),
+shared by train and sweep; ``backtest_from`` turns them into ``BacktestOptions``."""
+
+
+def backtest_from(
+    horizon: int, windows: int | None, step: int | None, refit: str | None, input_size: int | None
+) -> Any:
+    """The command line's backtest options."""
+    from pokewatch_core.engines.front_door import backtest_options
+
+    return backtest_options(horizon, windows, step, refit, input_size, spell="--refit")
+
+
 tag_option = click.option(
     "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag."
 )

@@ -12,6 +12,8 @@ import click
 
 from pokewatch_core.cli.app import cli
 from pokewatch_core.cli.options import (
+    backtest_from,
+    backtest_option_set,
     column_options,
     data_path_option,
     echo,
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     help="Metric to compute (repeatable). Default: every installed metric.",
 )
 @test_start_option
+@backtest_option_set
 @tag_option
 @tracking_uri_option
 @click.option(
@@ -90,6 +93,11 @@ def train(
     params: tuple[str, ...],
     metrics: tuple[str, ...],
     test_start: str | None,
+    horizon: int,
+    windows: int | None,
+    step: int | None,
+    refit: str | None,
+    input_size: int | None,
     tags: tuple[str, ...],
     tracking_uri: str | None,
     register_model: str | None,
@@ -123,8 +131,9 @@ def train(
             f"--register-model needs --engine local: a {chosen.name} evaluation logs no model "
             "(its evaluation frame stays partitioned on disk)"
         )
+    backtest = backtest_from(horizon, windows, step, refit, input_size)
     spec = EvaluationSpec.build(model, policy, list(metrics) or None, pairs(params, "-p"),
-                                test_start)  # fmt: skip
+                                test_start, backtest, spell=cli_spelling)  # fmt: skip
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
@@ -202,9 +211,11 @@ def _report_training(
 ) -> None:
     """What ``train`` evaluated, its metrics, and where the run and model are."""
     from pokewatch_core.evaluation.summary import (
+        backtest_section,
         data_overview,
         metric_units,
         metrics_table,
+        pooled_metrics,
         signal_quality_section,
     )
 
@@ -212,8 +223,10 @@ def _report_training(
     echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
     for key, value in data_overview(result).items():
         echo(f"  {key}: {value}")
-    echo("Metrics:")
-    echo(metrics_table(result.metrics, metric_units(result)))
+    echo("Metrics:" if result.backtest is None else "Metrics (pooled over the horizons):")
+    echo(metrics_table(pooled_metrics(result), metric_units(result)))
+    if result.backtest is not None:
+        echo(backtest_section(result))
     if signals:
         echo(signal_quality_section(result))
     echo(
@@ -285,6 +298,7 @@ def _report_training(
     help="Which child runs get plots, tables and the model.",
 )
 @test_start_option
+@backtest_option_set
 @tag_option
 @tracking_uri_option
 @column_options
@@ -301,6 +315,11 @@ def sweep(
     jobs: int,
     log_models: str,
     test_start: str | None,
+    horizon: int,
+    windows: int | None,
+    step: int | None,
+    refit: str | None,
+    input_size: int | None,
     tags: tuple[str, ...],
     tracking_uri: str | None,
     id_col: str | None,
@@ -313,6 +332,8 @@ def sweep(
 ) -> None:
     """Evaluate every combination of parameter values: one parent run, a child run each."""
     from pokewatch_core.engines.front_door import cli_spelling
+    from pokewatch_core.evaluation.horizon_keys import check_horizon_key, metric_of_key
+    from pokewatch_core.evaluation.spec import parse_test_start
     from pokewatch_core.plugins.registry import get_plugins
     from pokewatch_core.sweeps.grid import parse_values, read_grid
     from pokewatch_core.sweeps.plan import ranking_direction
@@ -323,7 +344,10 @@ def sweep(
         if key in grid:
             raise ConfigError(f"parameter {key!r} is given by both --grid and -p")
         grid[key] = parse_values(key, text)
-    if metric not in get_plugins().metrics:
+    backtest = backtest_from(horizon, windows, step, refit, input_size)
+    backtest.check(parse_test_start(test_start), cli_spelling)
+    check_horizon_key(metric, backtest.horizon, "--metric")
+    if metric_of_key(metric) not in get_plugins().metrics:
         valid = ", ".join(get_plugins().metrics.names())
         raise ConfigError(f"--metric {metric!r}: no such metric (valid: {valid})")
     greater = ranking_direction(metric)
@@ -336,7 +360,8 @@ def sweep(
     check_run_options(experiment_name, tracking_uri, None, "champion")
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
     outcome = _run_sweep(model, path, swept, policy, fixed, test_start, metric, jobs, options,
-                         experiment_name, run_name, tags, store, log_models)  # fmt: skip
+                         experiment_name, run_name, tags, store, log_models,
+                         backtest)  # fmt: skip
     shown = outcome.table.head(10)
     columns_shown = ["rank", "trial", *[k for k in swept], metric]
     echo(
@@ -366,6 +391,7 @@ def _run_sweep(
     tags: tuple[str, ...],
     store: Any,
     log_models: str,
+    backtest: Any,
 ) -> Any:
     """``run_sweep`` logged, with progress on stderr (about ten lines in a log)."""
     from pokewatch_core.sweeps.grid import combinations
@@ -384,5 +410,5 @@ def _run_sweep(
         model, path, grid, policy, None, fixed, test_start, metric=metric, jobs=jobs,
         engine=options, log=True, experiment_name=experiment_name, run_name=run_name or None,
         tags=pairs(tags, "--tag"), data_source=path, tracking_uri=store,
-        log_models=log_models, progress=progress,
+        log_models=log_models, progress=progress, backtest=backtest,
     )  # fmt: skip

@@ -191,11 +191,13 @@ def backtest_options(
     step: int | None = None,
     refit: bool | int | str | None = None,
     input_size: int | None = None,
+    *,
+    spell: str = "refit",
 ) -> BacktestOptions:
     """The backtest options as every caller gives them (``refit``: ``True``/``"every"``,
-    ``False``/``"once"`` or a number of windows)."""
+    ``False``/``"once"`` or a number of windows; ``spell``: the caller's name of it)."""
     return BacktestOptions(
-        horizon, windows, step, None if refit is None else parse_refit(refit), input_size
+        horizon, windows, step, None if refit is None else parse_refit(refit, spell), input_size
     )
 
 

@@ -141,7 +141,8 @@ class Calendar:
             return out
         stamps = pd.DatetimeIndex(days.astype("datetime64[D]"))
         months = stamps.year.to_numpy() * 12 + stamps.month.to_numpy() - 1
-        return ((months - self.origin) // self.size).astype(np.int64)
+        counted: IntArray = ((months - self.origin) // self.size).astype(np.int64)
+        return counted
 
     def dates(self, periods: Any) -> pd.DatetimeIndex:
         """The date of each period."""

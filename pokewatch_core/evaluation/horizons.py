@@ -29,6 +29,7 @@ from pokewatch_core.components import SIGNALS, Metric, SignalPolicy
 from pokewatch_core.data.price_index import PriceIndex
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.forecasts import Forecasts
+from pokewatch_core.evaluation.horizon_keys import horizon_key
 from pokewatch_core.evaluation.scoring import (
     States,
     compute_metrics,
@@ -74,11 +75,6 @@ class AtCutoff(Statistic[Any]):
         return self.statistic.merge(a, b)
 
 
-def horizon_key(name: str, h: int) -> str:
-    """The logged key of metric ``name`` at horizon ``h``: ``rmse_h7``."""
-    return f"{name}_h{h}"
-
-
 @dataclass
 class BacktestFigures:
     """What a backtest adds to an evaluation: its cutoffs, the metrics per horizon and per
@@ -104,7 +100,7 @@ def frame_of(
     table: pd.DataFrame,
     rows: np.ndarray[Any, Any] | None,
     predicted: np.ndarray[Any, Any],
-    signals: pd.Categorical,
+    signals: pd.Categorical[Any],
     naive: np.ndarray[Any, Any] | None,
 ) -> pd.DataFrame:
     """The forecasts frame of ``table``'s ``rows`` (None: all, in order; an index array or a
@@ -209,7 +205,9 @@ def _whole(
         return frame_of(table, None, predicted, signals, None)
     fair = np.full(len(table), np.nan)
     fair[mask] = predicted
-    full = pd.Categorical(np.full(len(table), None, dtype=object), categories=list(SIGNALS))
+    full = pd.Categorical(
+        np.full(len(table), None, dtype=object), categories=pd.Index(list(SIGNALS))
+    )
     full[mask] = signals
     return frame_of(table, None, fair, full, None)
 
@@ -251,7 +249,9 @@ def _cutoff_frames(
         rows = order[begin:end]
         steps = periods[begin:end] - cutoff
         predicted = forecasts.predicted[steps - 1, rows]
-        signal = pd.Categorical.from_codes(codes[steps - 1, rows], categories=list(SIGNALS))
+        signal = pd.Categorical.from_codes(
+            codes[steps - 1, rows], categories=pd.Index(list(SIGNALS))
+        )
         picked = ids.iloc[rows]
         naive = index.lag(*index.locate_asof(picked, np.full(len(rows), date.to_datetime64())), 1)
         frame = frame_of(table, rows, predicted, signal, naive)

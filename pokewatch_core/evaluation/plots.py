@@ -66,12 +66,47 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
     ax.bar_label(bars)
     ax.set(title=f"Signals, {result.policy.name} policy", ylabel="rows")
 
-    return {
+    figures = {
         "plots/error_distribution.png": fig_err,
         "plots/scatter_true_vs_predicted.png": fig_sc,
         "plots/signal_distribution.png": fig_sig,
         "plots/strategy_equity_curve.png": equity_figure(result),
     }
+    if result.backtest is not None and result.backtest.cutoffs.horizon > 1:
+        figures[HORIZON_PLOT] = horizon_figure(result)
+    return figures
+
+
+HORIZON_PLOT = "plots/error_by_horizon.png"
+
+
+def horizon_figure(result: EvaluationResult) -> Figure:
+    """How the error grows with the horizon: each error metric (smaller is better) of the
+    run against the horizon, one panel per unit."""
+    figures = result.backtest
+    assert figures is not None
+    errors = {
+        name: metric.unit
+        for name, metric in result.metric_components.items()
+        if metric.greater_is_better is False and metric.unit in {"price", "percent", "ratio"}
+    }
+    from matplotlib.figure import Figure
+
+    units = sorted(set(errors.values()), key=["price", "percent", "ratio"].index)
+    fig = Figure(figsize=(5 * max(len(units), 1), 4), dpi=100)
+    panels = list(np.atleast_1d(fig.subplots(1, max(len(units), 1))))
+    horizons = list(figures.by_horizon)
+    for ax, unit in zip(panels, units, strict=False):
+        for name, metric_unit in errors.items():
+            if metric_unit == unit:
+                values = [figures.by_horizon[h][name] for h in horizons]
+                ax.plot(horizons, values, marker="o", label=name)
+        ax.set(xlabel=f"horizon ({figures.cutoffs.calendar.period_name(1)} per step)", ylabel=unit)
+        ax.set_xticks(horizons)
+        ax.legend()
+    panels[0].set_title(f"Error by horizon, {result.model.name}")
+    fig.tight_layout()
+    return fig
 
 
 def equity_figure(result: EvaluationResult) -> Figure:

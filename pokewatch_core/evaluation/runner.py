@@ -188,7 +188,7 @@ class EvaluationResult:
                     HORIZON: np.full(len(codes), h, dtype=np.int64),
                     PRICE: table[PRICE].to_numpy()[rows],
                     PREDICTED: forecasts.predicted[h - 1, rows],
-                    SIGNAL: pd.Categorical.from_codes(codes, categories=list(SIGNALS)),
+                    SIGNAL: pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
                 }
             )
 
@@ -216,7 +216,7 @@ def signals_from(raw: Any, n: int, policy: SignalPolicy) -> pd.Categorical:
         signals = raw
     else:
         values = raw.to_numpy() if isinstance(raw, pd.Series) else np.asarray(raw, dtype=object)
-        signals = pd.Categorical(values, categories=list(SIGNALS))
+        signals = pd.Categorical(values, categories=pd.Index(list(SIGNALS)))
         given = ~pd.isna(values)
         unknown = given & np.asarray(pd.isna(signals))
         if unknown.any():

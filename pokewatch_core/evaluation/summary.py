@@ -67,6 +67,40 @@ def data_overview(result: EvaluationResult) -> dict[str, str]:
     return overview
 
 
+def pooled_metrics(result: EvaluationResult) -> dict[str, float]:
+    """The metrics without their per-horizon keys (a backtest's are pooled over horizons)."""
+    return {name: result.metrics[name] for name in result.metric_components}
+
+
+def backtest_section(result: EvaluationResult) -> str:
+    """A backtest's cutoffs and its metrics by horizon (one column per horizon)."""
+    figures = result.backtest
+    assert figures is not None
+    cutoffs = figures.cutoffs
+    first, last = cutoffs.dates()[[0, -1]]
+    step = f", {cutoffs.step} periods apart" if cutoffs.step is not None else ""
+    size = cutoffs.input_size
+    window = "expanding" if size is None else f"sliding, {size} periods"
+    head = [
+        f"Backtest: horizon {cutoffs.horizon} ({cutoffs.calendar.describe()} data), "
+        f"{len(cutoffs.periods)} cutoffs ({cutoffs.mode}{step}) from {first.date()} to "
+        f"{last.date()}, refit {result.params.get('refit')}, training window {window}",
+    ]
+    if cutoffs.horizon == 1:
+        return "\n".join(head)
+    horizons = list(figures.by_horizon)
+    names = list(result.metric_components)
+    width = max(len(n) for n in names) if names else 0
+    cells = {name: [format_value(figures.by_horizon[h][name]) for h in horizons] for name in names}
+    column = max([len(f"h{h}") for h in horizons] + [len(c) for row in cells.values() for c in row])
+    header = f"  {'metric':<{width}}  " + "  ".join(f"{'h' + str(h):>{column}}" for h in horizons)
+    rows = [
+        f"  {name:<{width}}  " + "  ".join(f"{cell:>{column}}" for cell in cells[name])
+        for name in names
+    ]
+    return "\n".join([*head, "Metrics by horizon (logged as <metric>_h<h>)", header, *rows])
+
+
 def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in params.items()) or "no parameters"
 
@@ -83,7 +117,9 @@ def evaluation_summary(result: EvaluationResult, source: str = "data") -> str:
         f"data:   {source}",
     ]
     lines += [f"  {k}: {v}" for k, v in data_overview(result).items()]
-    lines += ["", "Metrics", metrics_table(result.metrics, metric_units(result))]
+    lines += ["", "Metrics", metrics_table(pooled_metrics(result), metric_units(result))]
+    if result.backtest is not None:
+        lines += ["", backtest_section(result)]
     lines += ["", f"Signals: {signal_line}"]
     lines += ["", signal_quality_section(result)]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import pandas as pd
 
 from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError, PokeWatchError
+from pokewatch_core.evaluation.cutoffs import BacktestOptions
 from pokewatch_core.evaluation.runner import EvaluationResult
 from pokewatch_core.evaluation.spec import EvaluationSpec
 
@@ -40,6 +41,7 @@ class SweepPlan:
     fixed: dict[str, Any]
     combos: list[dict[str, Any]]
     test_start: str | None
+    backtest: BacktestOptions | None = None
 
     def params(self, number: int) -> dict[str, Any]:
         """The parameters of trial ``number``: the fixed ones, then the combination."""
@@ -48,8 +50,9 @@ class SweepPlan:
     def spec(self, number: int) -> EvaluationSpec:
         """The evaluation spec of trial ``number``."""
         return EvaluationSpec.build(
-            self.model, self.policy, self.metrics, self.params(number), self.test_start
-        )
+            self.model, self.policy, self.metrics, self.params(number), self.test_start,
+            self.backtest,
+        )  # fmt: skip
 
     def check(self) -> None:
         """Build every combination's components: a bad value fails before anything runs."""
@@ -135,9 +138,10 @@ def varying_keys(combos: Sequence[Mapping[str, Any]]) -> list[str]:
 def ranking_direction(metric: str) -> bool:
     """Whether the best combination has the largest ``metric`` (its ``greater_is_better``);
     a metric with no direction (a count, a signal rate) cannot pick a best."""
+    from pokewatch_core.evaluation.horizon_keys import metric_of_key
     from pokewatch_core.plugins.registry import get_plugins
 
-    better = get_plugins().metrics.get(metric).greater_is_better
+    better = get_plugins().metrics.get(metric_of_key(metric)).greater_is_better
     if better is None:
         raise ConfigError(
             f"metric {metric!r} has no better direction (greater_is_better is None): "

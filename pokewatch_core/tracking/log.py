@@ -265,14 +265,71 @@ def log_artifacts(
     tables = workdir / "tables"
     tables.mkdir()
     result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
+    written = write_backtest_tables(result, workdir)
     if result.frame_dir is None:
         result.frame.to_parquet(workdir / TABLES[1], index=False)
         retry(client.log_artifacts, run_id, str(tables), "tables")
-        return [*figures, SUMMARY_ARTIFACT, *TABLES]
+        return [*figures, SUMMARY_ARTIFACT, *TABLES, *written]
     # the workers wrote the frame as a partitioned dataset: logged as that folder
     retry(client.log_artifacts, run_id, str(tables), "tables")
     retry(client.log_artifacts, run_id, str(result.frame_dir), PARTITIONED_FRAME)
-    return [*figures, SUMMARY_ARTIFACT, TABLES[0], PARTITIONED_FRAME + "/"]
+    return [*figures, SUMMARY_ARTIFACT, TABLES[0], *written, PARTITIONED_FRAME + "/"]
+
+
+BACKTEST_TABLES = (
+    "tables/metrics_by_horizon.csv",
+    "tables/metrics_by_cutoff.csv",
+    "tables/forecasts.parquet",
+)
+
+
+def write_backtest_tables(result: EvaluationResult, workdir: Path) -> list[str]:
+    """A backtest's tables under ``workdir/tables``: metrics by horizon and by cutoff, and
+    every forecast (written a horizon at a time); returns their artifact paths."""
+    figures = result.backtest
+    if figures is None:
+        return []
+    import pandas as pd
+
+    by_horizon = pd.DataFrame.from_dict(figures.by_horizon, orient="index")
+    by_horizon.index.name = "horizon"
+    by_horizon.reset_index().to_csv(workdir / BACKTEST_TABLES[0], index=False)
+    figures.by_cutoff.to_csv(workdir / BACKTEST_TABLES[1], index=False)
+    if figures.forecasts is None:  # the dask engine keeps no forecasts on the client
+        return list(BACKTEST_TABLES[:2])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for table in result.forecast_tables():
+            batch = pa.Table.from_pandas(table, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(workdir / BACKTEST_TABLES[2], batch.schema)
+            writer.write_table(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    return list(BACKTEST_TABLES)
+
+
+def horizon_steps(result: EvaluationResult) -> list[Any]:
+    """Each metric against the horizon as MLflow metric steps (``<metric>_by_horizon``, step
+    ``h``), for the run page's chart; none for a one-step run."""
+    from mlflow.entities import Metric
+
+    figures = result.backtest
+    if figures is None or figures.cutoffs.horizon == 1:
+        return []
+    stamp = int(time.time() * 1000)
+    return [
+        Metric(f"{name}{BY_HORIZON}", _clean_metric(value), stamp, h)
+        for h, values in figures.by_horizon.items()
+        for name, value in values.items()
+    ]
+
+
+BY_HORIZON = "_by_horizon"  # the suffix of a metric's chart against the horizon
 
 
 def _clean_metric(value: float) -> float:
@@ -569,6 +626,13 @@ def _log_metrics(result: EvaluationResult, model: Any, dataset: Any) -> None:
         model_id=model.model_id if model is not None else None,
         dataset=dataset,
     )
+    steps = horizon_steps(result)
+    if steps:
+        from mlflow.tracking import MlflowClient
+
+        run_id = mlflow.active_run().info.run_id
+        for start in range(0, len(steps), 1000):  # MLflow's log_batch takes 1000 at most
+            retry(MlflowClient().log_batch, run_id, metrics=steps[start : start + 1000])
 
 
 def _register(model_uri: str, name: str, alias: str) -> str:

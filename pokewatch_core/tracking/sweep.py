@@ -26,6 +26,9 @@ import pandas as pd
 from pokewatch_core.defaults import DEFAULT_EXPERIMENT, DEFAULT_POLICY, DEFAULT_SWEEP_METRIC
 from pokewatch_core.engines.front_door import EngineOptions
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.evaluation.cutoffs import BacktestOptions
+from pokewatch_core.evaluation.horizon_keys import check_horizon_key, metric_of_key
+from pokewatch_core.evaluation.spec import parse_test_start
 from pokewatch_core.sweeps.grid import check_grid, combinations
 from pokewatch_core.sweeps.plan import (
     SweepPlan,
@@ -401,6 +404,7 @@ def run_sweep(
     partitions: int | None = None,
     frame_dir: str | Path | None = None,
     log: bool = False,
+    backtest: BacktestOptions | None = None,
     **log_options: Any,
 ) -> SweepResult:
     """Evaluate every combination of ``grid`` (name -> values) on ``data``, read once.
@@ -423,7 +427,10 @@ def run_sweep(
         else EngineOptions(engine, scheduler, partitions, frame_dir)
     )
     names = list(metrics) if metrics is not None else None
-    if metric not in (names if names is not None else get_plugins().metrics.names()):
+    options_of_backtest = backtest or BacktestOptions()
+    options_of_backtest.check(parse_test_start(test_start))
+    check_horizon_key(metric, options_of_backtest.horizon, "metric")
+    if metric_of_key(metric) not in (names if names is not None else get_plugins().metrics.names()):
         raise ConfigError(f"metric {metric!r} is not computed by this sweep")
     greater = ranking_direction(metric)
     if jobs < 1:
@@ -434,7 +441,9 @@ def run_sweep(
     chosen = options.engine_for(data, jobs=jobs)
     combos = combinations(check_grid(grid))
     with chosen:
-        plan = SweepPlan(chosen, model, policy, names, dict(params or {}), combos, test_start)
+        plan = SweepPlan(
+            chosen, model, policy, names, dict(params or {}), combos, test_start, backtest
+        )
         plan.check()  # every combination builds: a bad value stops here, before any run
         chosen.open()  # the data is read before any evaluation
         if not log:
