@@ -30,9 +30,11 @@ RUN_PARAMS = ("model_type", "policy")
 def default_ascending(metric: str) -> bool:
     """Whether ``metric`` ranks best when smallest: its own ``greater_is_better`` says (an
     unknown metric, or one with no direction, ranks largest first)."""
+    from pokewatch_core.evaluation.horizon_keys import metric_of_key
     from pokewatch_core.plugins.registry import get_plugins
 
     metrics = get_plugins().metrics
+    metric = metric_of_key(metric)
     if metric not in metrics or len(metrics.registrations(metric)) != 1:
         return False
     return metrics.get(metric).greater_is_better is False
@@ -58,10 +60,49 @@ def varying_params(runs: list[RunRecord]) -> list[str]:
     return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
 
 
+def scored_on(params: dict[str, Any]) -> str:
+    """What a run scored, from its params: ``every date, horizon 1`` (the default),
+    ``from 2025-10-01``, ``4 windows of horizon 7, step 7, 2025-10-25..2025-11-15``, with the
+    refit and a sliding window when not the default. Runs are like for like only when this
+    is the same."""
+    horizon = params.get("horizon", "1")
+    mode = params.get("cutoffs", "test start" if params.get("test_start") else "every date")
+    if mode == "windows":
+        text = (
+            f"{params.get('cutoff_count')} windows of horizon {horizon}, step "
+            f"{params.get('step')}, cutoffs {params.get('first_cutoff')}.."
+            f"{params.get('last_cutoff')}"
+        )
+    elif mode == "test start":
+        text = f"from {params.get('test_start')}, horizon {horizon}"
+    else:
+        text = f"every date, horizon {horizon}"
+    refit = params.get("refit")
+    if refit is not None and refit != ("once" if mode == "test start" else "every"):
+        text += f", refit {refit}"
+    size = params.get("input_size")
+    if size not in (None, "expanding"):
+        text += f", sliding {size} periods"
+    return text
+
+
+def unlike_note(runs: list[RunRecord]) -> str | None:
+    """A warning when ``runs`` did not score the same periods and horizons (None when they
+    did): their figures are not like for like."""
+    setups = sorted({scored_on(r.params) for r in runs})
+    if len(setups) < 2:
+        return None
+    return (
+        f"note: these runs scored {len(setups)} different periods or horizons (column "
+        "'scored_on'): their figures are not like for like — compare runs of one backtest"
+    )
+
+
 def ranking(runs: list[RunRecord], metrics: list[str]) -> dict[str, Any]:
     """The ranking as data (for ``--json``)."""
     return {
         "metrics": metrics,
+        "like_for_like": unlike_note(runs) is None,
         "runs": [
             {
                 "rank": i + 1,
@@ -70,6 +111,7 @@ def ranking(runs: list[RunRecord], metrics: list[str]) -> dict[str, Any]:
                 "model": r.params.get("model_type"),
                 "policy": r.params.get("policy"),
                 "params": r.params,
+                "scored_on": scored_on(r.params),
                 "metrics": {m: r.metrics.get(m) for m in metrics},
             }
             for i, r in enumerate(runs)
@@ -79,8 +121,10 @@ def ranking(runs: list[RunRecord], metrics: list[str]) -> dict[str, Any]:
 
 def ranking_table(runs: list[RunRecord], metrics: list[str]) -> str:
     """Rank, run, model, policy, the parameters that differ, and the chosen metrics."""
-    params = varying_params(runs)
-    header = ["#", "run_id", "run_name", "model", "policy", *params, *metrics]
+    unlike = unlike_note(runs)
+    params = [p for p in varying_params(runs) if unlike is None or p not in SETUP_PARAMS]
+    setup = ["scored_on"] if unlike is not None else []
+    header = ["#", "run_id", "run_name", "model", "policy", *setup, *params, *metrics]
     rows = [
         [
             str(i + 1),
@@ -88,12 +132,21 @@ def ranking_table(runs: list[RunRecord], metrics: list[str]) -> str:
             r.run_name,
             r.params.get("model_type", ""),
             r.params.get("policy", ""),
+            *([scored_on(r.params)] if unlike is not None else []),
             *(r.params.get(p, "") for p in params),
             *(format_value(r.metrics.get(m, math.nan)) for m in metrics),
         ]
         for i, r in enumerate(runs)
     ]
-    return _table(header, rows)
+    table = _table(header, rows)
+    return table if unlike is None else f"{table}\n{unlike}"
+
+
+SETUP_PARAMS = frozenset(
+    {"test_start", "horizon", "cutoffs", "cutoff_count", "first_cutoff", "last_cutoff", "step",
+     "refit", "input_size", "period"}
+)  # fmt: skip
+"""The params that say what a run scored (``scored_on`` sums them up)."""
 
 
 SAME_WITHIN = 1e-9
@@ -126,7 +179,11 @@ def side_by_side(runs: list[RunRecord]) -> dict[str, Any]:
         return out
 
     return {
-        "runs": [{"run_id": r.run_id, "run_name": r.run_name} for r in runs],
+        "runs": [
+            {"run_id": r.run_id, "run_name": r.run_name, "scored_on": scored_on(r.params)}
+            for r in runs
+        ],
+        "like_for_like": unlike_note(runs) is None,
         "params": rows("params"),
         "metrics": rows("metrics"),
     }
@@ -141,7 +198,9 @@ def side_by_side_table(runs: list[RunRecord]) -> str:
         for row in data[kind]:
             cells = ["" if v is None else format_value(v) for v in row["values"]]
             rows.append(["*" if row["differs"] else "", f"{kind[:-1]}.{row['name']}", *cells])
-    return _table(header, rows) + "\n(* = differs between the runs)"
+    unlike = unlike_note(runs)
+    note = "" if unlike is None else f"\n{unlike}"
+    return _table(header, rows) + "\n(* = differs between the runs)" + note
 
 
 # ---- the command --------------------------------------------------------------------------------

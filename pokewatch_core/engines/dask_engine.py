@@ -28,6 +28,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from pokewatch_core.analysis.analyses import Analyses, AnalysisStatistics
@@ -37,6 +38,7 @@ from pokewatch_core.data.tables import ALL_PRICES_MISSING
 from pokewatch_core.engines import partitions as parts
 from pokewatch_core.engines.base import Engine
 from pokewatch_core.errors import ConfigError, DataError, PokeWatchError
+from pokewatch_core.evaluation.horizons import BacktestFigures, finalize_backtest
 from pokewatch_core.evaluation.scoring import (
     States,
     finalize_metrics,
@@ -73,6 +75,7 @@ class DaskEvaluation:
     rows: int
     frame: pd.DataFrame | None = None  # gathered only for metrics without a state
     inferred: dict[str, dict[str, Any]] = field(default_factory=dict)  # by metric
+    backtest: BacktestFigures | None = None  # a backtest's figures (no forecasts kept)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -203,6 +206,7 @@ class DaskEngine(Engine):
         )
         result.analyses = run.analyses  # merged already: nothing to compute again
         result.inferred = run.inferred
+        result.backtest = run.backtest
         return result
 
     def run(
@@ -384,6 +388,11 @@ def _run(
             f"exceed the {gather_rows} the client may gather (raise gather_rows, or give "
             "the metric a statistic)"
         )
+    if unmerged and not spec.backtest.is_default:
+        raise ConfigError(
+            f"metric '{unmerged[0]}' declares no mergeable state: a backtest on the dask engine "
+            "needs every metric to declare a statistic (or use the local engine)"
+        )
     report(f"routing {rows} rows to {n} partitions by card")
     routed = client.map(
         parts.route, pieces, range(len(pieces)), [n] * len(pieces), [scratch] * len(pieces),
@@ -397,6 +406,17 @@ def _run(
         raise
     from distributed import as_completed
 
+    if not spec.backtest.is_default and spec.cutoffs is None:
+        # cutoffs are calendar dates of the whole data: resolved on every card's dates
+        report("reading the dates of every partition")
+        found = client.map(parts.partition_days, range(n), scratch=scratch, source=data,
+                           pure=False)  # fmt: skip
+        try:
+            days = [future.result() for future in found]
+        except BaseException:
+            _settle(client, found)
+            raise
+        spec = spec.resolved(np.unique(np.concatenate([np.zeros(0, np.int64), *days])), data)
     tasks = client.map(
         parts.evaluate_bucket,
         range(n),
@@ -426,6 +446,15 @@ def _run(
         raise DataError(f"{data}: column 'market_price': {ALL_PRICES_MISSING}")
     if start is not None and not seen.scored_period_rows:
         raise DataError(f"{data}: no rows on or after test_start {start.date()}")
+    figures = None
+    if spec.cutoffs is not None and not spec.cutoffs.one_step:
+        pooled, by_horizon, by_cutoff = finalize_backtest(metrics, merged, spec.cutoffs, {})
+        figures = BacktestFigures(spec.cutoffs, by_horizon, by_cutoff)
+        ordered = figures.metric_keys({name: v.value for name, v in pooled.items()})
+        analyses = AnalysisStatistics.of(metric_statistics(metrics).values()).analyses(merged)
+        run = DaskEvaluation(ordered, merged, analyses, out, n, total, None, backtest=figures)
+        run.inferred = inferred_of(pooled)
+        return run
     values = finalize_metrics(metrics, merged)
     gathered = None
     if unmerged:

@@ -293,6 +293,17 @@ def _unscored_partition(
     return frame, statistic_states(statistics, none, history, states)
 
 
+def partition_days(k: int, scratch: str, source: str) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Task: the distinct day numbers of partition ``k``'s validated rows (a backtest's
+    cutoffs are resolved on the dates of every partition together)."""
+    from pokewatch_core.evaluation.cutoffs import distinct_days
+
+    raw = read_partition(scratch, k)
+    if raw is None:
+        return np.zeros(0, dtype=np.int64)
+    return distinct_days(prepare_prices(raw, f"{source} (partition {k})", part=True)[DATE])
+
+
 def default_partitions(rows: int, threads: int) -> int:
     """Partitions for ``rows`` input rows on ``threads`` worker threads: about
     ``PARTITION_ROWS`` each, and at least two per thread so that the work balances."""

@@ -278,9 +278,8 @@ def _evaluate(
         at_mask = ~before
         train, at = _rows(history, before), _rows(history[[ID, DATE]], at_mask)
 
-    if fits(model_obj):
-        report(f"fitting {model_obj.name}")
-        model_obj = fitted(model_obj, train)
+    report(f"fitting {model_obj.name}")
+    model_obj = fitted(model_obj, train)
 
     report(f"predicting with {model_obj.name}")
     predicted = predictions(model_obj, history, at)

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.evaluation.horizon_keys import metric_of_key
 from pokewatch_core.tracking.gate_rules import Rule, Verdict, check_rules
 from pokewatch_core.tracking.runs import full_run_id
 from pokewatch_core.tracking.store import retry, sqlite_path, use_store
@@ -183,7 +184,7 @@ def _rescore_champion(
     policy_cls = plugins.policies.get(params.get("policy", DEFAULT_POLICY))
     policy = policy_cls.from_params(_filtered(policy_cls, params, "policy"))
     metrics = {}
-    for name in metric_names:
+    for name in dict.fromkeys(metric_of_key(key) for key in metric_names):
         cls = plugins.metrics.get(name)
         # Values a metric inferred from the data are logged apart (``inferred.<metric>.*``)
         # and never read as parameters: re-scoring infers them again on this data. A run
@@ -193,9 +194,32 @@ def _rescore_champion(
         metrics[name] = cls.from_params(given)
     table = load_prices(data_path)
     _check_same_data(table, candidate, data_path)
-    spec = EvaluationSpec(model, policy, metrics, parse_test_start(params.get("test_start")))
+    start = parse_test_start(params.get("test_start"))
+    spec = EvaluationSpec(model, policy, metrics, start, logged_backtest(params))
     result = evaluate_prepared(table, spec)
-    return dict(result.metrics)
+    return {key: result.metrics[key] for key in metric_names if key in result.metrics}
+
+
+def logged_backtest(params: dict[str, str]) -> Any:
+    """The backtest options a run logged (its params ``horizon``, ``cutoffs``,
+    ``cutoff_count``, ``step``, ``refit``, ``input_size``); the one-step default for a run
+    logged without them."""
+    from pokewatch_core.evaluation.cutoffs import BacktestOptions, parse_refit
+
+    if "horizon" not in params:
+        return BacktestOptions()
+    windows = int(params["cutoff_count"]) if params.get("cutoffs") == "windows" else None
+    refit = params.get("refit", "every")
+    if refit.startswith("every ") and refit.endswith(" windows"):
+        refit = refit.split()[1]
+    size = params.get("input_size", "expanding")
+    return BacktestOptions(
+        int(params["horizon"]),
+        windows,
+        int(params["step"]) if windows is not None and "step" in params else None,
+        parse_refit(refit),
+        None if size == "expanding" else int(size),
+    )
 
 
 def run_gate(
@@ -230,7 +254,9 @@ def run_gate(
             f"run {run_id} is {run.info.status}, not FINISHED: only a complete run can be gated"
         )
     installed = set(get_plugins().metrics.names())
-    metric_names = [m for m in run.data.metrics if m in installed]
+    # the metrics, pooled and per horizon (``rmse_h7``): the champion is re-scored on the
+    # candidate's cutoffs, so each key means the same on both sides
+    metric_names = [m for m in run.data.metrics if metric_of_key(m) in installed]
     candidate_metrics = {m: float(run.data.metrics[m]) for m in metric_names}
     champion = _champion_version(client, name, alias, version_number)
     champion_metrics = None
