@@ -46,6 +46,8 @@ class EvaluationSpec:
     cutoffs: Cutoffs | None = None
     """The backtest resolved on the whole data set (``resolved``): set by an engine that
     evaluates the data in parts, so that every part has the same cutoffs."""
+    spell: Any = field(default=None, compare=False, repr=False)
+    """How the caller names the backtest options in a refusal (``--windows``, ``windows``)."""
 
     @classmethod
     def build(
@@ -68,7 +70,7 @@ class EvaluationSpec:
         built_model, built_policy, built_metrics = resolve.resolve_components(
             model, policy, metrics, params
         )
-        return cls(built_model, built_policy, built_metrics, start, options)
+        return cls(built_model, built_policy, built_metrics, start, options, spell=spell)
 
     def resolve(self, days: Any, source: str = "data", spell: Any = None) -> Cutoffs:
         """The cutoffs of this spec on data whose distinct day numbers are ``days``
@@ -76,7 +78,7 @@ class EvaluationSpec:
         if self.cutoffs is not None:
             return self.cutoffs
         return resolve_cutoffs(
-            self.backtest, days, self.test_start, source=source, spell=spell,
+            self.backtest, days, self.test_start, source=source, spell=spell or self.spell,
             history_needed=self.model.history_needed(),
         )  # fmt: skip
 

@@ -351,7 +351,7 @@ def run_description(result: EvaluationResult, data_source: str) -> str:
 
     headline = ", ".join(
         f"{name} {format_metric(value, result.metric_components[name].unit)}"
-        for name, value in list(result.metrics.items())[:3]
+        for name, value in [(n, result.metrics[n]) for n in result.metric_components][:3]
     )
     return f"{result.model.name} with policy {result.policy.name} on {Path(data_source).name}" + (
         f": {headline}" if headline else ""
