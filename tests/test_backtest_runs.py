@@ -206,8 +206,8 @@ def test_compare_says_nothing_for_runs_of_one_setup(run_cli, store, tmp_path):
     path = tmp_path / "prices.parquet"
     make_panel(cards=4, days=40, seed=3).to_parquet(path)
     for window in (2, 3):
-        out = run_cli("train", "--data-path", str(path), "--tracking-uri", store,
-                      "--metric", "rmse", "-p", f"window_size={window}", "--horizon", "2")  # fmt: skip
+        args = ["--data-path", str(path), "--tracking-uri", store, "--metric", "rmse"]
+        out = run_cli("train", *args, "-p", f"window_size={window}", "--horizon", "2")
         assert out.exit_code == 0, out.stderr
     out = run_cli("compare", "--tracking-uri", store, "--metric", "rmse_h2")
     assert out.exit_code == 0, out.stderr

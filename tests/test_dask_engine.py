@@ -653,3 +653,40 @@ def test_run_sweep_on_the_dask_engine_from_python(scheduler, tmp_path):
             assert same(mine.metrics[name], value), name
     assert remote.best.number == local.best.number
     assert list(frames.iterdir()) == []  # released as scored
+
+
+BACKTESTS = [
+    {"horizon": 7, "windows": 4, "step": 7},
+    {"horizon": 3},
+    {"horizon": 2, "test_start": "2025-11-01"},
+    {"horizon": 4, "windows": 3, "step": 2, "input_size": 5, "refit": 2},
+]
+
+
+@pytest.mark.parametrize(
+    "options", BACKTESTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
+)
+def test_a_backtest_gives_the_local_numbers(scheduler, tmp_path, options):
+    """Per horizon, pooled and per cutoff: the partitions' merged states are the local
+    figures (the cutoffs resolved on every partition's dates together)."""
+    local = evaluate("baseline_moving_average", embedded_sample_path(), **options)
+    remote = evaluate("baseline_moving_average", embedded_sample_path(), engine="dask",
+                      scheduler=scheduler, partitions=5, output_dir=tmp_path / "f",
+                      **options)  # fmt: skip
+    assert_same_numbers(local, remote)
+    assert remote.backtest is not None and local.backtest is not None
+    assert remote.backtest.by_horizon.keys() == local.backtest.by_horizon.keys()
+    pd.testing.assert_frame_equal(remote.backtest.by_cutoff, local.backtest.by_cutoff, rtol=1e-9)
+    assert remote.params["first_cutoff"] == local.params["first_cutoff"]
+    assert remote.params["cutoff_count"] == local.params["cutoff_count"]
+
+
+def test_a_backtest_with_a_stateless_metric_is_refused_before_work(scheduler, tmp_path):
+    from pokewatch_core.evaluation.cutoffs import BacktestOptions
+
+    spec = EvaluationSpec.build(
+        "baseline_moving_average", metrics=["rmse", MedianError], backtest=BacktestOptions(2)
+    )
+    with pytest.raises(ConfigError, match="a backtest on the dask engine needs every metric"):
+        evaluate_on_dask(str(embedded_sample_path()), spec, scheduler=scheduler,
+                         output_dir=tmp_path / "f")  # fmt: skip
