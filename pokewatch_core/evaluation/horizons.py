@@ -143,6 +143,7 @@ def score_backtest(
     states: States = {}
     plain: dict[str, dict[Any, MetricValue]] = {}
     codes = np.full(forecasts.predicted.shape, -1, dtype=np.int8)
+    naives = np.full(forecasts.predicted.shape, np.nan)  # each horizon's naive forecasts
     kept: list[pd.DataFrame] = []
     for h in range(1, cutoffs.horizon + 1):
         report(f"scoring horizon {h}")
@@ -160,6 +161,10 @@ def score_backtest(
             ids = table[ID] if mask is None else table.loc[mask, ID]
             source = forecasts.periods if mask is None else forecasts.periods[mask]
             naive = index.lag(*index.locate_asof(ids, cutoffs.calendar.dates(source - h)), 1)
+            if mask is None:
+                naives[h - 1] = naive
+            else:
+                naives[h - 1, mask] = naive
         frame = frame_of(table, mask, chosen, decided, naive)
         if h == 1:
             first_frame(_whole(table, mask, chosen, decided))
@@ -173,7 +178,7 @@ def score_backtest(
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
-    for cutoff, frame in _cutoff_frames(table, forecasts, codes, index):
+    for cutoff, frame in _cutoff_frames(table, forecasts, codes, naives):
         key = cutoff.date().isoformat()
         _states(states, metrics, statistics, frame, history, partial(AtCutoff, cutoff=key))
         for name, value in compute_metrics(stateless, frame).items():
@@ -232,14 +237,13 @@ def _cutoff_frames(
     table: pd.DataFrame,
     forecasts: Forecasts,
     codes: np.ndarray[Any, Any],
-    index: PriceIndex,
+    naives: np.ndarray[Any, Any],
 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """The forecasts frame of each cutoff that has a target row (with each row's horizon
     and cutoff), in cutoff order."""
     cutoffs = forecasts.cutoffs
     order = np.argsort(forecasts.periods, kind="stable")
     periods = forecasts.periods[order]
-    ids = table[ID]
     dates = cutoffs.dates()
     starts = np.searchsorted(periods, cutoffs.periods, side="right")
     stops = np.searchsorted(periods, cutoffs.periods + cutoffs.horizon, side="right")
@@ -252,9 +256,7 @@ def _cutoff_frames(
         signal = pd.Categorical.from_codes(
             codes[steps - 1, rows], categories=pd.Index(list(SIGNALS))
         )
-        picked = ids.iloc[rows]
-        naive = index.lag(*index.locate_asof(picked, np.full(len(rows), date.to_datetime64())), 1)
-        frame = frame_of(table, rows, predicted, signal, naive)
+        frame = frame_of(table, rows, predicted, signal, naives[steps - 1, rows])
         frame[HORIZON] = steps
         frame[CUTOFF] = date
         yield date, frame
