@@ -27,6 +27,8 @@ def _sync(session: nox.Session) -> None:
         "--locked",
         "--extra",
         "dask",  # the dask engine's LocalCluster tests
+        "--group",
+        "peers",  # statsforecast, utilsforecast: the backtest peer tests
         f"--python={session.virtualenv.location}",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )

@@ -46,10 +46,14 @@ def cli(context: click.Context, debug: bool) -> None:
 
 
 def _quiet_libraries(loud: bool) -> None:
-    """MLflow's INFO chatter, its pip-version warning and urllib3's line per retry say nothing
-    to act on: silenced unless ``--debug``. MLflow's HTTP retries are shortened either way."""
+    """MLflow's INFO chatter, its pip-version warning, its artifact progress bars and urllib3's
+    line per retry say nothing to act on: silenced unless ``--debug``. MLflow's HTTP retries
+    are shortened either way."""
     if not loud:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # with tqdm installed, MLflow draws an artifact progress bar (carriage returns) into
+        # the output of train and compare
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
     for name, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(name, value)
