@@ -188,7 +188,7 @@ class EvaluationResult:
                     HORIZON: np.full(len(codes), h, dtype=np.int64),
                     PRICE: table[PRICE].to_numpy()[rows],
                     PREDICTED: forecasts.predicted[h - 1, rows],
-                    SIGNAL: pd.Categorical.from_codes(codes, categories=list(SIGNALS)),
+                    SIGNAL: pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
                 }
             )
 
@@ -261,9 +261,11 @@ def _evaluate(
     if not cutoffs.one_step:
         return _backtest(table, spec, cutoffs, report)
     history = table[[ID, DATE, PRICE]]
-    once = cutoffs.mode == "test start" and cutoffs.refit == ONCE
-    if not (model_obj.answers_cutoffs and (once or not fits(model_obj))):
-        # one call per cutoff with only the history it allows: no model can look ahead
+    # The one-step evaluation, unchanged: one fit (on every row, or on those before
+    # test_start) and one predict over the whole history. Only a refit asked for, of a model
+    # that learns, fits again at the cutoffs (with only the rows each refit allows).
+    once = spec.backtest.refit is None or (cutoffs.mode == "test start" and cutoffs.refit == ONCE)
+    if not once and fits(model_obj):
         made = forecast(table, model_obj, cutoffs, report)
         at_mask = made.targets(1)
         fair = made.predicted[0]
@@ -278,9 +280,8 @@ def _evaluate(
         at_mask = ~before
         train, at = _rows(history, before), _rows(history[[ID, DATE]], at_mask)
 
-    if fits(model_obj):
-        report(f"fitting {model_obj.name}")
-        model_obj = fitted(model_obj, train)
+    report(f"fitting {model_obj.name}")
+    model_obj = fitted(model_obj, train)
 
     report(f"predicting with {model_obj.name}")
     predicted = predictions(model_obj, history, at)
