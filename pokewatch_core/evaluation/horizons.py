@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ import pandas as pd
 from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.columns import CUTOFF, DATE, HORIZON, ID, NAIVE, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.components import SIGNALS, Metric, SignalPolicy
+from pokewatch_core.data.naive import SCALE_SUMS, NaiveBaseline
 from pokewatch_core.data.price_index import PriceIndex
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.forecasts import Forecasts
@@ -106,9 +107,11 @@ def frame_of(
     predicted: np.ndarray[Any, Any],
     signals: pd.Categorical,
     naive: np.ndarray[Any, Any] | None,
+    scale: tuple[float, int] | None = None,
 ) -> pd.DataFrame:
     """The forecasts frame of ``table``'s ``rows`` (None: all, in order; an index array or a
-    mask) with their forecasts, signals and naive forecasts."""
+    mask) with their forecasts, signals and naive forecasts (and the naive scale's sums of
+    the metrics' history, ``scale``, in ``attrs``)."""
     if rows is None:
         frame = table.copy(deep=False)
     else:
@@ -120,6 +123,7 @@ def frame_of(
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     if naive is not None:
         frame[NAIVE] = naive
+        frame.attrs[SCALE_SUMS] = scale
     return frame
 
 
@@ -143,6 +147,7 @@ def score_backtest(
     stateless = {n: m for n, m in metrics.items() if n not in statistics}
     fit_metrics(stateless.values(), history)
     index = PriceIndex.build(table[[ID, DATE, PRICE]])
+    scale = NaiveBaseline.of(history).scale_sums  # once for every horizon and cutoff
     market = table[PRICE].to_numpy(dtype=np.float64)
     states: States = {}
     plain: dict[str, dict[Any, MetricValue]] = {}
@@ -164,7 +169,7 @@ def score_backtest(
             ids = table[ID] if mask is None else table.loc[mask, ID]
             source = forecasts.periods if mask is None else forecasts.periods[mask]
             naive = index.lag(*index.locate_asof(ids, cutoffs.calendar.dates(source - h)), 1)
-        frame = frame_of(table, mask, chosen, decided, naive)
+        frame = frame_of(table, mask, chosen, decided, naive, scale)
         if h == 1:
             first_frame(_whole(table, mask, chosen, decided))
         _states(states, metrics, statistics, frame, history, partial(AtHorizon, horizon=h))
@@ -177,7 +182,7 @@ def score_backtest(
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
-    for cutoff, frame in _cutoff_frames(table, forecasts, codes, index):
+    for cutoff, frame in _cutoff_frames(table, forecasts, codes, index, scale):
         key = cutoff.date().isoformat()
         _states(states, metrics, statistics, frame, history, partial(AtCutoff, cutoff=key))
         for name, value in compute_metrics(stateless, frame).items():
@@ -235,6 +240,7 @@ def _cutoff_frames(
     forecasts: Forecasts,
     codes: np.ndarray[Any, Any],
     index: PriceIndex,
+    scale: tuple[float, int],
 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """The forecasts frame of each cutoff that has a target row (with each row's horizon
     and cutoff), in cutoff order."""
@@ -251,10 +257,13 @@ def _cutoff_frames(
         rows = order[begin:end]
         steps = periods[begin:end] - cutoff
         predicted = forecasts.predicted[steps - 1, rows]
-        signal = pd.Categorical.from_codes(codes[steps - 1, rows], categories=list(SIGNALS))
+        signal = cast(
+            pd.Categorical,
+            pd.Categorical.from_codes(codes[steps - 1, rows], categories=pd.Index(list(SIGNALS))),
+        )
         picked = ids.iloc[rows]
         naive = index.lag(*index.locate_asof(picked, np.full(len(rows), date.to_datetime64())), 1)
-        frame = frame_of(table, rows, predicted, signal, naive)
+        frame = frame_of(table, rows, predicted, signal, naive, scale)
         frame[HORIZON] = steps
         frame[CUTOFF] = date
         yield date, frame
