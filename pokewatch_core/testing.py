@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pokewatch_core.columns import CUTOFF, WINDOW_START
 from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data.sample_data import generate_prices
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
@@ -79,7 +80,10 @@ def check_model(
     model: type[Model] | Model, data: pd.DataFrame | None = None, examples: int = 30
 ) -> None:
     """Check a model against the contract: metadata, parameters, output length and dtype, row
-    order, determinism, NaN and unknown-card handling, and no look-ahead (hypothesis)."""
+    order, determinism, NaN and unknown-card handling, and no look-ahead (hypothesis). A model
+    that declares ``answers_cutoffs`` also: its answer for many cutoffs in one call equals
+    one call per cutoff with only the history that cutoff allows, and changing prices after
+    a cutoff changes none of that cutoff's predictions (hypothesis)."""
     obj: Model = _instance(model, Model)
     _check_params(obj)
     data = example_panel() if data is None else prepare_prices(data, "check data")
@@ -103,6 +107,125 @@ def check_model(
         f"{obj.name}: a card's first date has no earlier price, so its prediction must be NaN"
     )
     _check_no_look_ahead(obj, history, examples)
+    if obj.answers_cutoffs:
+        _check_no_look_ahead_of_cutoffs(obj, history, examples)
+        _check_cutoffs(obj, history)
+
+
+HORIZONS = 3  # the kit's cutoffs: each row's date minus 1, 2 and 3 days
+
+
+def _with_cutoffs(history: pd.DataFrame, window: int | None) -> pd.DataFrame:
+    """``at`` as a backtest hands it to a model with ``answers_cutoffs``: every row of
+    ``history`` once per horizon, its ``cutoff`` that many days before its date (and, with a
+    sliding ``window`` of days, its ``window_start``)."""
+    parts = []
+    for h in range(1, HORIZONS + 1):
+        rows = history[[ID, DATE]]
+        cutoff = (rows[DATE] - pd.Timedelta(days=h)).to_numpy().astype("datetime64[ns]")
+        parts.append(rows.assign(**{CUTOFF: cutoff}))
+    at = pd.concat(parts, ignore_index=True)
+    if window is not None:
+        start = at[CUTOFF] - pd.Timedelta(days=window - 1)
+        at[WINDOW_START] = start.to_numpy().astype("datetime64[ns]")
+    return at
+
+
+def _allowed_history(history: pd.DataFrame, cutoff: Any, start: Any = None) -> pd.DataFrame:
+    """The rows of ``history`` a model at ``cutoff`` may see (on or after ``start``)."""
+    keep = history[DATE] <= cutoff
+    if start is not None:
+        keep &= history[DATE] >= start
+    allowed: pd.DataFrame = history.loc[keep]
+    return allowed
+
+
+def _check_cutoffs(model: Model, history: pd.DataFrame) -> None:
+    """``predict(history, at with a cutoff column)`` equals, row for row and bit for bit, the
+    calls the runner makes for a model without ``answers_cutoffs``: per cutoff,
+    ``predict(history up to the cutoff, at without the cutoff column)``; with and without
+    ``window_start``; and it follows the order of ``at``."""
+    window = max(model.history_needed(), 1)  # the shortest sliding window a run allows
+    for size in (None, window, window + 3):
+        at = _with_cutoffs(history, size)
+        answered = _predict(model, history, at)
+        keys = [CUTOFF] if size is None else [CUTOFF, WINDOW_START]
+        expected = np.full(len(at), np.nan)
+        for key, rows in at.groupby(keys, sort=True).groups.items():
+            cutoff, start = key if isinstance(key, tuple) else (key, None)
+            where = at.index.get_indexer(rows)
+            allowed = _allowed_history(history, cutoff, start)
+            if len(allowed):  # no row allowed: an ordinary model is not asked (NaN)
+                expected[where] = _predict(model, allowed, at.loc[rows, [ID, DATE]])
+        differ = ~((answered == expected) | (np.isnan(answered) & np.isnan(expected)))
+        if differ.any():
+            i = int(np.flatnonzero(differ)[0])
+            row = at.iloc[i]
+            start_text = "" if size is None else f", window_start {row[WINDOW_START].date()}"
+            raise AssertionError(
+                f"{model.name}: answers_cutoffs: predict(history, at with a cutoff column) "
+                f"differs from one call per cutoff with only the history up to it at "
+                f"{int(differ.sum())} of {len(at)} rows, e.g. card {row[ID]!r}, date "
+                f"{row[DATE].date()}, cutoff {row[CUTOFF].date()}{start_text}: "
+                f"{float(answered[i])!r} vs {float(expected[i])!r}"
+            )
+        order = np.random.default_rng(1).permutation(len(at))
+        shuffled = _predict(model, history, at.iloc[order].reset_index(drop=True))
+        if not _same(shuffled, answered[order]):
+            raise AssertionError(
+                f"{model.name}: answers_cutoffs: predictions do not follow the order of `at` "
+                "when it has a cutoff column"
+            )
+
+
+def _check_no_look_ahead_of_cutoffs(model: Model, history: pd.DataFrame, examples: int) -> None:
+    """Hypothesis perturbs every price after a cutoff (values and NaNs): the predictions of
+    the rows of ``at`` with that cutoff (any horizon, with or without ``window_start``) must
+    not change."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    dates = np.sort(history[DATE].unique())
+    n = len(history)
+    window = max(model.history_needed(), 1)
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+    )
+    @given(
+        cut=st.integers(0, len(dates) - 2),
+        seed=st.integers(0, 2**31 - 1),
+        nan_share=st.floats(0, 0.5),
+        sliding=st.booleans(),
+    )
+    def no_look_ahead(cut: int, seed: int, nan_share: float, sliding: bool) -> None:
+        cutoff = pd.Timestamp(dates[cut])
+        at = _with_cutoffs(history, window if sliding else None)
+        at = at.loc[at[CUTOFF] == cutoff].reset_index(drop=True)
+        if not len(at):
+            return
+        before = _predict(model, history, at)
+        rng = np.random.default_rng(seed)
+        later = (history[DATE] > cutoff).to_numpy()
+        changed = history.copy()
+        noise = rng.uniform(0.01, 10_000, n)
+        noise[rng.random(n) < nan_share] = np.nan
+        changed.loc[later, PRICE] = noise[later]
+        after = _predict(model, changed, at)
+        if not _same(before, after):  # raised, not asserted: one line under pytest too
+            changed_rows = ~((before == after) | (np.isnan(before) & np.isnan(after)))
+            raise AssertionError(
+                f"{model.name}: answers_cutoffs: look-ahead: changing prices after cutoff "
+                f"{cutoff.date()} changed the predictions of {int(changed_rows.sum())} of "
+                f"{len(at)} rows with that cutoff"
+            )
+
+    no_look_ahead()
 
 
 def _check_no_look_ahead(model: Model, history: pd.DataFrame, examples: int) -> None:

@@ -188,3 +188,91 @@ def make_frame() -> pd.DataFrame:
             "market_price": [1.0, 2, 3, 4, 5, 6, 2, 2, 3, 3, 4, 4],
         }
     )
+
+
+# Models that answer many cutoffs in one call (`answers_cutoffs`): the kit compares their
+# answer with one call per cutoff and perturbs the prices after each cutoff.
+
+
+@dataclass
+class LastAsOfCutoff(Model):
+    """Honest: the card's last observed price on or before the row's cutoff (inside its
+    window), or strictly before its date without a cutoff column."""
+
+    name: ClassVar[str] = "last_as_of_cutoff"
+    description: ClassVar[str] = "last price as of each row's cutoff"
+    answers_cutoffs: ClassVar[bool] = True
+
+    def predict(self, history, at):
+        index = PriceIndex.build(history)
+        if "cutoff" not in at.columns:
+            return index.lag(*index.locate(at), 1)
+        since = at["window_start"].to_numpy() if "window_start" in at.columns else None
+        return index.lag(*index.locate_asof(at["card_id"], at["cutoff"].to_numpy(), since), 1)
+
+
+@dataclass
+class IgnoresCutoff(LastAsOfCutoff):
+    """Declares answers_cutoffs but reads the history up to each row's date: at horizon 2
+    and more it sees prices after the cutoff."""
+
+    name: ClassVar[str] = "ignores_cutoff"
+
+    def predict(self, history, at):
+        return super().predict(
+            history, at.drop(columns=["cutoff", "window_start"], errors="ignore")
+        )
+
+
+@dataclass
+class IgnoresWindowStart(LastAsOfCutoff):
+    """No look-ahead, but the sliding window is ignored: not what one call per cutoff with the
+    window's rows gives (here: a card with no price inside the window still gets one)."""
+
+    name: ClassVar[str] = "ignores_window_start"
+
+    def predict(self, history, at):
+        return super().predict(history, at.drop(columns=["window_start"], errors="ignore"))
+
+
+@dataclass
+class OneCutoffForAll(LastAsOfCutoff):
+    """Answers every row as of the latest cutoff in `at`: honest for a single cutoff (the
+    perturbation cannot see it), a leak when cutoffs are mixed in one call."""
+
+    name: ClassVar[str] = "one_cutoff_for_all"
+
+    def predict(self, history, at):
+        if "cutoff" in at.columns:
+            at = at.assign(cutoff=at["cutoff"].max())
+        return super().predict(history, at)
+
+
+def test_an_honest_vectorised_model_passes_the_kit():
+    check_model(LastAsOfCutoff)
+
+
+@pytest.mark.parametrize(
+    ("model", "needle"),
+    [
+        (IgnoresCutoff, r"answers_cutoffs: look-ahead: changing prices after cutoff \d{4}-"),
+        (IgnoresWindowStart, r"differs from one call per cutoff .* window_start \d{4}-"),
+        (OneCutoffForAll, r"differs from one call per cutoff with only the history up to it"),
+    ],
+)
+def test_the_kit_catches_a_vectorised_model_that_breaks_its_cutoffs(model, needle):
+    with pytest.raises(AssertionError, match=needle) as caught:
+        check_model(model)
+    assert "\n" not in str(caught.value)  # one line
+
+
+def test_the_kit_checks_cutoffs_only_for_models_that_answer_them():
+    """The same leaky predict without `answers_cutoffs` is an ordinary model: the runner
+    never hands it a cutoff column, so the kit does not either (and it passes)."""
+
+    @dataclass
+    class Ordinary(IgnoresCutoff):
+        name: ClassVar[str] = "ordinary"
+        answers_cutoffs: ClassVar[bool] = False
+
+    check_model(Ordinary)

@@ -126,6 +126,8 @@ NOT_A_DEFAULT = {
     ("cli/gate.py", "threshold"): "the gate table's column of rule thresholds",
     ("analysis/by_card.py", "rmse"): "a column of the per-card table",
     ("analysis/by_card.py", "mape"): "a column of the per-card table",
+    ("columns.py", "horizon"): "a backtest's forecast column (periods after the cutoff)",
+    ("evaluation/cutoffs.py", "horizon"): "the backtest option and its logged parameter",
 }
 CORE_WORDS = {
     "horizon": "a backtest's horizon, the core's own option (docs/backtests.md); the signal "
@@ -177,8 +179,6 @@ def test_column_names_are_written_once():
 # needs is computed once and held by the result (no module-level analysis caches).
 MUTABLE_STATE = {
     ("card_ids.py", "_known"): "the codes of the id columns PokeWatch made (weakly, by object)",
-    ("data/naive.py", "_scales"): "the MASE scale of each history frame a backtest scores "
-    "against (weakly, by object): every horizon and cutoff shares one",
     ("interrupts.py", "_received"): "signals received while a run is being logged",
     ("plugins/registry.py", "_loaded"): "the process's plugin registry, loaded once",
     ("plugins/registry.py", "_extra"): "plugins registered in-process",

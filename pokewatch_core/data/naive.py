@@ -13,7 +13,6 @@ computed in card-aligned chunks when the scored rows are the history's own rows 
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import astuple, dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -38,6 +37,10 @@ from pokewatch_core.data.tables import (
 from pokewatch_core.statistics import Statistic, same_rows
 
 FITTING = "fitting"  # the optional boolean column of a ``NaiveBaseline``'s history
+# A backtest's forecasts frame carries its naive forecast (the ``naive_price`` column) and, in
+# ``frame.attrs`` under this key, the MASE scale's sums of the metrics' history, computed once
+# for all its horizons and cutoffs
+SCALE_SUMS = "naive_scale_sums"
 
 
 @dataclass(frozen=True)
@@ -185,21 +188,6 @@ class NaiveBaseline:
         return totals.sums(change_sum, changes)
 
 
-_scales: dict[int, tuple[weakref.ref[pd.DataFrame], tuple[float, int]]] = {}
-
-
-def _scale_sums(history: pd.DataFrame) -> tuple[float, int]:
-    """``NaiveBaseline.of(history).scale_sums``, computed once per history frame: a backtest
-    scores every horizon and cutoff against one history."""
-    key = id(history)
-    known = _scales.get(key)
-    if known is not None and known[0]() is history:
-        return known[1]
-    sums = NaiveBaseline.of(history).scale_sums
-    _scales[key] = (weakref.ref(history, lambda _: _scales.pop(key, None)), sums)
-    return sums
-
-
 @dataclass(frozen=True)
 class NaiveForecast(Statistic[NaiveSums]):
     """The naive forecast's sums over the scored rows (``NaiveSums``), read by the five
@@ -210,7 +198,8 @@ class NaiveForecast(Statistic[NaiveSums]):
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> NaiveSums:
         """The sums of ``frame`` against ``history`` and ``frame``'s own earlier rows; a
         backtest's frame carries its naive forecast (``naive_price``: the last observed price
-        on or before the forecast's cutoff)."""
+        on or before the forecast's cutoff) and the scale's sums of ``history``
+        (``frame.attrs[SCALE_SUMS]``, else computed here)."""
         if NAIVE in frame.columns:
             totals = _Totals()
             totals.add(
@@ -218,7 +207,10 @@ class NaiveForecast(Statistic[NaiveSums]):
                 frame[PREDICTED].to_numpy(dtype=np.float64),
                 frame[NAIVE].to_numpy(dtype=np.float64),
             )
-            return totals.sums(*_scale_sums(history))
+            scale = frame.attrs.get(SCALE_SUMS)
+            if scale is None:
+                scale = NaiveBaseline.of(history).scale_sums
+            return totals.sums(*scale)
         if same_rows(frame, history):
             return NaiveBaseline.of(history).sums(frame)
         rows = pd.concat([history[[ID, DATE, PRICE]], frame[[ID, DATE, PRICE]]], ignore_index=True)

@@ -280,7 +280,7 @@ def resolve_cutoffs(
                 f"{name('windows')} {count} of {name('horizon')} {horizon} spaced "
                 f"{name('step')} {step} need {(count - 1) * step + horizon + (size or 1)} "
                 f"periods; the data has {last - first + 1} ({calendar.describe()}, {span}): "
-                f"at most {fits} windows fit"
+                f"at most {fits} {'window fits' if fits == 1 else 'windows fit'}"
             )
         cutoff_periods = np.arange(earliest, latest + 1, step, dtype=np.int64)
         refit = options.refit if options.refit is not None else EVERY
@@ -293,14 +293,35 @@ def resolve_cutoffs(
             raise ConfigError(
                 f"{source}: no rows on or after test_start {test_start.date()} ({span})"
             )
+        _check_reach(options, calendar, last - max(first, start - 1), span, name, test_start)
         refit = options.refit if options.refit is not None else ONCE
         cutoff_periods = np.arange(start - 1, last, dtype=np.int64)
         return Cutoffs(
             calendar, horizon, cutoff_periods, refit, size, "test start", None, start - 1
         )
+    _check_reach(options, calendar, last - first, span, name)
     refit = options.refit if options.refit is not None else EVERY
     cutoff_periods = np.arange(first - horizon, max(last, first), dtype=np.int64)
     return Cutoffs(calendar, horizon, cutoff_periods, refit, size, "every date")
+
+
+def _check_reach(
+    options: BacktestOptions,
+    calendar: Calendar,
+    reach: int,
+    span: str,
+    name: Any,
+    test_start: pd.Timestamp | None = None,
+) -> None:
+    """Refuse a horizon longer than any forecast with history can be: ``reach`` periods, from
+    the data's first date (or the period before ``test_start``) to its last."""
+    if options.horizon > 1 and options.horizon > reach:
+        after = "" if test_start is None else f" after {name('test_start')} {test_start.date()}"
+        raise ConfigError(
+            f"{name('horizon')} {options.horizon} is longer than the data{after}: "
+            f"{calendar.describe()} data, {span}, has forecasts at most "
+            f"{calendar.period_name(max(reach, 0))} ahead"
+        )
 
 
 def _first_period_from(calendar: Calendar, start: pd.Timestamp) -> int:

@@ -113,8 +113,11 @@ def forecast(
 
 
 def _window_start(cutoffs: Cutoffs, cutoff: IntArray | int) -> Any:
+    """The first period of the sliding window ending at ``cutoff`` (None: expanding); never
+    before period 0, the data's first date (a window longer than the data is the whole
+    history, and its first date stays a date)."""
     size = cutoffs.input_size
-    return None if size is None else np.asarray(cutoff) - size + 1
+    return None if size is None else np.maximum(np.asarray(cutoff) - size + 1, 0)
 
 
 def _vectorised(table: pd.DataFrame, out: Forecasts, report: Callable[[str], None]) -> None:
@@ -184,15 +187,18 @@ def _per_cutoff(table: pd.DataFrame, out: Forecasts, report: Callable[[str], Non
     report(f"predicting with {model.name} from {len(cutoffs.periods)} cutoffs")
     for group in groups:
         needs_fit = learns
+        fit_rows = None  # the rows of the group's first cutoff that allows any
         for cutoff in (int(c) for c in group):
             allowed = _allowed(sorted_rows, cutoffs, cutoff)
             if not len(allowed):
                 continue  # a cutoff before the data (or its window) begins: no forecast
+            if fit_rows is None:
+                fit_rows = allowed
             begin, end = sorted_rows.upto(cutoff), sorted_rows.upto(cutoff + horizon)
             if begin == end:
                 continue  # no target row
-            if needs_fit:
-                model = fitted(model, allowed)
+            if needs_fit:  # fitted as of the group's first cutoff, not this later one
+                model = fitted(model, fit_rows)
                 needs_fit = False
             at = sorted_rows.rows.iloc[begin:end][[ID, DATE]]
             values = predictions(model, allowed, at)

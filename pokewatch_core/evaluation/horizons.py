@@ -26,6 +26,7 @@ import pandas as pd
 from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.columns import CUTOFF, DATE, HORIZON, ID, NAIVE, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.components import SIGNALS, Metric, SignalPolicy
+from pokewatch_core.data.naive import SCALE_SUMS, NaiveBaseline
 from pokewatch_core.data.price_index import PriceIndex
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.forecasts import Forecasts
@@ -102,9 +103,11 @@ def frame_of(
     predicted: np.ndarray[Any, Any],
     signals: pd.Categorical[Any],
     naive: np.ndarray[Any, Any] | None,
+    scale: tuple[float, int] | None = None,
 ) -> pd.DataFrame:
     """The forecasts frame of ``table``'s ``rows`` (None: all, in order; an index array or a
-    mask) with their forecasts, signals and naive forecasts."""
+    mask) with their forecasts, signals and naive forecasts (and the naive scale's sums of
+    the metrics' history, ``scale``, in ``attrs``)."""
     if rows is None:
         frame = table.copy(deep=False)
     else:
@@ -116,6 +119,7 @@ def frame_of(
     frame.insert(4, SIGNAL, pd.Series(signals, index=frame.index))
     if naive is not None:
         frame[NAIVE] = naive
+        frame.attrs[SCALE_SUMS] = scale
     return frame
 
 
@@ -139,6 +143,7 @@ def score_backtest(
     stateless = {n: m for n, m in metrics.items() if n not in statistics}
     fit_metrics(stateless.values(), history)
     index = PriceIndex.build(table[[ID, DATE, PRICE]])
+    scale = NaiveBaseline.of(history).scale_sums  # once for every horizon and cutoff
     market = table[PRICE].to_numpy(dtype=np.float64)
     states: States = {}
     plain: dict[str, dict[Any, MetricValue]] = {}
@@ -165,7 +170,7 @@ def score_backtest(
                 naives[h - 1] = naive
             else:
                 naives[h - 1, mask] = naive
-        frame = frame_of(table, mask, chosen, decided, naive)
+        frame = frame_of(table, mask, chosen, decided, naive, scale)
         if h == 1:
             first_frame(_whole(table, mask, chosen, decided))
         _states(states, metrics, statistics, frame, history, partial(AtHorizon, horizon=h))
@@ -178,7 +183,7 @@ def score_backtest(
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
-    for cutoff, frame in _cutoff_frames(table, forecasts, codes, naives):
+    for cutoff, frame in _cutoff_frames(table, forecasts, codes, naives, scale):
         key = cutoff.date().isoformat()
         _states(states, metrics, statistics, frame, history, partial(AtCutoff, cutoff=key))
         for name, value in compute_metrics(stateless, frame).items():
@@ -238,6 +243,7 @@ def _cutoff_frames(
     forecasts: Forecasts,
     codes: np.ndarray[Any, Any],
     naives: np.ndarray[Any, Any],
+    scale: tuple[float, int],
 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """The forecasts frame of each cutoff that has a target row (with each row's horizon
     and cutoff), in cutoff order."""
@@ -256,7 +262,7 @@ def _cutoff_frames(
         signal = pd.Categorical.from_codes(
             codes[steps - 1, rows], categories=pd.Index(list(SIGNALS))
         )
-        frame = frame_of(table, rows, predicted, signal, naives[steps - 1, rows])
+        frame = frame_of(table, rows, predicted, signal, naives[steps - 1, rows], scale)
         frame[HORIZON] = steps
         frame[CUTOFF] = date
         yield date, frame

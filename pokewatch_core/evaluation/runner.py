@@ -261,9 +261,11 @@ def _evaluate(
     if not cutoffs.one_step:
         return _backtest(table, spec, cutoffs, report)
     history = table[[ID, DATE, PRICE]]
-    once = cutoffs.mode == "test start" and cutoffs.refit == ONCE
-    if not (model_obj.answers_cutoffs and (once or not fits(model_obj))):
-        # one call per cutoff with only the history it allows: no model can look ahead
+    # The one-step evaluation, unchanged: one fit (on every row, or on those before
+    # test_start) and one predict over the whole history. Only a refit asked for, of a model
+    # that learns, fits again at the cutoffs (with only the rows each refit allows).
+    once = spec.backtest.refit is None or (cutoffs.mode == "test start" and cutoffs.refit == ONCE)
+    if not once and fits(model_obj):
         made = forecast(table, model_obj, cutoffs, report)
         at_mask = made.targets(1)
         fair = made.predicted[0]
