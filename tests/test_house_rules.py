@@ -126,8 +126,6 @@ NOT_A_DEFAULT = {
     ("cli/gate.py", "threshold"): "the gate table's column of rule thresholds",
     ("analysis/by_card.py", "rmse"): "a column of the per-card table",
     ("analysis/by_card.py", "mape"): "a column of the per-card table",
-    ("columns.py", "horizon"): "a backtest's forecast column (periods after the cutoff)",
-    ("evaluation/cutoffs.py", "horizon"): "the backtest option and its logged parameter",
 }
 CORE_WORDS = {
     "horizon": "a backtest's horizon, the core's own option (docs/backtests.md); the signal "
