@@ -739,7 +739,7 @@ def period_of(frame: pd.DataFrame) -> tuple[pd.Timedelta, int]:
     return period * DAY, int((dates[-1] - dates[0]).astype("timedelta64[D]").astype(int)) // period
 
 
-@settings(LAWS, max_examples=20)  # two evaluations and a plain loop per example
+@settings(LAWS, max_examples=15)  # two evaluations and a plain loop per example
 @given(panels(max_cards=3, max_days=12), st.integers(2, 3), st.integers(1, 3), st.data())
 def test_law_every_date_forecasts_equal_a_plain_loop_on_ragged_panels(frame, horizon, window, data):
     """Every row, every horizon: the moving average of the prices on or before its date minus
