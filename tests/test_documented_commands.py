@@ -206,3 +206,44 @@ def test_readme_library_examples_as_printed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+@pytest.mark.slow
+def test_backtests_commands_as_printed(run_cli, scratch):
+    """docs/backtests.md's commands, in order: the trainings, compare, sweep, the gate (which
+    fails its rule, exit 3: window_size=7 is worse a week ahead). The dask line is the
+    README's dask test's kind, left to tests/test_dask_engine.py."""
+    lines = [
+        line
+        for block in code_blocks("docs/backtests.md", "bash")
+        for line in commands(block, "uv run pokewatch")
+    ]
+    assert [pokewatch_args(line)[0] for line in lines] == [
+        *["train"] * 5, "compare", "sweep", "train", "train", "gate",
+    ]  # fmt: skip
+    run_id = None
+    for line in lines:
+        args = [run_id if a == "RUN_ID" else a for a in pokewatch_args(line)]
+        result = run_cli(*args)
+        expected = 3 if args[0] == "gate" else 0
+        assert result.exit_code == expected, f"{line}\n{result.stderr}"
+        found = re.search(r"^Run ([0-9a-f]{32}) logged", result.stdout, re.M)
+        run_id = found[1] if found else run_id
+        if args[0] == "compare":
+            assert "scored_on" in result.stdout and "not like for like" in result.stdout
+    assert "rmse_h7<=1.02*champion" in result.stdout and "FAIL" in result.stdout
+    (cutoffs,) = {
+        r.data.params["first_cutoff"]
+        for r in all_runs(f"sqlite:///{scratch / 'mlflow.db'}")
+        if r.data.params.get("cutoffs") == "windows"
+    }
+    assert cutoffs == "2025-10-25"  # as the chapter and its picture say
+
+
+def test_backtests_python_examples_as_printed(tmp_path, monkeypatch):
+    """The Python blocks of docs/backtests.md, run as printed."""
+    monkeypatch.chdir(tmp_path)
+    blocks = code_blocks("docs/backtests.md", "python")
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/backtests.md", "exec"), {})
