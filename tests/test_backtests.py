@@ -425,14 +425,17 @@ def test_test_start_fits_once_on_the_rows_before_it_and_forecasts_every_date_fro
     assert again.fits == [day(8), day(9), day(10), day(11)]
 
 
-def test_the_one_step_evaluation_fits_once_on_every_row_and_predicts_once():
-    """horizon 1 at every date, no refit asked: today's evaluation (docs/user-guide.md: without
-    test_start, fit sees the whole table); asking for refits fits at every cutoff instead."""
+def test_the_one_step_evaluation_fits_once_on_every_row_and_predicts_per_cutoff():
+    """horizon 1 at every date, no refit asked: fitted once on every row, as before (the
+    one-step numbers unchanged), but an ordinary model predicts once per cutoff with only the
+    rows before the date it predicts (it cannot look ahead); asking for refits fits at every
+    cutoff instead."""
     model = Recording()
     result = pw.evaluate(model, TWELVE, metrics=["rmse"])
     assert result.backtest is None
     assert model.fits == [day(12)]
-    assert len(model.predicts) == 1
+    assert len(model.predicts) == 11  # the cutoffs day 1..11 (day 0: no history)
+    assert all(seen <= at["date"].min() - DAY for _, seen, at, _ in model.predicts)
     refitted = Recording()
     pw.evaluate(refitted, TWELVE, refit=True, metrics=["rmse"])
     assert refitted.fits == [day(n) for n in range(1, 12)]

@@ -65,7 +65,8 @@ def scored_on(params: dict[str, Any]) -> str:
     ``from 2025-10-01``, ``4 windows of horizon 7, step 7, 2025-10-25..2025-11-15``, with the
     refit and a sliding window when not the default. Runs are like for like only when this
     is the same."""
-    horizon = params.get("horizon", "1")
+    # a backtest logs its cutoffs; a one-step run's `horizon`, if any, is a metric's parameter
+    horizon = params.get("horizon", "1") if "cutoffs" in params else "1"
     mode = params.get("cutoffs", "test start" if params.get("test_start") else "every date")
     if mode == "windows":
         text = (

@@ -101,14 +101,18 @@ def forecast(
     model: Model,
     cutoffs: Cutoffs,
     report: Callable[[str], None] = lambda _: None,
+    *,
+    refit: bool = True,
 ) -> Forecasts:
-    """The forecasts of ``model`` over a validated ``table`` from ``cutoffs``."""
+    """The forecasts of ``model`` over a validated ``table`` from ``cutoffs``; ``refit``
+    False: ``model`` is fitted already and is only asked to predict (once per cutoff, an
+    ordinary model)."""
     periods = cutoffs.calendar.periods(table[DATE].to_numpy())
     out = Forecasts(cutoffs, periods, np.full((cutoffs.horizon, len(table)), np.nan), model)
     if model.answers_cutoffs:
         _vectorised(table, out, report)
     else:
-        _per_cutoff(table, out, report)
+        _per_cutoff(table, out, report, learns=refit and fits(model))
     return out
 
 
@@ -177,12 +181,13 @@ def _allowed(sorted_rows: _Sorted, cutoffs: Cutoffs, cutoff: int) -> pd.DataFram
     return sorted_rows.rows.iloc[begin : sorted_rows.upto(cutoff)]
 
 
-def _per_cutoff(table: pd.DataFrame, out: Forecasts, report: Callable[[str], None]) -> None:
+def _per_cutoff(
+    table: pd.DataFrame, out: Forecasts, report: Callable[[str], None], *, learns: bool
+) -> None:
     """One call per cutoff, with only the rows that cutoff allows; refit per group."""
     cutoffs, model = out.cutoffs, out.model
     sorted_rows = _Sorted(table, out.periods)
     horizon = cutoffs.horizon
-    learns = fits(model)
     groups = cutoffs.refit_groups()
     report(f"predicting with {model.name} from {len(cutoffs.periods)} cutoffs")
     for group in groups:

@@ -261,9 +261,10 @@ def _evaluate(
     if not cutoffs.one_step:
         return _backtest(table, spec, cutoffs, report)
     history = table[[ID, DATE, PRICE]]
-    # The one-step evaluation, unchanged: one fit (on every row, or on those before
-    # test_start) and one predict over the whole history. Only a refit asked for, of a model
-    # that learns, fits again at the cutoffs (with only the rows each refit allows).
+    # The one-step evaluation's numbers, unchanged: one fit (on every row, or on those before
+    # test_start), then the predictions (one call for a model that answers cutoffs, one per
+    # cutoff for any other). Only a refit asked for, of a model that learns, fits again at
+    # the cutoffs (with only the rows each refit allows).
     once = spec.backtest.refit is None or (cutoffs.mode == "test start" and cutoffs.refit == ONCE)
     if not once and fits(model_obj):
         made = forecast(table, model_obj, cutoffs, report)
@@ -284,6 +285,14 @@ def _evaluate(
     model_obj = fitted(model_obj, train)
 
     report(f"predicting with {model_obj.name}")
+    if not model_obj.answers_cutoffs:
+        # an ordinary model is asked once per cutoff, with only the rows before the date it
+        # predicts: it cannot look ahead
+        made = forecast(table, model_obj, cutoffs, report, refit=False)
+        fair = made.predicted[0]
+        if at_mask is not None:
+            fair[~at_mask] = np.nan
+        return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
     predicted = predictions(model_obj, history, at)
     if at_mask is None:
         fair = predicted

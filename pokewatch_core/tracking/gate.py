@@ -206,7 +206,7 @@ def logged_backtest(params: dict[str, str]) -> Any:
     logged without them."""
     from pokewatch_core.evaluation.cutoffs import BacktestOptions, parse_refit
 
-    if "horizon" not in params:
+    if "cutoffs" not in params:  # a one-step run (a `horizon` there is a metric's parameter)
         return BacktestOptions()
     windows = int(params["cutoff_count"]) if params.get("cutoffs") == "windows" else None
     refit = params.get("refit", "every")

@@ -405,6 +405,11 @@ def run_sweep(
     frame_dir: str | Path | None = None,
     log: bool = False,
     backtest: BacktestOptions | None = None,
+    horizon: int = 1,
+    windows: int | None = None,
+    step: int | None = None,
+    refit: bool | int | str | None = None,
+    input_size: int | None = None,
     **log_options: Any,
 ) -> SweepResult:
     """Evaluate every combination of ``grid`` (name -> values) on ``data``, read once.
@@ -427,6 +432,12 @@ def run_sweep(
         else EngineOptions(engine, scheduler, partitions, frame_dir)
     )
     names = list(metrics) if metrics is not None else None
+    from pokewatch_core.engines.front_door import backtest_options
+
+    given = backtest_options(horizon, windows, step, refit, input_size)
+    if backtest is not None and not given.is_default:
+        raise ConfigError("give the backtest as backtest=BacktestOptions(...) or as keywords")
+    backtest = backtest or (None if given.is_default else given)
     options_of_backtest = backtest or BacktestOptions()
     options_of_backtest.check(parse_test_start(test_start))
     check_horizon_key(metric, options_of_backtest.horizon, "metric")
