@@ -45,14 +45,14 @@ SignalsOf = Callable[[np.ndarray[Any, Any], np.ndarray[Any, Any]], pd.Categorica
 
 
 @dataclass(frozen=True)
-class AtHorizon(Statistic[Any]):
-    """``statistic`` over the forecasts at one horizon."""
+class Grouped(Statistic[Any]):
+    """``statistic`` over one group of a backtest's forecasts: computed and merged as the
+    statistic is (the subclasses name the group)."""
 
     statistic: Statistic[Any]
-    horizon: int
 
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> Any:
-        """The statistic's value over ``frame`` (one horizon's forecasts)."""
+        """The statistic's value over ``frame`` (the group's forecasts)."""
         return self.statistic.compute(frame, history)
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -61,19 +61,17 @@ class AtHorizon(Statistic[Any]):
 
 
 @dataclass(frozen=True)
-class AtCutoff(Statistic[Any]):
+class AtHorizon(Grouped):
+    """``statistic`` over the forecasts at one horizon."""
+
+    horizon: int
+
+
+@dataclass(frozen=True)
+class AtCutoff(Grouped):
     """``statistic`` over the forecasts from one cutoff (an ISO date)."""
 
-    statistic: Statistic[Any]
     cutoff: str
-
-    def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> Any:
-        """The statistic's value over ``frame`` (one cutoff's forecasts)."""
-        return self.statistic.compute(frame, history)
-
-    def merge(self, a: Any, b: Any) -> Any:
-        """Merged as the statistic merges."""
-        return self.statistic.merge(a, b)
 
 
 @dataclass
