@@ -77,7 +77,7 @@ class AtCutoff(Grouped):
 @dataclass
 class BacktestFigures:
     """What a backtest adds to an evaluation: its cutoffs, the metrics per horizon and per
-    cutoff (a table: ``cutoff``, ``forecasts``, one column per metric), and the forecasts."""
+    cutoff (a table: ``cutoff`` and one column per metric), and the forecasts."""
 
     cutoffs: Cutoffs
     by_horizon: dict[int, dict[str, float]]
