@@ -382,18 +382,21 @@ def test_refit_schedule_and_no_look_ahead_of_an_ordinary_model(refit, fitted_at)
 )
 def test_refit_schedule_of_a_vectorised_model(refit, fitted_at):
     """A model that answers cutoffs is fitted once per refit group (on the rows up to the
-    group's first cutoff) and called once per horizon per group, with each row's cutoff in
-    `at`: every row's cutoff lies in its group, after the fit's last date."""
+    group's first cutoff) and called once per group, both horizons' target rows stacked with
+    each row's cutoff in `at`: every row's cutoff lies in its group, after the fit's last
+    date."""
     model = RecordingVectorised()
     pw.evaluate(model, TWELVE, horizon=2, windows=6, step=1, refit=refit, metrics=["rmse"])
     assert model.fits == [day(n) for n in fitted_at]
-    assert len(model.predicts) == 2 * len(fitted_at)  # per horizon and group
+    assert len(model.predicts) == len(fitted_at)  # per group: the horizons in one call
     bounds = [*fitted_at, 11]
     for i, (_, _, at, column) in enumerate(model.predicts):
-        low, high = bounds[i // 2], bounds[i // 2 + 1] - 1
-        cutoffs = at["cutoff"] if column is not None else at["date"] - DAY  # h1: no column
-        assert cutoffs.min() >= day(low) and cutoffs.max() <= day(high)
-        assert model.fits[i // 2] <= cutoffs.min()
+        low, high = bounds[i], bounds[i + 1] - 1
+        assert column is not None
+        assert at["cutoff"].min() >= day(low) and at["cutoff"].max() <= day(high)
+        steps = set((at["date"] - at["cutoff"]) // DAY)
+        assert steps == {1, 2}  # both horizons, each row once per horizon it is a target at
+        assert len(at) == 2 * 2 * (high - low + 1)  # 2 cards x 2 horizons x the cutoffs
 
 
 def test_a_refit_group_whose_first_cutoff_has_no_target_is_fitted_as_of_that_cutoff():

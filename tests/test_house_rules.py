@@ -177,6 +177,7 @@ def test_column_names_are_written_once():
 # needs is computed once and held by the result (no module-level analysis caches).
 MUTABLE_STATE = {
     ("card_ids.py", "_known"): "the codes of the id columns PokeWatch made (weakly, by object)",
+    ("data/price_index.py", "_shared"): "the index of a history the runner shares with its model",
     ("interrupts.py", "_received"): "signals received while a run is being logged",
     ("plugins/registry.py", "_loaded"): "the process's plugin registry, loaded once",
     ("plugins/registry.py", "_extra"): "plugins registered in-process",

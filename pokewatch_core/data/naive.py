@@ -135,10 +135,7 @@ class NaiveBaseline:
         over the fitting rows (the MASE scale is their ratio, pooled across cards)."""
         rows = self.history[[ID, DATE, PRICE]]
         mask = self._fitting
-        index = self.index if mask is None else PriceIndex.build(rows.loc[mask])
-        same = index.codes[1:] == index.codes[:-1]
-        changes = np.abs(np.diff(index.prices))[same]
-        return float(changes.sum()), len(changes)
+        return scale_sums(self.index if mask is None else PriceIndex.build(rows.loc[mask]))
 
     @property
     def scale(self) -> float:
@@ -186,6 +183,19 @@ class NaiveBaseline:
             change_sum += float(np.abs(np.diff(seen))[same].sum())
             changes += int(np.count_nonzero(same))
         return totals.sums(change_sum, changes)
+
+
+def scale_sums(index: PriceIndex, until: pd.Timestamp | None = None) -> tuple[float, int]:
+    """Sum and count of the absolute one-step changes of each card's observed prices in
+    ``index`` (those dated on or before ``until``, if given): the MASE scale's sums."""
+    codes = index.codes
+    same = codes[1:] == codes[:-1]
+    if until is not None:
+        # a card's prices up to a date are a prefix of its prices: a change is kept when
+        # its later price is
+        same &= index.days[1:] <= day_numbers(np.array([until.to_datetime64()]))[0]
+    changes = np.abs(np.diff(index.prices))[same]
+    return float(changes.sum()), len(changes)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +30,9 @@ IntArray = np.ndarray[Any, np.dtype[np.int64]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 CHUNK_ROWS = 1 << 20  # rows per pass over card-aligned chunks: memory stays bounded
 THREADS = max(1, min(8, os.cpu_count() or 1))
+# lookups by (card, day) use a table of cards x days when it holds at most this many cells
+# per observed price (plus the slack), else a binary search
+GRID_CELLS_PER_PRICE, GRID_SLACK = 4, 1 << 20
 
 
 def card_aligned_chunks(card: np.ndarray[Any, Any], size: int) -> list[int]:
@@ -94,6 +99,25 @@ def _row_arrays(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...] | None:
     return (codes_of(frame[ID])[0], dates.to_numpy())
 
 
+# The runner's own history frames (``share_index``): their id -> (the frame, its index)
+_shared: dict[int, tuple[weakref.ref[pd.DataFrame], PriceIndex | None]] = {}
+_shared_lock = threading.Lock()
+
+
+def share_index(history: pd.DataFrame) -> None:
+    """Let every ``PriceIndex.build(history)`` of this very frame object return one index,
+    built on first use: for the history a backtest hands its model at every horizon and
+    scores against, which nothing changes (a model must not change its inputs)."""
+    key = id(history)
+
+    def drop(_: object) -> None:
+        with _shared_lock:
+            _shared.pop(key, None)
+
+    with _shared_lock:
+        _shared[key] = (weakref.ref(history, drop), None)
+
+
 @dataclass(frozen=True)
 class PriceIndex:
     """Observed prices sorted by ``(card_id, date)``, with as-of lookups.
@@ -117,8 +141,22 @@ class PriceIndex:
         """Index the rows of ``history`` (``card_id, date, market_price``).
 
         Cheap: the work happens on first lookup, and sorting is skipped when the history is
-        already sorted by card and date.
+        already sorted by card and date. A frame the runner shares (``share_index``) is
+        indexed once.
         """
+        with _shared_lock:
+            entry = _shared.get(id(history))
+        if entry is None or entry[0]() is not history:
+            return cls._build(history)
+        built = entry[1]
+        if built is None:
+            built = cls._build(history)
+            with _shared_lock:
+                _shared[id(history)] = (entry[0], built)
+        return built
+
+    @classmethod
+    def _build(cls, history: pd.DataFrame) -> PriceIndex:
         codes, cards = codes_of(history[ID])
         prices = history[PRICE].to_numpy(dtype=np.float64)
         dates = history[DATE].to_numpy()
@@ -145,6 +183,45 @@ class PriceIndex:
             order = np.argsort(keys, kind="stable")
             keys, prices = keys[order], prices[order]
         return keys, prices
+
+    @cached_property
+    def _card_starts(self) -> IntArray:
+        """Where each card's observed prices start among ``keys`` (and, last, their end)."""
+        bounds = np.arange(len(self.cards) + 1, dtype=np.int64) << 32
+        starts: IntArray = np.searchsorted(self.keys, bounds, side="left").astype(np.int64)
+        return starts
+
+    @cached_property
+    def _grid(self) -> tuple[int, int, IntArray] | None:
+        """``(first day, days, counts)``: ``counts[card * days + day - first]`` is the number of
+        observed prices at ``(card, day)`` or before in key order, for lookups without a
+        search. Built when cards x days is at most a few times the prices (a panel), else
+        None (lookups search ``keys``)."""
+        if not len(self.keys):
+            return None
+        days = self.days
+        first = int(days.min())
+        span = int(days.max()) - first + 1
+        cells = len(self.cards) * span
+        if cells > GRID_CELLS_PER_PRICE * len(days) + GRID_SLACK:
+            return None
+        flat = self.codes * span + (days - first)
+        return first, span, np.cumsum(np.bincount(flat, minlength=cells))
+
+    def _upto(self, safe: IntArray, days: IntArray) -> IntArray:
+        """The number of observed prices in key order up to each ``(card, day)``, inclusive:
+        the end of each card's prices dated on or before the day."""
+        grid = self._grid
+        if grid is None:
+            found: IntArray = np.searchsorted(self.keys, sort_keys(safe, days + 1), side="left")
+            return found
+        first, span, counts = grid
+        offset = days - first
+        pos: IntArray = counts[safe * span + np.clip(offset, 0, span - 1)]
+        before = offset < 0  # before the first day: the card's start
+        if before.any():
+            pos = np.where(before, self._card_starts[safe], pos)
+        return pos
 
     @property
     def keys(self) -> IntArray:
@@ -234,13 +311,12 @@ class PriceIndex:
         codes = self.card_codes(at[ID])
         known = codes >= 0
         safe = np.where(known, codes, 0)
-        at_keys = sort_keys(safe, day_numbers(at[DATE]))
-        if known.all() and np.array_equal(at_keys, self._row_keys):
+        days = day_numbers(at[DATE])
+        if known.all() and np.array_equal(sort_keys(safe, days), self._row_keys):
             return self._locate_rows()
-        pos = np.searchsorted(self.keys, at_keys, side="left")
-        start = np.searchsorted(self.keys, safe << 32, side="left")
-        count = np.where(known, pos - start, 0)
-        return pos.astype(np.int64), count.astype(np.int64)
+        pos = self._upto(safe, days - 1)  # strictly before the day
+        count = np.where(known, pos - self._card_starts[safe], 0)
+        return pos.astype(np.int64, copy=False), count.astype(np.int64, copy=False)
 
     def locate_asof(
         self, card_ids: Any, cutoff: Any, since: Any = None
@@ -249,16 +325,21 @@ class PriceIndex:
         prices dated on or before ``cutoff`` (and, with ``since``, on or after it), and
         ``prices[pos - count : pos]`` are those prices."""
         ids = card_ids if isinstance(card_ids, pd.Series) else pd.Series(card_ids)
-        codes = self.card_codes(ids)
+        return self.locate_codes_asof(self.card_codes(ids), cutoff, since)
+
+    def locate_codes_asof(
+        self, codes: IntArray, cutoff: Any, since: Any = None
+    ) -> tuple[IntArray, IntArray]:
+        """``locate_asof`` of cards given by their positions in ``cards`` (-1: unknown)."""
         known = codes >= 0
         safe = np.where(known, codes, 0)
-        pos = np.searchsorted(self.keys, sort_keys(safe, day_numbers(cutoff) + 1), side="left")
+        pos = self._upto(safe, day_numbers(cutoff))
         if since is None:
-            begin = np.searchsorted(self.keys, safe << 32, side="left")
+            begin = self._card_starts[safe]
         else:
-            begin = np.searchsorted(self.keys, sort_keys(safe, day_numbers(since)), side="left")
+            begin = self._upto(safe, day_numbers(since) - 1)  # the prices before `since`
         count = np.where(known, np.maximum(pos - begin, 0), 0)
-        return pos.astype(np.int64), count.astype(np.int64)
+        return pos.astype(np.int64, copy=False), count.astype(np.int64, copy=False)
 
     def _locate_rows(self) -> tuple[IntArray, IntArray]:
         """``locate`` for the history's own rows: the observed rows before each row, counted

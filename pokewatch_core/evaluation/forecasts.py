@@ -10,8 +10,9 @@ before the first cutoff of its refit group.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 
 from pokewatch_core.columns import CUTOFF, DATE, ID, PRICE, WINDOW_START
 from pokewatch_core.components import Model
+from pokewatch_core.data.price_index import share_index
 from pokewatch_core.errors import PluginError
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.scoring import MESSAGE_LIMIT, guarded
@@ -59,24 +61,65 @@ def fitted(model: Model, history: pd.DataFrame) -> Model:
 
 @dataclass
 class Forecasts:
-    """Each horizon's forecasts over the rows of a table: ``predicted[h - 1]`` holds the fair
-    price of every row at horizon ``h`` (NaN where the row is no target or the model could not
-    predict); ``targets(h)`` the rows that are targets at ``h``."""
+    """Each horizon's forecasts over the target rows of a table.
+
+    ``rows`` are the table positions (ascending) of the rows that are a target at some
+    horizon, those dated after the first cutoff and at most ``horizon`` periods after the
+    last (None: every row, the every-date mode); ``predicted[h - 1]`` holds the fair price of
+    each of them at horizon ``h`` (NaN where it is no target at ``h`` or the model could not
+    predict). Holding only those rows keeps a few windows over a long history cheap."""
 
     cutoffs: Cutoffs
-    periods: IntArray  # each row's period on the calendar
-    predicted: FloatArray  # (horizon, rows)
+    periods: IntArray  # each table row's period on the calendar
+    rows: IntArray | None
+    predicted: FloatArray  # (horizon, len(rows)), or (horizon, table rows)
     model: Model  # the model as last fitted
+    history: pd.DataFrame = field(repr=False)  # the table's rows a vectorised model is handed
+    _masks: dict[int, BoolArray] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def row_periods(self) -> IntArray:
+        """The period of each of ``rows``."""
+        return self.periods if self.rows is None else self.periods[self.rows]
 
     def targets(self, h: int) -> BoolArray | None:
-        """The rows whose period minus ``h`` is a cutoff (None: every row)."""
+        """Which of ``rows`` are targets at horizon ``h``: their period minus ``h`` is a
+        cutoff (None: every one)."""
         if self.cutoffs.mode == "every date":
             return None
-        return self.cutoffs.is_cutoff(self.periods - h)
+        if h not in self._masks:
+            self._masks[h] = self.cutoffs.is_cutoff(self.row_periods - h)
+        return self._masks[h]
 
-    def cutoff_dates(self, h: int, rows: IntArray | BoolArray | slice) -> pd.DatetimeIndex:
-        """The cutoff date of the given rows' forecasts at horizon ``h``."""
-        return self.cutoffs.calendar.dates(self.periods[rows] - h)
+    def table_rows(self, h: int) -> IntArray | None:
+        """The table positions of the targets at horizon ``h`` (None: every row)."""
+        mask = self.targets(h)
+        if self.rows is None or mask is None:
+            return self.rows
+        return self.rows[mask]
+
+    def target_mask(self, h: int) -> BoolArray | None:
+        """The targets at horizon ``h`` as a mask over the table (None: every row)."""
+        rows = self.table_rows(h)
+        if rows is None:
+            return None
+        mask = np.zeros(len(self.periods), dtype=bool)
+        mask[rows] = True
+        return mask
+
+    def on_table(self, h: int) -> FloatArray:
+        """Horizon ``h``'s forecasts, one per table row (NaN where the row is no target)."""
+        if self.rows is None:
+            whole: FloatArray = self.predicted[h - 1]
+            return whole
+        out = np.full(len(self.periods), np.nan)
+        out[self.rows] = self.predicted[h - 1]
+        return out
+
+    def cutoff_dates(self, h: int, which: BoolArray | None) -> pd.DatetimeIndex:
+        """The cutoff date of the forecasts at horizon ``h`` of ``rows[which]`` (None: all)."""
+        periods = self.row_periods if which is None else self.row_periods[which]
+        return self.cutoffs.calendar.dates(periods - h)
 
 
 class _Sorted:
@@ -108,7 +151,15 @@ def forecast(
     False: ``model`` is fitted already and is only asked to predict (once per cutoff, an
     ordinary model)."""
     periods = cutoffs.calendar.periods(table[DATE].to_numpy())
-    out = Forecasts(cutoffs, periods, np.full((cutoffs.horizon, len(table)), np.nan), model)
+    rows = None
+    if cutoffs.mode != "every date":
+        first, last = cutoffs.span
+        rows = np.flatnonzero((periods > first) & (periods <= last + cutoffs.horizon))
+    count = len(table) if rows is None else len(rows)
+    history = table[[ID, DATE, PRICE]]
+    share_index(history)  # indexed once for every horizon, and for the scoring
+    predicted = np.full((cutoffs.horizon, count), np.nan)
+    out = Forecasts(cutoffs, periods, rows, predicted, model, history)
     if model.answers_cutoffs:
         _vectorised(table, out, report)
     else:
@@ -125,10 +176,10 @@ def _window_start(cutoffs: Cutoffs, cutoff: IntArray | int) -> Any:
 
 
 def _vectorised(table: pd.DataFrame, out: Forecasts, report: Callable[[str], None]) -> None:
-    """One call per horizon (and refit group, for a model that learns), the whole history
-    handed over with each row's cutoff."""
-    cutoffs, model = out.cutoffs, out.model
-    history = table[[ID, DATE, PRICE]]
+    """The whole history handed over with each target row's cutoff: per refit group (for a
+    model that learns), the horizons' target rows stacked in as few calls as keep ``at`` no
+    longer than the table (one call for a few windows, one per horizon at every date)."""
+    cutoffs, model, history = out.cutoffs, out.model, out.history
     sorted_rows = _Sorted(table, out.periods) if fits(model) else None
     groups = cutoffs.refit_groups() if fits(model) else [cutoffs.periods]
     for group in groups:
@@ -140,30 +191,73 @@ def _vectorised(table: pd.DataFrame, out: Forecasts, report: Callable[[str], Non
             report(f"fitting {model.name} at cutoff {cutoffs.calendar.dates([first])[0].date()}")
             model = fitted(model, _allowed(sorted_rows, cutoffs, first))
         low, high = int(group[0]), int(group[-1])
+        parts: list[tuple[int, BoolArray]] = []
         for h in range(1, cutoffs.horizon + 1):
-            source = out.periods - h
+            source = out.row_periods - h
             chosen = (source >= low) & (source <= high)
             targets = out.targets(h)
             if targets is not None:
                 chosen &= targets
-            if not chosen.any():
-                continue
-            whole = bool(chosen.all())
-            if h == 1 and cutoffs.input_size is None:
-                # one step ahead of an expanding window: "on or before the cutoff" is
-                # "strictly before the row's date", the one-step contract
-                at = history[[ID, DATE]] if whole else history.loc[chosen, [ID, DATE]]
-            else:
-                rows = history[[ID, DATE]] if whole else history.loc[chosen, [ID, DATE]]
-                extra = {CUTOFF: cutoffs.calendar.dates(source[chosen])}
-                start = _window_start(cutoffs, source[chosen])
-                if start is not None:
-                    extra[WINDOW_START] = cutoffs.calendar.dates(start)
-                at = rows.assign(**{k: v.to_numpy() for k, v in extra.items()})
-            report(f"predicting with {model.name} at horizon {h}")
+            if chosen.any():
+                parts.append((h, chosen))
+        for batch in _batches(parts, len(table)):
+            report(f"predicting with {model.name} at horizon {_horizons(batch)}")
+            at = _at(history, out, batch)
             values = predictions(model, history, at)
-            out.predicted[h - 1, chosen] = values
+            offset = 0
+            for h, chosen in batch:
+                taken = int(np.count_nonzero(chosen))
+                out.predicted[h - 1, chosen] = values[offset : offset + taken]
+                offset += taken
     out.model = model
+
+
+def _batches(
+    parts: list[tuple[int, BoolArray]], limit: int
+) -> Iterator[list[tuple[int, BoolArray]]]:
+    """``parts`` in consecutive batches of at most ``limit`` rows (a larger part alone)."""
+    batch: list[tuple[int, BoolArray]] = []
+    size = 0
+    for part in parts:
+        rows = int(np.count_nonzero(part[1]))
+        if batch and size + rows > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(part)
+        size += rows
+    if batch:
+        yield batch
+
+
+def _horizons(batch: list[tuple[int, BoolArray]]) -> str:
+    """The horizons of a batch in words: ``1`` or ``1-7``."""
+    first, last = batch[0][0], batch[-1][0]
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _at(history: pd.DataFrame, out: Forecasts, batch: list[tuple[int, BoolArray]]) -> pd.DataFrame:
+    """The rows a batch asks for, in order: each target row with its cutoff (and window
+    start); horizon 1 alone of an expanding window without them, the one-step contract."""
+    cutoffs = out.cutoffs
+    if len(batch) == 1 and batch[0][0] == 1 and cutoffs.input_size is None:
+        # one step ahead of an expanding window: "on or before the cutoff" is "strictly
+        # before the row's date"; every row is handed over as a view of the history
+        chosen = batch[0][1]
+        if out.rows is None and chosen.all():
+            return history[[ID, DATE]]
+        positions = np.flatnonzero(chosen) if out.rows is None else out.rows[chosen]
+        return history[[ID, DATE]].iloc[positions]
+    slots = [np.flatnonzero(chosen) for _, chosen in batch]
+    positions = np.concatenate(slots if out.rows is None else [out.rows[s] for s in slots])
+    source = np.concatenate(
+        [out.row_periods[s] - h for (h, _), s in zip(batch, slots, strict=True)]
+    )
+    extra = {CUTOFF: cutoffs.calendar.dates(source)}
+    start = _window_start(cutoffs, source)
+    if start is not None:
+        extra[WINDOW_START] = cutoffs.calendar.dates(start)
+    rows = history[[ID, DATE]].iloc[positions]
+    return rows.assign(**{k: v.to_numpy() for k, v in extra.items()})
 
 
 def _first_with_history(sorted_rows: _Sorted, cutoffs: Cutoffs, group: IntArray) -> int | None:
@@ -208,5 +302,6 @@ def _per_cutoff(
             at = sorted_rows.rows.iloc[begin:end][[ID, DATE]]
             values = predictions(model, allowed, at)
             rows = sorted_rows.order[begin:end]
-            out.predicted[sorted_rows.periods[begin:end] - cutoff - 1, rows] = values
+            slots = rows if out.rows is None else np.searchsorted(out.rows, rows)
+            out.predicted[sorted_rows.periods[begin:end] - cutoff - 1, slots] = values
     out.model = model

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from pokewatch_core.card_ids import codes_of, remember
-from pokewatch_core.columns import CUTOFF, DATE, HORIZON, ID, NAIVE, PREDICTED, PRICE, SIGNAL
+from pokewatch_core.columns import CUTOFF, HORIZON, ID, NAIVE, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.components import SIGNALS, Metric, SignalPolicy
-from pokewatch_core.data.naive import SCALE_SUMS, NaiveBaseline
+from pokewatch_core.data.naive import SCALE_SUMS, NaiveForecast, scale_sums
 from pokewatch_core.data.price_index import PriceIndex
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.forecasts import Forecasts
@@ -140,37 +140,33 @@ def score_backtest(
     statistics = metric_statistics(metrics)
     stateless = {n: m for n, m in metrics.items() if n not in statistics}
     fit_metrics(stateless.values(), history)
-    index = PriceIndex.build(table[[ID, DATE, PRICE]])
-    scale = NaiveBaseline.of(history).scale_sums  # once for every horizon and cutoff
+    index = PriceIndex.build(forecasts.history)  # the model's, if it built one
+    scale = None  # the MASE scale's sums, once for every horizon and cutoff, if read
+    if NaiveForecast() in statistics.values() or stateless:
+        end = cutoffs.history_end
+        scale = scale_sums(index, None if end is None else cutoffs.calendar.dates([end])[0])
     market = table[PRICE].to_numpy(dtype=np.float64)
     states: States = {}
     plain: dict[str, dict[Any, MetricValue]] = {}
     codes = np.full(forecasts.predicted.shape, -1, dtype=np.int8)
-    naives = np.full(forecasts.predicted.shape, np.nan)  # each horizon's naive forecasts
     kept: list[pd.DataFrame] = []
     for h in range(1, cutoffs.horizon + 1):
         report(f"scoring horizon {h}")
-        mask = forecasts.targets(h)
+        mask = forecasts.targets(h)  # of the forecasts' rows
+        rows = forecasts.table_rows(h)  # of the table
         predicted = forecasts.predicted[h - 1]
         chosen = predicted if mask is None else predicted[mask]
-        decided = signals_of(market if mask is None else market[mask], chosen)
-        codes[h - 1] = -1
-        if mask is None:
-            codes[h - 1] = decided.codes
-        else:
-            codes[h - 1, mask] = decided.codes
+        decided = signals_of(market if rows is None else market[rows], chosen)
+        codes[h - 1, slice(None) if mask is None else mask] = decided.codes
         naive = None
         if not cutoffs.one_step:
-            ids = table[ID] if mask is None else table.loc[mask, ID]
-            source = forecasts.periods if mask is None else forecasts.periods[mask]
-            naive = index.lag(*index.locate_asof(ids, cutoffs.calendar.dates(source - h)), 1)
-            if mask is None:
-                naives[h - 1] = naive
-            else:
-                naives[h - 1, mask] = naive
-        frame = frame_of(table, mask, chosen, decided, naive, scale)
+            cards = index.card_codes(table[ID])  # the history's own cards: no search
+            asof = forecasts.cutoff_dates(h, mask)
+            located = index.locate_codes_asof(cards if rows is None else cards[rows], asof)
+            naive = index.lag(*located, 1)
+        frame = frame_of(table, rows, chosen, decided, naive, scale)
         if h == 1:
-            first_frame(_whole(table, mask, chosen, decided))
+            first_frame(_whole(table, rows, chosen, decided))
         _states(states, metrics, statistics, frame, history, partial(AtHorizon, horizon=h))
         if stateless:
             for name, value in compute_metrics(stateless, frame).items():
@@ -181,7 +177,7 @@ def score_backtest(
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
-    for cutoff, frame in _cutoff_frames(table, forecasts, codes, naives, scale):
+    for cutoff, frame in _cutoff_frames(table, forecasts, codes, index, scale):
         key = cutoff.date().isoformat()
         _states(states, metrics, statistics, frame, history, partial(AtCutoff, cutoff=key))
         for name, value in compute_metrics(stateless, frame).items():
@@ -204,19 +200,19 @@ class Scored:
 
 def _whole(
     table: pd.DataFrame,
-    mask: np.ndarray[Any, Any] | None,
+    rows: np.ndarray[Any, Any] | None,
     predicted: np.ndarray[Any, Any],
     signals: pd.Categorical,
 ) -> pd.DataFrame:
-    """Horizon 1's forecasts over every row of ``table`` (NaN where a row is no target)."""
-    if mask is None:
+    """Horizon 1's forecasts over every row of ``table`` (``rows``: the targets' positions,
+    None for all; NaN where a row is no target)."""
+    if rows is None:
         return frame_of(table, None, predicted, signals, None)
     fair = np.full(len(table), np.nan)
-    fair[mask] = predicted
-    full = pd.Categorical(
-        np.full(len(table), None, dtype=object), categories=pd.Index(list(SIGNALS))
-    )
-    full[mask] = signals
+    fair[rows] = predicted
+    codes = np.full(len(table), -1, dtype=np.int8)
+    codes[rows] = signals.codes
+    full = pd.Categorical.from_codes(codes, categories=signals.categories)
     return frame_of(table, None, fair, full, None)
 
 
@@ -240,28 +236,52 @@ def _cutoff_frames(
     table: pd.DataFrame,
     forecasts: Forecasts,
     codes: np.ndarray[Any, Any],
-    naives: np.ndarray[Any, Any],
-    scale: tuple[float, int],
+    index: PriceIndex,
+    scale: tuple[float, int] | None,
 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """The forecasts frame of each cutoff that has a target row (with each row's horizon
-    and cutoff), in cutoff order."""
-    cutoffs = forecasts.cutoffs
-    order = np.argsort(forecasts.periods, kind="stable")
-    periods = forecasts.periods[order]
-    dates = cutoffs.dates()
-    starts = np.searchsorted(periods, cutoffs.periods, side="right")
-    stops = np.searchsorted(periods, cutoffs.periods + cutoffs.horizon, side="right")
-    for cutoff, date, begin, end in zip(cutoffs.periods, dates, starts, stops, strict=True):
+    and cutoff, and the naive forecast from that cutoff), in cutoff order.
+
+    The forecasts' rows are put in period order once: a cutoff's target rows, the periods
+    after it up to the horizon, are then one slice of them."""
+    cutoffs, horizon = forecasts.cutoffs, forecasts.cutoffs.horizon
+    order = np.argsort(forecasts.row_periods, kind="stable")  # of the forecasts' rows
+    periods = forecasts.row_periods[order]
+    if not len(periods):
+        return
+    positions = order if forecasts.rows is None else forecasts.rows[order]
+    ordered = table.iloc[positions]
+    card_codes, cards = codes_of(table[ID])
+    ordered_codes = card_codes[positions]
+    index_codes = index.card_codes(table[ID])[positions]
+    low = int(periods[0])
+    # edges[p - low]: where the rows of period p start in period order
+    edges = np.searchsorted(periods, np.arange(low, int(periods[-1]) + 2), side="left")
+
+    def edge(period: int) -> int:
+        return int(edges[min(max(period - low, 0), len(edges) - 1)])
+
+    categories = pd.Index(list(SIGNALS))
+    for cutoff, date in zip(cutoffs.periods.tolist(), cutoffs.dates(), strict=True):
+        begin, end = edge(cutoff + 1), edge(cutoff + horizon + 1)
         if begin == end:
             continue
-        rows = order[begin:end]
-        steps = periods[begin:end] - cutoff
-        predicted = forecasts.predicted[steps - 1, rows]
-        signal = pd.Categorical.from_codes(
-            codes[steps - 1, rows], categories=pd.Index(list(SIGNALS))
+        spans = [(h, edge(cutoff + h), edge(cutoff + h + 1)) for h in range(1, horizon + 1)]
+        predicted = np.concatenate(
+            [forecasts.predicted[h - 1].take(order[a:b]) for h, a, b in spans]
         )
-        frame = frame_of(table, rows, predicted, signal, naives[steps - 1, rows], scale)
-        frame[HORIZON] = steps
+        signal = pd.Categorical.from_codes(
+            np.concatenate([codes[h - 1].take(order[a:b]) for h, a, b in spans]),
+            categories=categories,
+        )
+        located = index.locate_codes_asof(index_codes[begin:end], date.to_datetime64())
+        frame = ordered.iloc[begin:end].copy(deep=False)
+        remember(frame[ID], ordered_codes[begin:end], cards)
+        frame.insert(3, PREDICTED, predicted)
+        frame.insert(4, SIGNAL, pd.Series(signal, index=frame.index))
+        frame[NAIVE] = index.lag(*located, 1)
+        frame.attrs[SCALE_SUMS] = scale
+        frame[HORIZON] = periods[begin:end] - cutoff
         frame[CUTOFF] = date
         yield date, frame
 

@@ -177,17 +177,19 @@ class EvaluationResult:
             raise ValueError("this result holds no backtest forecasts")
         forecasts, table = figures.forecasts, self.frame
         for h in range(1, figures.cutoffs.horizon + 1):
-            mask = forecasts.targets(h)
-            rows = slice(None) if mask is None else mask
-            codes = figures.signals[h - 1, rows]
+            mask, rows = forecasts.targets(h), forecasts.table_rows(h)
+            which = slice(None) if mask is None else mask
+            at = slice(None) if rows is None else rows
+            codes = figures.signals[h - 1, which]
+            ids = table[ID] if rows is None else table[ID].iloc[rows]
             yield pd.DataFrame(
                 {
-                    ID: table[ID].to_numpy()[rows],
-                    CUTOFF: forecasts.cutoff_dates(h, rows),
-                    DATE: table[DATE].to_numpy()[rows],
+                    ID: ids.to_numpy(),
+                    CUTOFF: forecasts.cutoff_dates(h, mask),
+                    DATE: table[DATE].to_numpy()[at],
                     HORIZON: np.full(len(codes), h, dtype=np.int64),
-                    PRICE: table[PRICE].to_numpy()[rows],
-                    PREDICTED: forecasts.predicted[h - 1, rows],
+                    PRICE: table[PRICE].to_numpy()[at],
+                    PREDICTED: forecasts.predicted[h - 1, which],
                     SIGNAL: pd.Categorical.from_codes(codes, categories=pd.Index(list(SIGNALS))),
                 }
             )
@@ -268,10 +270,7 @@ def _evaluate(
     once = spec.backtest.refit is None or (cutoffs.mode == "test start" and cutoffs.refit == ONCE)
     if not once and fits(model_obj):
         made = forecast(table, model_obj, cutoffs, report)
-        at_mask = made.targets(1)
-        fair = made.predicted[0]
-        if at_mask is not None:
-            fair[~at_mask] = np.nan
+        fair, at_mask = made.on_table(1), made.target_mask(1)
         return _score(table, fair, at_mask, made.model, policy_obj, metric_objs, start, report)
     before = None
     if start is None:
@@ -289,9 +288,7 @@ def _evaluate(
         # an ordinary model is asked once per cutoff, with only the rows before the date it
         # predicts: it cannot look ahead
         made = forecast(table, model_obj, cutoffs, report, refit=False)
-        fair = made.predicted[0]
-        if at_mask is not None:
-            fair[~at_mask] = np.nan
+        fair = made.on_table(1)
         return _score(table, fair, at_mask, model_obj, policy_obj, metric_objs, start, report)
     predicted = predictions(model_obj, history, at)
     if at_mask is None:
@@ -333,7 +330,7 @@ def _backtest(
         spec.test_start,
         scored.states,
         backtest=figures,
-        scored_rows=made.targets(1),
+        scored_rows=made.target_mask(1),
         history_rows=kept,
     )
     result.inferred.update(inferred_of(pooled))
