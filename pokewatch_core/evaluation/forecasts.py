@@ -1,8 +1,9 @@
 """A backtest's forecasts: every target row's fair price at every horizon, with no look-ahead
 by construction (docs/backtests.md).
 
-A model that declares ``answers_cutoffs`` is handed the whole history once per horizon and
-refit group, with each row's cutoff in ``at``; any other model is called once per cutoff with
+A model that declares ``answers_cutoffs`` is handed the whole history once per refit group,
+the horizons' target rows stacked in ``at`` with each row's cutoff (once per horizon when the
+stack would outgrow the table); any other model is called once per cutoff with
 only the rows that cutoff allows (dated on or before it, and inside the sliding window), so a
 model written against the one-step contract cannot leak. ``fit`` receives the rows dated on or
 before the first cutoff of its refit group.
