@@ -220,8 +220,9 @@ class Model(Component):
     """Whether ``predict`` answers many cutoffs in one call: when ``at`` has a ``cutoff``
     column, each row's value uses only ``history`` rows dated on or before that row's
     cutoff (and, with a ``window_start`` column, on or after it). Such a model is handed the
-    whole history once per refit group (once per horizon at every date); any other model is called once per cutoff with only the history that
-    cutoff allows (docs/plugins.md, backtests)."""
+    whole history once per refit group (once per horizon at every date); any other model is
+    called once per cutoff with only the history that cutoff allows (docs/plugins.md,
+    backtests)."""
 
     def history_needed(self) -> int:
         """The fewest periods of history the model needs (a sliding ``input_size`` shorter

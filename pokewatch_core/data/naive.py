@@ -80,19 +80,21 @@ class _Totals:
         predicted: np.ndarray[Any, Any],
         naive: np.ndarray[Any, Any],
     ) -> None:
+        # masked sums (``where=``) rather than boolean indexing: no copies of the columns
         error = predicted - market
         scored = ~np.isnan(error)
-        np.abs(error, out=error)
         has_naive = scored & ~np.isnan(naive)
         naive_error = market - naive  # signed: the actual move
         moved = has_naive & (naive_error != 0)
-        same = np.sign(predicted[moved] - naive[moved]) == np.sign(naive_error[moved])
+        same = moved & (np.sign(predicted - naive) == np.sign(naive_error))
+        np.abs(error, out=error)
+        np.abs(naive_error, out=naive_error)
         self.values += [
             np.count_nonzero(scored),
-            error[scored].sum(),
-            market[scored].sum(),
-            error[has_naive].sum(),
-            np.abs(naive_error[has_naive]).sum(),
+            np.sum(error, where=scored),
+            np.sum(market, where=scored),
+            np.sum(error, where=has_naive),
+            np.sum(naive_error, where=has_naive),
             np.count_nonzero(moved),
             np.count_nonzero(same),
         ]

@@ -274,16 +274,23 @@ def _cutoff_frames(
             np.concatenate([codes[h - 1].take(order[a:b]) for h, a, b in spans]),
             categories=categories,
         )
-        located = index.locate_codes_asof(index_codes[begin:end], date.to_datetime64())
         frame = ordered.iloc[begin:end].copy(deep=False)
         remember(frame[ID], ordered_codes[begin:end], cards)
         frame.insert(3, PREDICTED, predicted)
         frame.insert(4, SIGNAL, pd.Series(signal, index=frame.index))
-        frame[NAIVE] = index.lag(*located, 1)
+        frame[NAIVE] = _last_prices(index, date)[index_codes[begin:end]]
         frame.attrs[SCALE_SUMS] = scale
         frame[HORIZON] = periods[begin:end] - cutoff
         frame[CUTOFF] = date
         yield date, frame
+
+
+def _last_prices(index: PriceIndex, date: pd.Timestamp) -> np.ndarray[Any, Any]:
+    """Each indexed card's last observed price on or before ``date`` (NaN if none), and a
+    NaN last, where code -1 (a card with no price) lands."""
+    cards = np.arange(len(index.cards), dtype=np.int64)
+    last = index.lag(*index.locate_codes_asof(cards, date.to_datetime64()), 1)
+    return np.append(last, np.nan)
 
 
 def finalize_backtest(
