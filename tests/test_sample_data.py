@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pokewatch_core import embedded_sample_path, generate_prices, load_prices
-from pokewatch_core.data.sample_data import TIERS
+from pokewatch_core import embedded_sample_path, evaluate, generate_prices, load_prices
+from pokewatch_core.data.sample_data import REAL_CARDS, TIERS
+from tests.conftest import SHARED_DATA
 
 
 def test_deterministic_for_a_seed():
@@ -98,3 +99,45 @@ def test_sample_data_with_other_column_names(run_cli, tmp_path):
     )
     header = out.read_text().splitlines()[0].split(",")
     assert {"unique_id", "ds", "y"} <= set(header) and "card_id" not in header
+
+
+def _real_snapshots() -> pd.DataFrame:
+    files = sorted(SHARED_DATA.glob("sv2a_pokemon_card_151_prices_*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def test_the_real_cards_are_the_vendored_snapshots_cards():
+    real = _real_snapshots()
+    first = real[real["date"] == real["date"].min()].set_index("card_id")
+    listed = pd.DataFrame([vars(c) for c in REAL_CARDS]).set_index("card_id")
+    assert sorted(listed.index) == sorted(real["card_id"].unique())
+    for column in ("card_number", "card_name", "rarity", "category"):
+        assert listed[column].to_dict() == first[column].to_dict(), column
+    assert listed["price"].to_dict() == first["market_price"].to_dict()
+
+
+def test_the_embedded_sample_lists_the_real_cards_as_the_snapshots_do():
+    sample = load_prices(embedded_sample_path()).drop_duplicates("card_id")
+    real = _real_snapshots().drop_duplicates("card_id")
+    columns = ["card_id", "card_number", "card_name", "rarity", "category"]
+    merged = real[columns].merge(sample[columns].astype(str), on="card_id", how="left")
+    for column in columns[1:]:
+        assert (merged[f"{column}_x"] == merged[f"{column}_y"]).all(), column
+    # no other card of the sample takes a real card's number and name
+    numbered = sample[sample["card_number"].isin(real["card_number"])]
+    assert set(numbered["card_name"]) - set(real["card_name"]) <= {
+        f"{name} - {number}"
+        for name, number in (("Magikarp", "129/165"), ("Gyarados", "130/165"),
+                             ("Dragonite", "149/165"), ("Mewtwo", "150/165"))
+    }  # fmt: skip
+
+
+def test_a_model_on_the_sample_prices_the_real_cards():
+    sample = load_prices(embedded_sample_path())[["card_id", "date", "market_price"]]
+    real = _real_snapshots()[["card_id", "date", "market_price"]]
+    both = pd.concat([sample.astype({"card_id": str}), real], ignore_index=True)
+    result = evaluate("baseline_moving_average", both, metrics=["rmse"])
+    frame = result.frame
+    after = frame[frame["date"] > sample["date"].max()]
+    assert len(after) == len(real)
+    assert after["predicted_price"].notna().all()

@@ -9,8 +9,13 @@ Model, per card (all vectorised over cards, one loop over days for the spike dec
 * occasional spikes (about one per 100 card-days) of +20% to +80% that decay back over days;
 * missing days (about 3% of card-days have no row) and a few unknown prices (NaN, 0.5%).
 
+The card list is the set's: numbers 1-210, and after them the four Master Ball Pattern variants.
+The cards the real snapshots hold (``REAL_CARDS``, as in ``tests/data/raw``: the secret rares
+200-205 and the variants) carry their real ids, names, numbers, rarities and categories, and
+their prices start near their real price; the other names are the Pokédex's.
+
 The embedded sample (``pokewatch_core/data/sample/sv2a_sample.parquet``) is this generator with its
-defaults: all 210 cards of the set for 200 days ending 2025-11-22, seed 151. Rebuild it with
+defaults: all 214 cards of that list for 200 days ending 2025-11-22, seed 151. Rebuild it with
 ``python scripts/make_sample_data.py`` or ``pokewatch sample-data --output PATH``.
 """
 
@@ -30,7 +35,7 @@ from pokewatch_core.columns import DATE, ID, PRICE
 SET_ID = "sv2a"
 SET_CARDS = 165  # numbered cards; 166-210 are secret rares
 SAMPLE_FILE = "sv2a_sample.parquet"
-DEFAULT_CARDS = 210
+SET_LIST = 210  # numbers 1-210 of the set list
 DEFAULT_DAYS = 200
 DEFAULT_END = "2025-11-22"
 DEFAULT_SEED = 151
@@ -52,7 +57,50 @@ _GEN1 = (
     "Jolteon Flareon Porygon Omanyte Omastar Kabuto Kabutops Aerodactyl Snorlax Articuno "
     "Zapdos Moltres Dratini Dragonair Dragonite Mewtwo Mew"
 ).split()
-_EX = {3, 6, 9, 24, 40, 65, 76, 124, 131, 132, 143, 145, 150, 151}  # Pokédex numbers with ex
+_EX = {3, 6, 9, 24, 40, 65, 76, 124, 131, 132, 143, 145, 151}  # Pokédex numbers with ex
+
+
+@dataclass(frozen=True)
+class RealCard:
+    """A card as the real snapshots list it, with its market price on 2025-11-23."""
+
+    card_id: str
+    card_number: str
+    card_name: str
+    rarity: str
+    category: str
+    price: float
+
+
+# The cards of tests/data/raw (pokemonpricetracker, 2025-11-23): tests/test_sample_data.py
+# checks this list against those files
+REAL_CARDS: tuple[RealCard, ...] = (
+    RealCard("sv2a_151_venusaur_ex___200_165", "200/165", "Venusaur ex - 200/165",
+             "Special Art Rare", "grail", 79.11),
+    RealCard("sv2a_151_charizard_ex___201_165", "201/165", "Charizard ex - 201/165",
+             "Special Art Rare", "grail", 246.34),
+    RealCard("sv2a_151_blastoise_ex___202_165", "202/165", "Blastoise ex - 202/165",
+             "Special Art Rare", "grail", 86.38),
+    RealCard("sv2a_151_alakazam_ex___203_165", "203/165", "Alakazam ex - 203/165",
+             "Special Art Rare", "chase", 50.43),
+    RealCard("sv2a_151_zapdos_ex___204_165", "204/165", "Zapdos ex - 204/165",
+             "Special Art Rare", "grail", 74.53),
+    RealCard("sv2a_151_mew_ex___205_165", "205/165", "Mew ex - 205/165",
+             "Special Art Rare", "grail", 137.43),
+    RealCard("sv2a_151_magikarp_master_ball_pattern", "129/165",
+             "Magikarp (Master Ball Pattern)", "Common", "chase", 36.62),
+    RealCard("sv2a_151_gyarados_master_ball_pattern", "130/165",
+             "Gyarados (Master Ball Pattern)", "Rare", "chase", 32.52),
+    RealCard("sv2a_151_dragonite_master_ball_pattern", "149/165",
+             "Dragonite (Master Ball Pattern)", "Rare", "chase", 50.52),
+    RealCard("sv2a_151_mewtwo_master_ball_pattern", "150/165",
+             "Mewtwo (Master Ball Pattern)", "Rare", "chase", 35.90),
+)  # fmt: skip
+_REAL_NUMBERED = {int(c.card_number.split("/")[0]): c for c in REAL_CARDS if "___" in c.card_id}
+_VARIANTS = tuple(c for c in REAL_CARDS if "___" not in c.card_id)
+DEFAULT_CARDS = SET_LIST + len(_VARIANTS)
+# a variant is printed at its base card's rarity
+_BASE_RARITY = {int(c.card_number.split("/")[0]): c.rarity for c in _VARIANTS}
 
 # tier: (median price $, log spread, daily volatility, weight among synthetic cards)
 TIERS: dict[str, tuple[float, float, float, float]] = {
@@ -83,6 +131,8 @@ class _Cards:
     card_name: np.ndarray
     card_number: np.ndarray
     rarity: np.ndarray
+    category: np.ndarray
+    price: np.ndarray  # a real card's market price, NaN for the others
 
 
 def _slug(text: str) -> str:
@@ -93,7 +143,7 @@ def _slug(text: str) -> str:
 def _set_rarity(number: int, rng_value: float) -> str:
     if number > 205:
         return "Ultra Rare"
-    if number > 200:
+    if number >= 200:
         return "Special Art Rare"
     if number > 181:
         return "Super Rare"
@@ -105,12 +155,20 @@ def _set_rarity(number: int, rng_value: float) -> str:
 
 
 def _set_cards(n: int, rng: np.random.Generator) -> _Cards:
-    """The first ``n`` cards of the real set list (numbers 1-210), names from the Pokédex."""
+    """The first ``n`` cards of the set list (numbers 1-210, then the Master Ball Pattern
+    variants): the real cards as the snapshots list them, the others named from the Pokédex."""
     draws = rng.random(n)
-    ids, names, numbers, rarities = [], [], [], []
+    rows: list[tuple[str, str, str, str, str, float]] = []
     for i in range(n):
         number = i + 1
-        rarity = _set_rarity(number, float(draws[i]))
+        real = _REAL_NUMBERED.get(number) if number <= SET_LIST else _VARIANTS[i - SET_LIST]
+        if real is not None:
+            rows.append(
+                (real.card_id, real.card_name, real.card_number, real.rarity, real.category,
+                 real.price)
+            )  # fmt: skip
+            continue
+        rarity = _BASE_RARITY.get(number) or _set_rarity(number, float(draws[i]))
         species = _GEN1[(number - 1) % 151] if number <= 151 else _GEN1[(number * 7) % 151]
         if number > 151 and number <= SET_CARDS:
             name = f"Trainer {number}"
@@ -119,11 +177,13 @@ def _set_cards(n: int, rng: np.random.Generator) -> _Cards:
         else:
             name = species
         label = f"{number:03d}/{SET_CARDS}"
-        ids.append(f"sv2a_151_{_slug(name)}___{number:03d}_{SET_CARDS}")
-        names.append(f"{name} - {label}")
-        numbers.append(label)
-        rarities.append(rarity)
-    return _Cards(np.array(ids), np.array(names), np.array(numbers), np.array(rarities))
+        card_id = f"sv2a_151_{_slug(name)}___{number:03d}_{SET_CARDS}"
+        rows.append((card_id, f"{name} - {label}", label, rarity, _CATEGORY[rarity], np.nan))
+    ids, names, numbers, rarities, categories, prices = zip(*rows, strict=True)
+    return _Cards(
+        np.array(ids), np.array(names), np.array(numbers), np.array(rarities),
+        np.array(categories), np.array(prices, dtype=np.float64),
+    )  # fmt: skip
 
 
 def _synthetic_cards(n: int, rng: np.random.Generator) -> _Cards:
@@ -135,7 +195,8 @@ def _synthetic_cards(n: int, rng: np.random.Generator) -> _Cards:
     number = np.char.add(np.char.zfill(index.astype(str), 5), "/SYN")
     card_id = np.char.add("sv2a_synthetic_", np.char.zfill(index.astype(str), 5))
     name = np.char.add("Synthetic card ", index.astype(str))
-    return _Cards(card_id, name, number, rarity)
+    category = np.array([_CATEGORY[r] for r in rarity.tolist()])
+    return _Cards(card_id, name, number, rarity, category, np.full(n, np.nan))
 
 
 def _cards(n: int, rng: np.random.Generator) -> _Cards:
@@ -170,6 +231,8 @@ def generate_prices(
     vol = np.array([TIERS[t][2] for t in tier_names])[tier]
 
     level = np.log(median) + spread * rng.standard_normal(cards)
+    real = ~np.isnan(info.price)  # a real card starts near its real price
+    level[real] = np.log(info.price[real]) + 0.1 * (level[real] - np.log(median[real]))
     drift = rng.normal(0.0003, 0.0015, cards)  # per day, in log price
     steps = rng.standard_normal((cards, days), dtype=np.float32) * vol[:, None].astype(np.float32)
     steps += drift[:, None].astype(np.float32)
@@ -196,18 +259,22 @@ def generate_prices(
             ID: pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_id)),
             DATE: dates.values[day_idx],
             PRICE: price[card_idx, day_idx],
-            "card_name": pd.Categorical.from_codes(card_idx, categories=pd.Index(info.card_name)),
-            "card_number": pd.Categorical.from_codes(
-                card_idx, categories=pd.Index(info.card_number)
-            ),
+            "card_name": _per_row(info.card_name, card_idx),
+            "card_number": _per_row(info.card_number, card_idx),
             "rarity": pd.Categorical(info.rarity[card_idx], categories=tier_names),
+            "category": _per_row(info.category, card_idx),
         }
     )
-    frame["category"] = frame["rarity"].map(_CATEGORY).astype("category")
     constant = np.zeros(len(frame), np.int8)
     frame["set_id"] = pd.Categorical.from_codes(constant, categories=pd.Index([SET_ID]))
     frame["source"] = pd.Categorical.from_codes(constant, categories=pd.Index(["synthetic"]))
     return frame
+
+
+def _per_row(per_card: np.ndarray, card_idx: np.ndarray) -> pd.Categorical:
+    """A per-card value on every row, as a categorical (a few codes, not millions of strings)."""
+    values = pd.Categorical(per_card)
+    return pd.Categorical.from_codes(values.codes[card_idx], categories=values.categories)
 
 
 # Peak bytes per card-day while generating: float32 steps, float64 log prices, prices and
