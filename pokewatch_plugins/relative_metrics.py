@@ -12,7 +12,8 @@ All are over *scored* rows (a market price and a prediction):
   naive forecast. 0 for the naive forecast itself, 1 for a perfect model.
 * ``directional_accuracy``: the share of scored rows with a naive forecast where
   sign(predicted - naive) equals sign(market - naive); rows whose market price equals the naive
-  forecast (no change) are left out.
+  forecast (no change) are left out. A difference within 1e-9 % of the naive price counts as
+  none (the threshold policy's tie tolerance), so float noise is no predicted move.
 """
 
 from __future__ import annotations

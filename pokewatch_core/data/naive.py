@@ -42,6 +42,10 @@ FITTING = "fitting"  # the optional boolean column of a ``NaiveBaseline``'s hist
 # for all its horizons and cutoffs
 SCALE_SUMS = "naive_scale_sums"
 
+# A difference from the naive price within this percentage of it counts as no move, in
+# directional_accuracy: the threshold policy's tie tolerance (1e-9 percentage points)
+NO_MOVE_TOLERANCE_PCT = 1e-9
+
 
 @dataclass(frozen=True)
 class NaiveSums:
@@ -55,7 +59,7 @@ class NaiveSums:
     market: float  # sum market
     abs_error_with_naive: float  # sum |predicted - market| over those
     naive_abs_error: float  # sum |naive - market| over those
-    moved: int  # those whose market differs from the naive forecast
+    moved: int  # those whose market differs from the naive forecast (NO_MOVE_TOLERANCE_PCT)
     same_direction: int  # those where sign(predicted - naive) == sign(market - naive)
     change_sum: float = 0.0  # sum of |one-step change| of each card's fitting prices
     changes: int = 0  # number of those one-step changes
@@ -85,8 +89,13 @@ class _Totals:
         scored = ~np.isnan(error)
         has_naive = scored & ~np.isnan(naive)
         naive_error = market - naive  # signed: the actual move
-        moved = has_naive & (naive_error != 0)
-        same = moved & (np.sign(predicted - naive) == np.sign(naive_error))
+        # a move within NO_MOVE_TOLERANCE_PCT of the naive price is no move (float noise:
+        # a mean of 0.5, 0.9, 0.7 is not exactly 0.7)
+        tolerance = np.abs(naive) * (NO_MOVE_TOLERANCE_PCT / 100.0)
+        moved = has_naive & (np.abs(naive_error) > tolerance)
+        predicted_move = predicted - naive
+        predicted_move[np.abs(predicted_move) <= tolerance] = 0.0
+        same = moved & (np.sign(predicted_move) == np.sign(naive_error))
         np.abs(error, out=error)
         np.abs(naive_error, out=naive_error)
         self.values += [
