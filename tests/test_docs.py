@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.test_architecture import ENTRY_MODULES, PACKAGE_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +67,33 @@ def test_no_document_outside_the_repository_is_cited():
         if f != Path(__file__) and outside.search(f.read_text())
     ]
     assert found == []
+
+
+def _spacing_table() -> list[tuple[float, float, bool, str]]:
+    """The user guide's periods-per-year table: (low, high, high inclusive, periods)."""
+    text = (ROOT / "docs" / "user-guide.md").read_text()
+    rows = []
+    for low, high_op, high, periods in re.findall(
+        r"^\| (?:([\d.]+) <=? )?s (<=?|≤|<|>) ([\d.]+)[^|]*\| ([^|(]+)",
+        text.replace("≤", "<="),
+        flags=re.M,
+    ):
+        rows.append((float(low or 0), float(high), high_op, periods.strip()))
+    return rows
+
+
+def test_the_guides_periods_per_year_table_is_the_codes():
+    from pokewatch_core.analysis.strategy import _periods_per_year
+
+    table = _spacing_table()
+    assert len(table) == 9
+    for low, high, op, periods in table:
+        if op == ">":  # "s > 400": beyond the last bound
+            points = [high + 1, high * 3]
+        else:
+            top = high if op == "<=" else high - 0.5
+            points = [p for p in (low + 0.5, (low + top) / 2, top) if p > low]
+        for s in points:
+            expected = 365 / s if "365 / s" in periods else float(periods)
+            got = _periods_per_year(np.array([0.0, s, 2 * s]))
+            assert got == pytest.approx(expected), (s, periods)
