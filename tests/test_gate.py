@@ -119,7 +119,8 @@ def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli,
     import pokewatch_core as pw
 
     data = tmp_path / "prices.parquet"
-    pw.generate_prices(cards=15, days=40, seed=3).to_parquet(data)
+    original = pw.generate_prices(cards=300, days=40, seed=3)  # over 10 000 rows
+    original.to_parquet(data)
 
     def train(window):
         return _train(run_cli, store, window, "--data-path", str(data))
@@ -144,6 +145,12 @@ def test_gate_refuses_incomplete_runs_changed_data_and_missing_versions(run_cli,
     changed = pd.read_parquet(data)
     changed.loc[changed.index[:50], "market_price"] *= 3
     changed.to_parquet(data)
+    out = run_cli(*gate, "--candidate", third)
+    assert out.exit_code == 2 and "has changed since run" in out.stderr
+    late = original.copy()  # a price changed past the first 10 000 rows only
+    assert len(late) > 10_000
+    late.loc[late.index[-5:], "market_price"] *= 3
+    late.to_parquet(data)
     out = run_cli(*gate, "--candidate", third)
     assert out.exit_code == 2 and "has changed since run" in out.stderr
     out = run_cli(
