@@ -261,7 +261,7 @@ def generate_prices(
             PRICE: price[card_idx, day_idx],
             "card_name": _per_row(info.card_name, card_idx),
             "card_number": _per_row(info.card_number, card_idx),
-            "rarity": pd.Categorical.from_codes(tier[card_idx], categories=tier_names),
+            "rarity": pd.Categorical.from_codes(tier[card_idx], categories=pd.Index(tier_names)),
             "category": _per_row(info.category, card_idx),
         }
     )
