@@ -56,6 +56,8 @@ def _refused(result, store: str, needle: str) -> None:
         (["--engine", "dask", "--id-col", "sku"], "need --engine local"),
         (["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--frame-dir is needed"),
         (["--engine", "spark"], "--engine"),
+        (["--tag", "pokewatch.gate=pass"], "tag 'pokewatch.gate' is reserved"),
+        (["--tag", "MLflow.parentRunId=x"], "tag 'MLflow.parentRunId' is reserved"),
     ],
 )
 def test_bad_values_are_refused_before_the_run(args, needle, run_cli, store, tmp_path):
@@ -265,3 +267,18 @@ def test_mlflow_run_without_data_path_still_uses_the_embedded_sample(tmp_path):
     (run,) = [r for r in all_runs(uri) if "dataset_size" in r.data.metrics]
     assert run.info.status == "FINISHED"
     assert run.data.metrics["dataset_size"] > 10_000  # the whole embedded sample
+
+
+def test_reserved_tags_are_refused_by_the_library_and_sweep(run_cli, store, tmp_path):
+    import pokewatch_core as pw
+    from pokewatch_core.errors import ConfigError
+    from pokewatch_core.tracking.log import log_evaluation
+
+    result = pw.evaluate("baseline_moving_average", make_panel(cards=2, days=5, seed=1))
+    with pytest.raises(ConfigError, match="reserved"):
+        log_evaluation(result, tracking_uri=store, tags={"pokewatch.abandoned": "x"})
+    out = run_cli(
+        "sweep", "--tracking-uri", store, "--data-path", str(_panel(tmp_path)),
+        "-p", "window_size=2,3", "--tag", "pokewatch.x=1",
+    )  # fmt: skip
+    _refused(out, store, "tag 'pokewatch.x' is reserved")

@@ -33,6 +33,14 @@ def pairs(values: Sequence[str], option: str) -> dict[str, str]:
         if key.strip() in out:
             raise click.BadParameter(f"{key.strip()!r} is given twice", param_hint=option)
         out[key.strip()] = value
+    if option == "--tag":
+        from pokewatch_core.errors import ConfigError
+        from pokewatch_core.tracking.store import check_user_tags
+
+        try:
+            check_user_tags(out)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
     return out
 
 
@@ -141,7 +149,11 @@ def backtest_from(
 
 
 tag_option = click.option(
-    "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra run tag."
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra run tag (keys starting with mlflow. or pokewatch. are reserved).",
 )
 
 

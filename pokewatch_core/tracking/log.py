@@ -30,6 +30,7 @@ from pokewatch_core.tracking.lifecycle import RunLifecycle, run_lifecycle
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
+    check_user_tags,
     retry,
     run_owner_tags,
     run_target,
@@ -496,6 +497,7 @@ def log_evaluation(
     in ``pokewatch-failed-runs/<run_id>/`` (when the working directory is writable), and a
     ``TrackingError`` names the incomplete run and the cause.
     """
+    check_user_tags(tags)
     if register_model and not result.in_memory:
         raise ConfigError(
             "register_model: a dask-engine evaluation logs no model (its frame stays "

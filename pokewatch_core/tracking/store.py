@@ -283,6 +283,20 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
 
 
+RESERVED_TAG_PREFIXES = ("mlflow.", "pokewatch.")
+
+
+def check_user_tags(tags: dict[str, str] | None) -> None:
+    """Refuse (``ConfigError``) a user tag in MLflow's or PokeWatch's own namespace: such a
+    tag would forge a gate verdict, a parent run or an abandoned mark."""
+    for key in tags or {}:
+        if key.strip().lower().startswith(RESERVED_TAG_PREFIXES):
+            raise ConfigError(
+                f"tag {key!r} is reserved (keys starting with 'mlflow.' or 'pokewatch.' are "
+                "MLflow's and PokeWatch's own): choose another key"
+            )
+
+
 def run_owner_tags() -> dict[str, str]:
     """Tags naming the process that owns a run: host, pid and the process's start time."""
     tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}

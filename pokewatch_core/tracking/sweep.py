@@ -49,6 +49,7 @@ from pokewatch_core.tracking.log import (
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
+    check_user_tags,
     ensure_experiment,
     retry,
     run_owner_tags,
@@ -116,6 +117,7 @@ def log_sweep(
     best (or, with ``log_models="all"``, every) child with the artifacts and the model — and
     ended FINISHED before the next starts, so an interruption leaves only whole, finished
     children behind."""
+    check_user_tags(tags)
     effective_uri = use_store(tracking_uri)
     _refuse_an_active_run()
     trials = _evaluate_all(plan, jobs, progress)
