@@ -26,3 +26,20 @@ def test_python_m_ignores_a_plugins_folder_in_the_working_directory(tmp_path):
     assert not marker.exists()
     assert "baseline_moving_average" in {m["name"] for m in json.loads(proc.stdout)}
     assert proc.stderr == ""
+
+
+def test_python_m_imports_no_library_module_from_the_working_directory(tmp_path):
+    """Before: a `pluggy.py` in the working directory ran (the package imports pluggy
+    before `__main__` could drop the working directory from sys.path)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "pluggy.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokewatch_core", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert "train" in proc.stdout
