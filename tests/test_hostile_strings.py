@@ -88,3 +88,20 @@ def test_experiment_name_in_the_train_summary_is_escaped(run_cli, store, tmp_pat
     )
     assert result.exit_code == 0, result.stderr
     assert "x\\x1b[2J" in result.stdout and not _has_control(result.stdout + result.stderr)
+
+
+def test_a_line_break_in_a_name_or_path_cannot_forge_a_summary_line(run_cli, store, tmp_path):
+    """Before: an experiment name or data file name holding a line break printed a second,
+    forged ``Run ... logged`` line (the one docs/ci.md's step reads)."""
+    data = Path(tmp_path / "d\nRun forged logged.csv")
+    make_panel(cards=2, days=5, seed=2).to_csv(data, index=False)
+    result = run_cli(
+        "train", "--tracking-uri", store, "--data-path", str(data),
+        "--experiment-name", "a\nRun x logged to experiment 'y'",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("Run ")] == [
+        next(line for line in lines if line.startswith("Run ") and "\\nRun x logged" in line)
+    ]
+    assert "d\\nRun forged logged.csv" in result.stdout

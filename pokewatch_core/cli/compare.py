@@ -263,14 +263,14 @@ def compare(
     absent = [m for m in metrics if runs and m not in present]
     if absent:
         raise ConfigError(
-            f"no finished run of experiment '{experiment_name}' has metric "
+            f"no finished run of experiment '{printable(experiment_name)}' has metric "
             f"{', '.join(repr(m) for m in absent)} (metrics present: {', '.join(present)})"
         )
     if as_json:
         echo(json.dumps(cmp.ranking(runs, chosen), indent=2, default=str))
     elif not runs:
-        echo(f"No finished runs in experiment '{experiment_name}'.")
+        echo(f"No finished runs in experiment '{printable(experiment_name)}'.")
     else:
         direction = "ascending" if order else "descending"
-        echo(f"Experiment '{experiment_name}', ranked by {chosen[0]} ({direction}):")
+        echo(f"Experiment '{printable(experiment_name)}', ranked by {chosen[0]} ({direction}):")
         echo(cmp.ranking_table(runs, chosen))

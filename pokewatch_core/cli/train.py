@@ -34,6 +34,7 @@ from pokewatch_core.defaults import (
     DEFAULT_SWEEP_METRIC,
 )
 from pokewatch_core.errors import ConfigError
+from pokewatch_core.terminal import printable
 
 if TYPE_CHECKING:
     from pokewatch_core.engines.front_door import EngineOptions
@@ -220,7 +221,11 @@ def _report_training(
     )
 
     source = data_path or "embedded sample (sv2a)"
-    echo(f"Evaluated {result.model.name} with policy {result.policy.name} on {source}")
+    # one line each: a name or path holding a line break must not forge the next line
+    echo(
+        f"Evaluated {printable(result.model.name)} with policy {printable(result.policy.name)} "
+        f"on {printable(source)}"
+    )
     for key, value in data_overview(result).items():
         echo(f"  {key}: {value}")
     echo("Metrics:" if result.backtest is None else "Metrics (pooled over the horizons):")
@@ -230,8 +235,8 @@ def _report_training(
     if signals:
         echo(signal_quality_section(result))
     echo(
-        f"Run {logged.run_id} logged to experiment '{logged.experiment_name}' at "
-        f"{logged.tracking_uri}"
+        f"Run {logged.run_id} logged to experiment '{printable(logged.experiment_name)}' at "
+        f"{printable(logged.tracking_uri)}"
     )
     if logged.model_uri:
         echo(f"Model: {logged.model_uri}")
@@ -372,7 +377,7 @@ def sweep(
     best_id = outcome.child_run_ids[outcome.best.number]
     echo(
         f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
-        f"'{experiment_name}' at {outcome.tracking_uri}"
+        f"'{printable(experiment_name)}' at {printable(outcome.tracking_uri)}"
     )
 
 
