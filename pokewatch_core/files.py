@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,3 +38,26 @@ def atomic_write_table(frame: pd.DataFrame, output: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_report_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a report table that people open in a spreadsheet: every text cell quoted (a
+    ``\r`` in a card id stays inside its cell) and a text cell that would start a formula
+    prefixed with ``'`` (OWASP's advice); numbers are written as they are."""
+    safe = frame.copy(deep=False)
+    for name in safe.columns:
+        column = safe[name]
+        if column.dtype.kind in "biufcmM" or column.dtype == bool:
+            continue
+        safe[name] = column.map(_cell)
+    safe.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pokewatch_core.terminal import printable
-from tests.conftest import make_panel
+from tests.conftest import all_runs, make_panel
 
 CLEAR = "\x1b[2J\x1b[H"
 
@@ -105,3 +105,28 @@ def test_a_line_break_in_a_name_or_path_cannot_forge_a_summary_line(run_cli, sto
         next(line for line in lines if line.startswith("Run ") and "\\nRun x logged" in line)
     ]
     assert "d\\nRun forged logged.csv" in result.stdout
+
+
+def test_card_ids_reach_the_per_card_table_whole_and_never_as_formulas(run_cli, store, tmp_path):
+    """Before: an id holding ``\\r`` split its row of ``tables/metrics_by_card.csv`` for a
+    spreadsheet, and ``=cmd|...`` went in as a formula."""
+    from mlflow.tracking import MlflowClient
+
+    ids = {"a": "=cmd|' /C calc'!A0", "b": "ab\rcd", "c": "+SUM(1)", "d": "007"}
+    panel = make_panel(cards=4, days=6, seed=3)
+    panel["card_id"] = panel["card_id"].map(
+        dict(zip(sorted(panel["card_id"].unique()), ids.values(), strict=True))
+    )
+    data = tmp_path / "hostile.parquet"
+    panel.to_parquet(data)
+    result = run_cli("train", "--tracking-uri", store, "--data-path", str(data))
+    assert result.exit_code == 0, result.stderr
+    run_id = all_runs(store)[0].info.run_id
+    path = MlflowClient(tracking_uri=store).download_artifacts(
+        run_id, "tables/metrics_by_card.csv", str(tmp_path)
+    )
+    text = Path(path).read_bytes().decode()
+    assert len(text.strip("\n").split("\n")) == 1 + len(ids)  # a header and one line a card
+    read = pd.read_csv(path, dtype={"card_id": str})
+    assert sorted(read["card_id"]) == sorted(["'=cmd|' /C calc'!A0", "ab\rcd", "'+SUM(1)", "007"])
+    assert not any(line.startswith(("=", "+", "-", "@")) for line in text.split("\n"))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
+from pokewatch_core.files import write_report_csv
 from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.lifecycle import FAILED_STAGE_TAG as FAILED_STAGE_TAG
@@ -271,7 +272,7 @@ def log_artifacts(
     retry(client.log_text, run_id, evaluation_summary(result, data_source), SUMMARY_ARTIFACT)
     tables = workdir / "tables"
     tables.mkdir()
-    result.analyses.by_card.to_csv(workdir / TABLES[0], index=False)
+    write_report_csv(result.analyses.by_card, workdir / TABLES[0])
     written = write_backtest_tables(result, workdir)
     if result.frame_dir is None:
         result.frame.to_parquet(workdir / TABLES[1], index=False)
@@ -300,8 +301,8 @@ def write_backtest_tables(result: EvaluationResult, workdir: Path) -> list[str]:
 
     by_horizon = pd.DataFrame.from_dict(figures.by_horizon, orient="index")
     by_horizon.index.name = "horizon"
-    by_horizon.reset_index().to_csv(workdir / BACKTEST_TABLES[0], index=False)
-    figures.by_cutoff.to_csv(workdir / BACKTEST_TABLES[1], index=False)
+    write_report_csv(by_horizon.reset_index(), workdir / BACKTEST_TABLES[0])
+    write_report_csv(figures.by_cutoff, workdir / BACKTEST_TABLES[1])
     if figures.forecasts is None:  # the dask engine keeps no forecasts on the client
         return list(BACKTEST_TABLES[:2])
     import pyarrow as pa

@@ -29,6 +29,7 @@ from pokewatch_core.errors import ConfigError
 from pokewatch_core.evaluation.cutoffs import BacktestOptions
 from pokewatch_core.evaluation.horizon_keys import check_horizon_key, metric_of_key
 from pokewatch_core.evaluation.spec import parse_test_start
+from pokewatch_core.files import write_report_csv
 from pokewatch_core.sweeps.grid import check_grid, combinations
 from pokewatch_core.sweeps.plan import (
     SweepPlan,
@@ -343,7 +344,7 @@ def _log_ranking(
     table.insert(2, "run_id", table["trial"].map(outcome.child_run_ids))
     with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
         path = Path(tmp) / "sweep.csv"
-        table.to_csv(path, index=False)
+        write_report_csv(table, path)
         retry(MlflowClient().log_artifact, parent_id, str(path), "tables")
     return table
 
