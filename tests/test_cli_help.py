@@ -89,3 +89,23 @@ def test_listing_shows_each_parameter_with_type_and_default(run_cli):
     block = lines[start : start + len(specs)]
     for line, spec in zip(block, specs.values(), strict=True):
         assert f"{spec.name}: {spec.type_name} = {spec.default!r}" in line
+
+
+@pytest.mark.parametrize("command", [["metrics"], ["plugins", "--all"]])
+def test_a_reader_that_stops_reading_is_no_error(command):
+    """Before: `pokewatch metrics | head -1` exited 1 with a BrokenPipeError line."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line: every write fails
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pokewatch_core", *command],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -124,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             traceback.print_exc()
         echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
+    except BrokenPipeError:
+        # the reader stopped reading (`pokewatch metrics | head`): nothing is wrong, say
+        # nothing; stdout goes to /dev/null so the interpreter's final flush cannot fail too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     except Exception as exc:
         debug = _debugging(context)
         if debug:
