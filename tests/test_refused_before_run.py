@@ -282,3 +282,55 @@ def test_reserved_tags_are_refused_by_the_library_and_sweep(run_cli, store, tmp_
         "-p", "window_size=2,3", "--tag", "pokewatch.x=1",
     )  # fmt: skip
     _refused(out, store, "tag 'pokewatch.x' is reserved")
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle", "code"),
+    [
+        ("./mlruns", "is a file store, which MLflow 3 refuses", 2),
+        ("file:///tmp/pokewatch-nowhere", "is a file store", 2),
+        ("sqlite:////dev/null", "is not a regular file", 2),
+        # a server that is down is no usage error: exit 1, as an HTTP server that does not answer
+        ("postgresql://u:p@127.0.0.1:1/db", "cannot reach the tracking database at 127.0.0.1:1", 1),
+    ],
+)
+def test_stores_mlflow_refuses_late_or_retries_on_are_refused_at_once(
+    uri, needle, code, run_cli, tmp_path
+):
+    """Before: a file store failed with exit 1 after MLflow's 600-character message, a
+    folder or device as SQLite database and a closed database port retried for minutes."""
+    started = time.perf_counter()
+    result = run_cli("train", "--tracking-uri", uri, "--data-path", str(_panel(tmp_path)))
+    assert result.exit_code == code, result.stderr
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert time.perf_counter() - started < 30
+    assert list(tmp_path.glob("pokewatch-failed-runs")) == []
+
+
+def test_a_folder_as_sqlite_database_is_refused_at_once(run_cli, tmp_path):
+    result = run_cli("train", "--tracking-uri", f"sqlite:///{tmp_path}", "--data-path",
+                     str(_panel(tmp_path)))  # fmt: skip
+    assert result.exit_code == 2 and "is a folder" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", [["compare"], ["compare", "abc123"]])
+def test_reading_commands_refuse_a_missing_store_without_creating_it(command, run_cli, tmp_path):
+    db = tmp_path / "none.db"
+    result = run_cli(*command, "--tracking-uri", f"sqlite:///{db}")
+    assert result.exit_code == 2 and "no tracking store at" in result.stderr, result.stderr
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["compare", "--limit", "50001"], "--limit"),
+        (["compare", "--tracking-uri", "foo://x"], "unsupported tracking URI scheme 'foo'"),
+        (["gate", "--candidate", "abc", "--champion", "models:/m@champion", "--rule",
+          "rmse<=champion", "--tracking-uri", "foo://x"], "unsupported tracking URI scheme"),
+    ],
+)  # fmt: skip
+def test_reading_commands_refuse_bad_options_with_exit_2(args, needle, run_cli):
+    result = run_cli(*args)
+    assert result.exit_code == 2 and needle in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -228,7 +228,7 @@ def side_by_side_table(runs: list[RunRecord]) -> str:
     "--limit",
     default=20,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=50_000),  # MLflow's most results per search
     help="Number of runs ranked.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -79,21 +79,13 @@ def check_run_options(
     """Refuse, with a ``ConfigError``, the run options MLflow would only reject after a whole
     evaluation (or halfway through logging): an empty or invalid experiment name, a tracking
     URI of no known store, an invalid registered-model or alias name."""
-    from urllib.parse import urlparse
 
     from mlflow.exceptions import MlflowException
     from mlflow.utils import validation
 
     if not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri:
-        scheme = urlparse(uri).scheme
-        if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
-            raise ConfigError(
-                f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
-                f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
-            )
+    check_tracking_uri(resolve_tracking_uri(tracking_uri))
     checks: list[tuple[str, str, Callable[[str], None]]] = [
         ("--experiment-name", experiment_name, validation._validate_experiment_name)
     ]
@@ -110,6 +102,33 @@ def check_run_options(
             raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
 
 
+def check_tracking_uri(uri: str | None) -> None:
+    """Refuse (``ConfigError``) a tracking URI MLflow would refuse only later, or retry on
+    for minutes: a scheme of no store, a file store (MLflow 3 refuses it unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is set), a SQLite database that is a folder or no file."""
+    from urllib.parse import urlparse
+
+    if not uri:
+        return
+    scheme = urlparse(uri).scheme
+    if scheme and scheme.split("+")[0] not in TRACKING_SCHEMES:
+        raise ConfigError(
+            f"unsupported tracking URI scheme {scheme!r} in {uri!r} "
+            f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
+        )
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true")
+    if scheme in ("", "file") and not allowed:
+        raise ConfigError(
+            f"--tracking-uri {uri!r} is a file store, which MLflow 3 refuses (maintenance "
+            "mode): use a database such as sqlite:///mlflow.db (or set "
+            "MLFLOW_ALLOW_FILE_STORE=true)"
+        )
+    db = sqlite_path(uri)
+    if db is not None and db.exists() and not db.is_file():
+        kind = "a folder" if db.is_dir() else "not a regular file"
+        raise ConfigError(f"--tracking-uri {uri!r}: the SQLite database {db} is {kind}")
+
+
 @dataclass(frozen=True)
 class Store:
     """A tracking store resolved (``resolve_tracking_uri``) and found reachable
@@ -121,8 +140,10 @@ class Store:
 
 
 def reach_store(tracking_uri: str | None = None) -> Store:
-    """Resolve the tracking URI and check that its server answers (``TrackingError`` if not)."""
+    """Resolve the tracking URI, check it (``check_tracking_uri``) and that its server
+    answers (``TrackingError`` if not)."""
     uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_uri(uri)
     check_reachable(uri)
     return Store(uri)
 
@@ -140,7 +161,11 @@ def use_store(tracking_uri: str | Store | None) -> str:
 
 def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
     """For an HTTP tracking URI, fail fast (``TrackingError``) if the server does not answer,
-    instead of MLflow's minutes of retries. Other URIs are not checked."""
+    instead of MLflow's minutes of retries; for a database server's URI, that its port
+    accepts a connection. Other URIs are not checked."""
+    if uri and uri.startswith(DATABASE_SERVERS):
+        _check_database_port(uri, timeout)
+        return
     if not uri or not uri.startswith(("http://", "https://")):
         return
     import urllib.error
@@ -154,6 +179,33 @@ def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from exc
+
+
+DATABASE_SERVERS = ("postgresql", "mysql", "mssql")
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _check_database_port(uri: str, timeout: float) -> None:
+    """``TrackingError`` when the database server of ``uri`` accepts no connection (MLflow
+    retries such a store for minutes before it says so)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    host = parsed.hostname
+    if not host:
+        return  # a Unix socket or a driver's own default: left to the driver
+    try:
+        port = parsed.port or _DEFAULT_PORTS[parsed.scheme.split("+")[0]]
+    except ValueError as exc:
+        raise ConfigError(f"--tracking-uri: bad port in {parsed.netloc!r}") from exc
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot reach the tracking database at {host}:{port}: {exc.strerror or exc}"
+        ) from exc
 
 
 _TRANSIENT = ("database is locked", "database table is locked", "already exists")
@@ -267,10 +319,18 @@ def run_target(experiment_name: str | None) -> tuple[str | None, Any]:
 
 
 def tracking_client(tracking_uri: str | None) -> Any:
-    """An ``MlflowClient`` of the store ``tracking_uri`` names (see ``resolve_tracking_uri``)."""
+    """An ``MlflowClient`` of the store ``tracking_uri`` names (see ``resolve_tracking_uri``),
+    to read from: checked first (``reach_store``), and a SQLite store that does not exist
+    is a ``ConfigError`` rather than created empty."""
+    import mlflow
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    store = reach_store(tracking_uri)
+    uri = store.uri or mlflow.get_tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise ConfigError(f"no tracking store at {uri}: no runs to read")
+    return MlflowClient(tracking_uri=uri)
 
 
 def _process_start(pid: int) -> str | None:
@@ -335,7 +395,9 @@ def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
         if db is not None and not db.exists():
             return []  # no store yet: nothing to heal, and nothing to create
         with store_init_lock(uri):  # opening a store may migrate it: not beside a training
-            return _heal(tracking_client(uri))
+            from mlflow.tracking import MlflowClient
+
+            return _heal(MlflowClient(tracking_uri=uri))
     except Exception:
         return []
 
