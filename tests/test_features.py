@@ -134,7 +134,12 @@ def _two_sets(raw: Path) -> None:
     shutil.copy(raw / SNAPSHOTS[0].name, raw / "sv3_other_prices_2025-11-23.parquet")
 
 
+def _impossible_date(raw: Path) -> None:  # before: a DateParseError traceback line, exit 1
+    shutil.copy(raw / SNAPSHOTS[0].name, raw / "sv2a_pokemon_card_151_prices_2025-13-45.parquet")
+
+
 FEATURE_CASES = {
+    "a file name's date is no calendar date": (_impossible_date, "2025-13-45 is no calendar date"),
     "date column disagrees with file name": (_date_mismatch, "disagrees with the file name's date"),
     "two snapshots disagree": (_conflict, "but"),
     "no snapshots": (_no_snapshots, "no snapshot files"),

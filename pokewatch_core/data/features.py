@@ -40,6 +40,7 @@ def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Pat
     for path in sorted(raw_dir.iterdir()):
         match = SNAPSHOT.match(path.name)
         if match and path.is_file():
+            _check_file_date(path, match["date"])
             found.setdefault(match["set"], []).append((path, match["date"]))
     if set_name is not None:
         if set_name not in found:
@@ -58,6 +59,14 @@ def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Pat
             "choose one with --set-name"
         )
     return sorted(next(iter(found.values())), key=lambda item: item[1])
+
+
+def _check_file_date(path: Path, file_date: str) -> None:
+    """A snapshot's name must hold a real calendar date (``DataError`` naming the file)."""
+    try:
+        pd.Timestamp(file_date)
+    except ValueError as exc:
+        raise DataError(f"{path}: the file name's date {file_date} is no calendar date") from exc
 
 
 def _read_snapshot(path: Path, file_date: str) -> pd.DataFrame:
