@@ -34,6 +34,11 @@ def test_lists_ranges_and_single_values():
         ("1:nan:1", "not a finite number"),
         ("3,,5", "empty value"),
         ("0:1e9:1", "at most"),
+        # before: OverflowError (exit 1), or a 300-digit count
+        ("0:1e308:1e-308", "has more than 10,000 values"),
+        ("-1e308:1e308:1", "has more than 10,000 values"),
+        ("1:2:1e-300", "has more than 10,000 values"),
+        ("1:10001:1", "has 10,001 values"),
     ],
 )
 def test_bad_specs_are_usage_errors(text, needle):

@@ -32,11 +32,17 @@ def expand_range(start: Any, stop: Any, step: Any, spec: str = "") -> list[Any]:
     a, b, s = (_number(str(v), spec) for v in (start, stop, step))
     if s == 0:
         raise ConfigError(f"range {spec!r}: the step is 0")
-    if (b - a) / s < 0:
+    steps = (b - a) / s  # inf when the span overflows or the step is tiny
+    if steps < 0:
         raise ConfigError(f"range {spec!r}: the step goes away from the stop")
-    count = math.floor((b - a) / s + 1e-9) + 1
-    if count > MAX_COMBINATIONS:
-        raise ConfigError(f"range {spec!r} has {count:,} values (at most {MAX_COMBINATIONS:,})")
+    if not steps + 1e-9 < MAX_COMBINATIONS:  # also catches inf and NaN
+        many = "more than " if not math.isfinite(steps) or steps > 1e15 else ""
+        count = "" if many else f"{math.floor(steps + 1e-9) + 1:,} "
+        raise ConfigError(
+            f"range {spec!r} has {many}{count or f'{MAX_COMBINATIONS:,} '}values "
+            f"(at most {MAX_COMBINATIONS:,})"
+        )
+    count = math.floor(steps + 1e-9) + 1
     whole = all(float(v).is_integer() for v in (a, b, s)) and all(
         "." not in str(v) and "e" not in str(v).lower() for v in (start, stop, step)
     )
