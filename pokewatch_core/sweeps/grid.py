@@ -36,12 +36,9 @@ def expand_range(start: Any, stop: Any, step: Any, spec: str = "") -> list[Any]:
     if steps < 0:
         raise ConfigError(f"range {spec!r}: the step goes away from the stop")
     if not steps + 1e-9 < MAX_COMBINATIONS:  # also catches inf and NaN
-        many = "more than " if not math.isfinite(steps) or steps > 1e15 else ""
-        count = "" if many else f"{math.floor(steps + 1e-9) + 1:,} "
-        raise ConfigError(
-            f"range {spec!r} has {many}{count or f'{MAX_COMBINATIONS:,} '}values "
-            f"(at most {MAX_COMBINATIONS:,})"
-        )
+        exact = math.isfinite(steps) and steps <= 1e15  # a count worth printing
+        size = f"{math.floor(steps + 1e-9) + 1:,}" if exact else f"more than {MAX_COMBINATIONS:,}"
+        raise ConfigError(f"range {spec!r} has {size} values (at most {MAX_COMBINATIONS:,})")
     count = math.floor(steps + 1e-9) + 1
     whole = all(float(v).is_integer() for v in (a, b, s)) and all(
         "." not in str(v) and "e" not in str(v).lower() for v in (start, stop, step)
