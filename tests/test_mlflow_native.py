@@ -18,6 +18,7 @@ def two_trainings(tmp_path_factory):
     return uri
 
 
+@pytest.mark.slow  # two trainings on a new store: CI's slow run has it
 def test_metrics_are_linked_to_the_logged_model_and_the_dataset(two_trainings):
     from mlflow.tracking import MlflowClient
 
@@ -50,6 +51,7 @@ def test_metrics_are_linked_to_the_logged_model_and_the_dataset(two_trainings):
     assert values == sorted(values) and len(values) == 2
 
 
+@pytest.mark.slow  # two trainings on a new store: CI's slow run has it
 def test_experiment_and_runs_carry_kind_and_descriptions(two_trainings):
     from mlflow.tracking import MlflowClient
 

@@ -56,6 +56,7 @@ def _refused(result, store: str, needle: str) -> None:
         (["--engine", "dask", "--id-col", "sku"], "need --engine local"),
         (["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--frame-dir is needed"),
         (["--engine", "spark"], "--engine"),
+        (["--test-start", " "], "--test-start"),  # before: silently no split
         (["--tag", "pokewatch.gate=pass"], "tag 'pokewatch.gate' is reserved"),
         (["--tag", "MLflow.parentRunId=x"], "tag 'MLflow.parentRunId' is reserved"),
     ],

@@ -97,10 +97,17 @@ policy_option = click.option(
 )
 
 
+def _not_blank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():  # `--test-start "$UNSET"` is no split asked for
+        raise click.BadParameter("must not be empty (leave it out for no split)")
+    return value
+
+
 test_start_option = click.option(
     "--test-start",
     default=None,
     metavar="DATE",
+    callback=_not_blank,
     help="Fit on rows before DATE; score only rows on or after it.",
 )
 
