@@ -139,6 +139,33 @@ def test_unknown_card_and_early_date_give_missing_values(logged):
     assert out["signal"].isna().all()
 
 
+def test_ids_of_any_type_pandas_reads_are_taken_as_text(logged, panel):
+    """Before: a categorical id column (as `pokewatch sample-data` writes to parquet) or an
+    integer one failed MLflow's schema enforcement ("Can not safely convert category")."""
+    import mlflow
+
+    _, run, _ = logged
+    model = mlflow.pyfunc.load_model(run.model_uri)
+    requests = pd.DataFrame({"card_id": ["card_0", "card_3"], "date": ["2025-01-20"] * 2})
+    text = model.predict(requests)
+    as_category = model.predict(requests.astype({"card_id": "category"}))
+    pd.testing.assert_frame_equal(as_category, text)
+    numbers = model.predict(pd.DataFrame({"card_id": [7, 8], "date": ["2025-01-20"] * 2}))
+    assert numbers["card_id"].tolist() == ["7", "8"] and numbers["fair_price"].isna().all()
+
+
+def test_an_unparsable_date_is_a_bad_request_with_one_line(logged):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _, run, _ = logged
+    model = mlflow.pyfunc.load_model(run.model_uri)
+    with pytest.raises(MlflowException, match="column 'date': cannot parse dates") as caught:
+        model.predict(pd.DataFrame({"card_id": ["card_0"], "date": ["someday"]}))
+    assert caught.value.get_http_status_code() == 400
+    assert "\n" not in caught.value.message
+
+
 def test_missing_card_id_column_is_a_clear_error(logged):
     import mlflow
 

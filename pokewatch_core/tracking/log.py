@@ -100,7 +100,9 @@ def _signature() -> Any:
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", ID), ColSpec(AnyType(), DATE, required=False)])
+    # ids of any type pandas reads (text, categorical, integer) are taken, as text: MLflow's
+    # "string" enforcement refuses a categorical or integer column
+    inputs = Schema([ColSpec(AnyType(), ID), ColSpec(AnyType(), DATE, required=False)])
     outputs = Schema(
         [
             ColSpec("string", ID),

@@ -15,8 +15,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
+from pokewatch_core.errors import DataError
 from pokewatch_core.tracking.fair_price import FairPricer, json_ready
 
 # Set by MLflow's scoring server (`mlflow models serve`), whose JSON writer lets NaN/NaT through.
@@ -35,7 +38,10 @@ class PokeWatchModel(PythonModel):  # type: ignore[misc]
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        out = self.pricer.predict(model_input)
+        try:
+            out = self.pricer.predict(model_input)
+        except DataError as exc:  # a bad request: 400 with the one-line reason, served
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if os.environ.get(SERVING_FLAG, "").lower() == "true":
             return json_ready(out)  # served answers: null for missing values, ISO dates
         return out
