@@ -101,6 +101,9 @@ def one_candidate(tmp_path_factory):
         (["--rule", "nope<=1"], "no metric 'nope'"),
         (["--rule", "rmse<=1", "--champion", "runs:/x/model"], "models:/NAME@ALIAS"),
         (["--rule", "rmse<=1", "--champion", "models:/cards/3", "--promote"], "moves an alias"),
+        # before: "no champion yet" (every rule passed), or the candidate gated against itself
+        (["--rule", "rmse<=1", "--champion", "models:/cards@v1"], "'v1' is a reserved alias"),
+        (["--rule", "rmse<=1", "--champion", "models:/cards@latest"], "'latest' is a reserved"),
     ],
 )
 def test_bad_usage_is_exit_2_in_one_line(args, needle, one_candidate, run_cli):

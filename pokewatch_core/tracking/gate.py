@@ -82,7 +82,26 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
             f"--champion {uri!r}: expected models:/NAME@ALIAS (e.g. models:/cards@champion) "
             "or models:/NAME/VERSION"
         )
-    return match["name"], match["alias"], match["version"]
+    alias = match["alias"]
+    if alias is not None:
+        _check_alias(uri, alias)
+    return match["name"], alias, match["version"]
+
+
+def _check_alias(uri: str, alias: str) -> None:
+    """MLflow reserves ``latest`` and ``v<N>`` (they name versions, not aliases): gating
+    against one would read "no champion yet" or the candidate itself."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name_reserved(alias)
+    except MlflowException as exc:
+        raise ConfigError(
+            f"--champion {uri!r}: {alias!r} is a reserved alias name in MLflow (it names a "
+            "version): use an alias of your own, e.g. models:/NAME@champion, or "
+            "models:/NAME/VERSION"
+        ) from exc
 
 
 def _champion_version(client: Any, name: str, alias: str | None, version: str | None) -> Any:
