@@ -56,6 +56,11 @@ def test_sample_data_bad_options_are_usage_errors(run_cli, tmp_path):
         ["--cards", "0"],
         ["--output", str(tmp_path / "a_file" / "dir.csv")],  # a folder that cannot be made
         ["--id-col", "date"],  # two columns with one name
+        # before: tables that train then refused
+        ["--end", "9999-12-31"],
+        ["--end", "1677-10-01", "--days", "30"],
+        ["--id-col", ""],
+        ["--price-col", " "],
     ):
         result = run_cli("sample-data", "--output", str(out), *args)
         assert result.exit_code == 2, (args, result.stderr)

@@ -93,15 +93,30 @@ def sample_data(
     optionally with other column names (e.g. Nixtla's unique_id, ds, y)."""
     from datetime import date
 
+    import numpy as np
+
     from pokewatch_core.data.sample_data import check_size, generate_prices
-    from pokewatch_core.data.tables import DATE, ID, PRICE
+    from pokewatch_core.data.tables import DATE, FIRST_DAY, ID, LAST_DAY, PRICE
     from pokewatch_core.files import atomic_write_table
 
     try:
-        date.fromisoformat(end)
+        last = date.fromisoformat(end)
     except ValueError as exc:
         raise click.BadParameter(f"expected a date such as 2025-11-22, got {end!r}") from exc
+    first = np.datetime64(last) - np.timedelta64(days - 1, "D")
+    if first < FIRST_DAY or np.datetime64(last) > LAST_DAY:  # a table train would refuse
+        raise click.BadParameter(
+            f"{days:,} days ending {end} leave the supported range {FIRST_DAY} to {LAST_DAY}",
+            param_hint="--end",
+        )
     names = {ID: id_col, DATE: date_col, PRICE: price_col}
+    for option, name in (
+        ("--id-col", id_col),
+        ("--date-col", date_col),
+        ("--price-col", price_col),
+    ):
+        if not name.strip():
+            raise click.BadParameter("must not be empty", param_hint=option)
     if len(set(names.values())) < 3:
         raise click.BadParameter("the id, date and price columns need three different names")
     check_size(cards, days)
