@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pokewatch_core import backtest, evaluate, get_plugins, signal_quality
-from tests.conftest import panels
+from tests.conftest import make_panel, panels
 
 CATS = ["BUY", "SELL", "HOLD"]
 INFERRED_PPY = "inferred.strategy_sharpe.periods_per_year"  # logged apart from the params
@@ -322,3 +322,21 @@ def test_periods_per_year_follow_the_return_series_not_each_card():
     )
     result = evaluate("baseline_moving_average", every_other, metrics=["strategy_sharpe"])
     assert result.params[INFERRED_PPY] == pytest.approx(182.5)
+
+
+def test_the_summarys_signal_block_shows_what_the_metrics_table_does():
+    """Before: with -p horizon=5 the block said precision 0.161 (horizon 1) under a table
+    saying 0.218, and with -p periods_per_year=252 it gave a second Sharpe ratio."""
+    from pokewatch_core import evaluate
+    from pokewatch_core.evaluation.summary import format_value, signal_quality_section
+
+    panel = make_panel(cards=6, days=60, seed=4)
+    params = {"horizon": 5, "periods_per_year": 252}
+    result = evaluate("baseline_moving_average", panel, params=params)
+    text = signal_quality_section(result)
+    assert "(5 observations ahead;" in text
+    assert f"BUY:  precision {result.metrics['buy_precision']:.3f}," in text
+    assert f"SELL: precision {result.metrics['sell_precision']:.3f}," in text
+    assert f"Sharpe {format_value(result.metrics['strategy_sharpe'])} (252 periods a year" in text
+    one = evaluate("baseline_moving_average", panel)
+    assert result.metrics["buy_precision"] != one.metrics["buy_precision"]  # it can tell

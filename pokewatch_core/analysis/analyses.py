@@ -47,12 +47,15 @@ class AnalysisStatistics:
 
     @classmethod
     def of(cls, metric_statistics: Iterable[Statistic[Any] | None]) -> AnalysisStatistics:
-        """The analyses' statistics: the strategy at the fee of the first strategy statistic a
-        metric reads (else 0)."""
+        """The analyses' statistics: the signal quality at the horizon of the first quality
+        statistic a metric reads (else 1) and the strategy at the fee of the first strategy
+        statistic (else 0), so the summary shows what the metrics table does."""
         read = [s for s in metric_statistics if s is not None]
         fees = [s.fee_pct for s in read if isinstance(s, Strategy)]
+        horizons = [s.horizon for s in read if isinstance(s, Quality)]
         signalled = any(isinstance(s, Quality | Strategy) for s in read)
-        return cls(Overview(), Quality(1), Strategy(fees[0] if fees else 0.0), ByCard(), signalled)
+        quality = Quality(horizons[0] if horizons else 1)
+        return cls(Overview(), quality, Strategy(fees[0] if fees else 0.0), ByCard(), signalled)
 
     def all(self) -> list[Statistic[Any]]:
         """The four statistics."""

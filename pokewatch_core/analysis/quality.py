@@ -39,6 +39,7 @@ class SignalQuality:
     sell_lift: float
     mean_forward_return_buy: float
     mean_forward_return_sell: float
+    horizon: int = 1  # observations ahead
 
 
 def _count(mask: np.ndarray[Any, Any]) -> int:
@@ -77,6 +78,7 @@ class QualityState:
             sell_lift=ratio(sell_p, ratio(falls, n)),
             mean_forward_return_buy=ratio(self.buy_return_sum, buys),
             mean_forward_return_sell=ratio(self.sell_return_sum, sells),
+            horizon=self.horizon,
         )
 
 

@@ -132,7 +132,11 @@ def signal_quality_section(result: EvaluationResult) -> str:
     run = result.analyses.backtest
     fee = run.fee_pct
     hold = float(run.buy_and_hold_equity[-1] - 1.0) if len(run.dates) else float("nan")
-    periods = run.periods_per_year
+    # the Sharpe ratio as the metric gives it: its periods_per_year when set
+    given = getattr(result.metric_components.get("strategy_sharpe"), "periods_per_year", None)
+    periods = run.periods_per_year if given is None else float(given)
+    source = "from the dates" if given is None else "the metric's periods_per_year"
+    ahead = f"{quality.horizon} observation{'s' if quality.horizon != 1 else ''} ahead"
 
     def signed(value: float) -> str:
         return "nan" if math.isnan(value) else f"{value:+.4f}"
@@ -142,7 +146,7 @@ def signal_quality_section(result: EvaluationResult) -> str:
 
     return "\n".join(
         [
-            "Signal quality (1 observation ahead; shares and returns are fractions)",
+            f"Signal quality ({ahead}; shares and returns are fractions)",
             f"  BUY:  precision {share(quality.buy_precision)}, recall "
             f"{share(quality.buy_recall)}, lift {format_value(quality.buy_lift)}, mean forward "
             f"return {signed(quality.mean_forward_return_buy)}",
@@ -151,7 +155,7 @@ def signal_quality_section(result: EvaluationResult) -> str:
             f"return {signed(quality.mean_forward_return_sell)}",
             f"  strategy (long on BUY, flat on SELL, fee {fee:g}): total return "
             f"{signed(run.total_return)}, Sharpe {format_value(run.sharpe_at(periods))} "
-            f"({format_value(periods)} periods a year, from the dates), max drawdown "
+            f"({format_value(periods)} periods a year, {source}), max drawdown "
             f"{share(run.max_drawdown)}; buy and hold {signed(hold)}",
         ]
     )
