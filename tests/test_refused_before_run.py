@@ -52,6 +52,8 @@ def _refused(result, store: str, needle: str) -> None:
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
         (["--partitions", "4"], "--partitions needs --engine dask"),
         (["--engine", "dask", "--partitions", "0"], "--partitions"),
+        # before: still running after 60 s
+        (["--engine", "dask", "--partitions", "1000000000"], "at most 100,000"),
         (["--engine", "dask", "--register-model", "m"], "--register-model needs --engine local"),
         (["--engine", "dask", "--id-col", "sku"], "need --engine local"),
         (["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--frame-dir is needed"),
@@ -193,7 +195,7 @@ def test_mixed_date_formats_are_refused_with_an_example_of_each(run_cli, store, 
     ("args", "needle"),
     [
         (["--seed", "-5"], "--seed"),
-        (["--cards", "10000000", "--days", "1000000"], "estimated memory"),
+        (["--cards", "1000000000", "--days", "10000"], "estimated memory"),
     ],
 )
 def test_sample_data_refuses_bad_sizes_and_seeds(args, needle, run_cli, tmp_path):
@@ -335,3 +337,11 @@ def test_reading_commands_refuse_bad_options_with_exit_2(args, needle, run_cli):
     result = run_cli(*args)
     assert result.exit_code == 2 and needle in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_fifo_is_refused_by_the_dask_engine_too(run_cli, store, tmp_path):
+    """Before: the local engine refused it, the dask engine's workers waited for a writer."""
+    fifo = tmp_path / "prices.parquet"
+    os.mkfifo(fifo)
+    result = run_cli("train", "--tracking-uri", store, "--engine", "dask", "--data-path", str(fifo))
+    _refused(result, store, "not a regular file (a FIFO)")

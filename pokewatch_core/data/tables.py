@@ -54,7 +54,7 @@ def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
     In a CSV file the card-id column (``id_col``) is read as text: ``1``, ``01`` and ``007``
     are three cards and ``2.5`` stays ``2.5``."""
     path = Path(path)
-    _check_file_type(path)
+    check_file_type(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
@@ -70,7 +70,7 @@ def read_table(path: str | Path, id_col: str = ID) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type '{suffix}' (use .parquet or .csv)")
 
 
-def _check_file_type(path: Path) -> None:
+def check_file_type(path: Path) -> None:
     """Refuse what would hang or mislead a reader: a FIFO (opening it blocks until a writer
     comes), a device, a socket, a symlink loop."""
     try:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from pokewatch_core.statistics import MetricValue
 
 DEFAULT_GATHER_ROWS = 5_000_000
+MAX_PARTITIONS = 100_000  # each partition is a task and a parquet file
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
 at 130 bytes a row)."""
 SCRATCH = "_routing"  # inside output_dir while the run lasts; parquet readers skip "_" names
@@ -117,6 +118,11 @@ class DaskEngine(Engine):
             isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
         ):
             raise ConfigError(f"partitions must be a whole number >= 1, got {partitions!r}")
+        if partitions is not None and partitions > MAX_PARTITIONS:
+            raise ConfigError(
+                f"partitions must be at most {MAX_PARTITIONS:,}, got {partitions:,} (each is a "
+                "task and a file: a few per worker thread are enough)"
+            )
         if frame_dir is not None and not str(frame_dir).strip():
             raise ConfigError("frame_dir must not be empty (leave it out for a temporary folder)")
         _check_scheduler(scheduler)
@@ -380,7 +386,8 @@ def _run(
     pieces: list[parts.Piece] = client.submit(parts.plan, data, pure=False).result()
     rows = sum(piece.rows for piece in pieces)
     threads = sum(client.nthreads().values())
-    n = partitions or parts.default_partitions(rows, threads)
+    # no more partitions than rows: the others would be empty tasks
+    n = min(partitions or parts.default_partitions(rows, threads), max(rows, 1))
     unmerged = parts.stateless(metrics)
     if unmerged and rows > gather_rows:
         raise ConfigError(

@@ -34,6 +34,7 @@ from pokewatch_core.data.tables import (
     PRICE,
     REQUIRED,
     SIGNAL,
+    check_file_type,
     csv_options,
     prepare_prices,
 )
@@ -88,6 +89,7 @@ def input_files(data: str) -> list[Path]:
         return found
     if not path.exists():
         raise DataError(f"{data}: no such file")
+    check_file_type(path)  # a FIFO would block the reading worker forever
     return [path]
 
 
