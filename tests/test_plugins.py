@@ -184,7 +184,23 @@ def test_block_list_disables_plugins_by_name(site):
     blocked = ", ".join(["hook-raises", "good", *third_party_plugins()])
     proc = run(site, "plugins", "--json", POKEWATCH_DISABLE_PLUGINS=blocked)
     assert proc.returncode == 0 and proc.stderr == ""
-    assert json.loads(proc.stdout) == {"plugins": [], "failed": [], "conflicts": []}
+    expected = sorted({"hook-raises", "good", *third_party_plugins()})
+    assert json.loads(proc.stdout) == {
+        "plugins": [], "failed": [], "conflicts": [], "blocked": expected,
+    }  # fmt: skip
+    # before: "No third-party plugins installed", which they are
+    text = run(site, "plugins", POKEWATCH_DISABLE_PLUGINS=blocked)
+    assert text.stdout.splitlines() == [
+        f"Blocked by POKEWATCH_DISABLE_PLUGINS: {', '.join(expected)}"
+    ]
+
+
+def test_a_block_list_name_no_plugin_has_is_warned_about(site):
+    """Before: POKEWATCH_DISABLE_PLUGINS=1 blocked nothing, silently."""
+    proc = run(site, "models", POKEWATCH_DISABLE_PLUGINS="1")
+    assert proc.returncode == 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert "POKEWATCH_DISABLE_PLUGINS names '1', which no installed plugin is called" in line
 
 
 @pytest.mark.slow

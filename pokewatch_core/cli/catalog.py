@@ -53,8 +53,10 @@ def plugins(as_json: bool, show_all: bool) -> None:
     if as_json:
         echo(json.dumps(report, indent=2, default=str))
         return
-    if not report["plugins"] and not report["failed"]:
+    if not report["plugins"] and not report["failed"] and not report["blocked"]:
         echo("No third-party plugins installed (--all shows the defaults).")
+    if report["blocked"]:
+        echo(f"Blocked by POKEWATCH_DISABLE_PLUGINS: {', '.join(report['blocked'])}")
     for entry in report["plugins"]:
         origin = f"{entry['distribution']} {entry['version']}" if entry["distribution"] else "local"
         echo(f"{entry['name']} ({origin})  hooks: {', '.join(entry['hooks']) or 'none'}")

@@ -78,4 +78,5 @@ def plugins_report(
         "plugins": [p for p in listed if not p["error"]],
         "failed": [p for p in listed if p["error"]],
         "conflicts": conflicts,
+        "blocked": list(plugins.blocked),  # by POKEWATCH_DISABLE_PLUGINS
     }

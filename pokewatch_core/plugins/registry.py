@@ -117,6 +117,9 @@ class Plugins:
     metrics: Registry[Metric]
     policies: Registry[SignalPolicy]
     plugins: dict[str, PluginInfo]
+    # installed plugins POKEWATCH_DISABLE_PLUGINS kept out, and names it gives that no plugin has
+    blocked: list[str] = field(default_factory=list)
+    unknown_blocked: list[str] = field(default_factory=list)
 
     def registry(self, kind: str) -> Registry[Any]:
         """The registry of ``kind`` (``model``, ``metric`` or ``policy``)."""
@@ -166,8 +169,12 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
     infos: dict[str, PluginInfo] = {}
     blocked = _blocked()
 
+    kept_out: list[str] = []
     for ep in metadata.entry_points(group=hookspecs.PROJECT_NAME):
-        if ep.name in blocked or ep.name in infos:
+        if ep.name in blocked:
+            kept_out.append(ep.name)
+            continue
+        if ep.name in infos:
             continue
         dist = getattr(ep, "dist", None)
         info = PluginInfo(
@@ -184,6 +191,7 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
             _fail(info, "failed to load", exc)
     for name, plugin in extra:
         if name in blocked:
+            kept_out.append(name)
             continue
         infos[name] = PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)))
         try:
@@ -222,7 +230,14 @@ def _load(extra: list[tuple[str, object]]) -> Plugins:
         for kind, cls in components:
             registries[kind].add(cls, plugin_name)
             info.components.append((kind, cls.name))
-    return Plugins(models, metrics, policies, infos)
+    unknown = sorted(blocked - set(kept_out))
+    if unknown:
+        log.warning(
+            "warning: POKEWATCH_DISABLE_PLUGINS names %s, which no installed plugin is called "
+            "(it takes plugin names, as `pokewatch plugins` lists them, comma-separated)",
+            ", ".join(repr(n) for n in unknown),
+        )
+    return Plugins(models, metrics, policies, infos, sorted(set(kept_out)), unknown)
 
 
 def _distribution_of(cls: type) -> str | None:
