@@ -12,3 +12,5 @@ DEFAULT_EXPERIMENT = "pokewatch_baseline"
 DEFAULT_SWEEP_METRIC = "rmse"  # what picks a sweep's best combination
 COMPARE_METRICS = ("rmse", "mape", "coverage_rate", "strategy_total_return")
 """The metric columns of ``pokewatch compare`` when none is asked for."""
+SUMMARY_SHARPE = ("strategy_sharpe", "periods_per_year")
+"""The metric whose annualisation the summary's strategy line follows, and its parameter."""

@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from pokewatch_core.components import SIGNALS
+from pokewatch_core.defaults import SUMMARY_SHARPE
 
 if TYPE_CHECKING:
     from pokewatch_core.evaluation.runner import EvaluationResult
@@ -133,9 +134,10 @@ def signal_quality_section(result: EvaluationResult) -> str:
     fee = run.fee_pct
     hold = float(run.buy_and_hold_equity[-1] - 1.0) if len(run.dates) else float("nan")
     # the Sharpe ratio as the metric gives it: its periods_per_year when set
-    given = getattr(result.metric_components.get("strategy_sharpe"), "periods_per_year", None)
+    metric, param = SUMMARY_SHARPE
+    given = getattr(result.metric_components.get(metric), param, None)
     periods = run.periods_per_year if given is None else float(given)
-    source = "from the dates" if given is None else "the metric's periods_per_year"
+    source = "from the dates" if given is None else f"the metric's {param}"
     ahead = f"{quality.horizon} observation{'s' if quality.horizon != 1 else ''} ahead"
 
     def signed(value: float) -> str:
