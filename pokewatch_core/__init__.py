@@ -6,14 +6,9 @@ need pandas load on first use, so ``import pokewatch_core`` stays fast.
 
 from __future__ import annotations
 
-import os as _os
-import sys as _sys
-
-# `python -m pokewatch_core` imports this package with the working directory first on
-# sys.path (argv[0] is "-m" while it is located): a `pluggy.py` or `pandas/` there would be
-# imported by the lines below in place of the installed one. Drop that entry first.
-if _sys.argv[:1] == ["-m"] and _sys.path and _sys.path[0] in ("", _os.getcwd()):
-    del _sys.path[0]
+# first: under `python -m pokewatch_core`, drop the working directory from sys.path before
+# anything else is imported (see the module)
+from pokewatch_core import working_directory  # noqa: F401  isort: skip
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any

@@ -58,6 +58,15 @@ def write_report_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _number(value):
         return "'" + value
     return value
+
+
+def _number(text: str) -> bool:
+    """Whether ``text`` is a plain number (``-0.5``): a spreadsheet reads it as one."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text

@@ -191,3 +191,14 @@ def test_csv_snapshot_ids_stay_text(run_cli, tmp_path):
     table = pd.read_csv(out, dtype={"card_id": str})
     assert sorted(table["card_id"].unique()) == ["007", "01", "1"]
     assert table.loc[table["date"] == "2025-01-02", "lag_1"].tolist() == [3.0, 2.0, 1.0]
+
+
+def test_a_bad_name_in_another_set_does_not_block_the_chosen_one(run_cli, tmp_path):
+    raw = _raw_copy(tmp_path)
+    shutil.copy(raw / SNAPSHOTS[0].name, raw / "sv3_other_prices_2025-13-45.parquet")
+    out = tmp_path / "processed.parquet"
+    set_name = SNAPSHOTS[0].name.split("_prices_")[0]
+    result = run_cli(
+        "features", "--raw-dir", str(raw), "--output", str(out), "--set-name", set_name
+    )
+    assert result.exit_code == 0, result.stderr

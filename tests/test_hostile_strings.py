@@ -130,3 +130,11 @@ def test_card_ids_reach_the_per_card_table_whole_and_never_as_formulas(run_cli, 
     read = pd.read_csv(path, dtype={"card_id": str})
     assert sorted(read["card_id"]) == sorted(["'=cmd|' /C calc'!A0", "ab\rcd", "'+SUM(1)", "007"])
     assert not any(line.startswith(("=", "+", "-", "@")) for line in text.split("\n"))
+
+
+def test_numbers_in_report_tables_are_not_taken_for_formulas(tmp_path):
+    from pokewatch_core.files import write_report_csv
+
+    path = tmp_path / "t.csv"
+    write_report_csv(pd.DataFrame({"value": ["-0.5", "+2", "=1+1", "-x"]}), path)
+    assert pd.read_csv(path)["value"].astype(str).tolist() == ["-0.5", "+2", "'=1+1", "'-x"]

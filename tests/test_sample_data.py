@@ -61,6 +61,7 @@ def test_sample_data_bad_options_are_usage_errors(run_cli, tmp_path):
         ["--end", "1677-10-01", "--days", "30"],
         ["--id-col", ""],
         ["--price-col", " "],
+        ["--days", "100000000000000000000"],  # before: an OverflowError, exit 1
     ):
         result = run_cli("sample-data", "--output", str(out), *args)
         assert result.exit_code == 2, (args, result.stderr)

@@ -6,6 +6,7 @@ in the core."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -82,3 +83,26 @@ def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, mo
     assert gated.exit_code == 0, gated.stderr
     assert (folder / "mlflow.db.lock").exists()
     assert not (tmp_path / "a%20b" / "mlflow.db.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "uri", ["databricks", "databricks-uc", "uc", "sqlite:///mlflow.db?timeout=30"]
+)
+def test_store_uris_mlflow_takes_are_not_refused(uri):
+    from pokewatch_core.tracking.store import check_tracking_uri, sqlite_path
+
+    check_tracking_uri(uri)  # no ConfigError
+    if uri.startswith("sqlite"):
+        assert sqlite_path(uri) == Path("mlflow.db")  # its query options are no part of the file
+
+
+def test_a_folder_whose_mlruns_holds_runs_is_refused_before_the_run(run_cli, tmp_path, monkeypatch):
+    """MLflow falls back to the file store where ./mlruns holds runs, then refuses to log."""
+    (tmp_path / "mlruns" / "0").mkdir(parents=True)
+    (tmp_path / "mlruns" / "0" / "meta.yaml").write_text("name: Default\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = run_cli("train")
+    assert result.exit_code == 2, result.stderr
+    assert "MLflow's default here is the file store" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()

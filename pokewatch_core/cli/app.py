@@ -125,11 +125,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         echo(f"pokewatch: error: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
     except BrokenPipeError:
-        # the reader stopped reading (`pokewatch metrics | head`): nothing is wrong, say
-        # nothing; stdout goes to /dev/null so the interpreter's final flush cannot fail too
+        # the reader stopped reading (`pokewatch metrics | head`): end as a Unix tool killed
+        # by SIGPIPE does, quietly with 141 (a gate's verdict cut short is no pass); stdout
+        # goes to /dev/null so the interpreter's final flush cannot fail too
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+        code = 128 + signal.SIGPIPE
     except Exception as exc:
         debug = _debugging(context)
         if debug:

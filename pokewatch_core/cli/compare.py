@@ -246,8 +246,9 @@ def compare(
     of a run id, as the ranking prints it, is enough)."""
     from pokewatch_core.cli import compare as cmp
     from pokewatch_core.tracking.runs import get_runs, search_runs
-    from pokewatch_core.tracking.store import heal_abandoned_runs
+    from pokewatch_core.tracking.store import heal_abandoned_runs, reach_store
 
+    reach_store(tracking_uri)  # a bad or unreachable store is one line, before any healing
     report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
     if run_ids:
         runs = get_runs(list(run_ids), tracking_uri)

@@ -99,6 +99,7 @@ def sample_data(
     from pokewatch_core.data.tables import DATE, FIRST_DAY, ID, LAST_DAY, PRICE
     from pokewatch_core.files import atomic_write_table
 
+    check_size(cards, days)  # first: a huge --days is refused by size, not by overflow
     try:
         last = date.fromisoformat(end)
     except ValueError as exc:
@@ -119,7 +120,6 @@ def sample_data(
             raise click.BadParameter("must not be empty", param_hint=option)
     if len(set(names.values())) < 3:
         raise click.BadParameter("the id, date and price columns need three different names")
-    check_size(cards, days)
     frame = generate_prices(cards=cards, days=days, seed=seed, end=end).rename(columns=names)
     atomic_write_table(frame, Path(output))
     echo(f"Wrote {output}: {len(frame):,} rows, {cards:,} cards x {days:,} days")

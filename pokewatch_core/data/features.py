@@ -40,7 +40,6 @@ def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Pat
     for path in sorted(raw_dir.iterdir()):
         match = SNAPSHOT.match(path.name)
         if match and path.is_file():
-            _check_file_date(path, match["date"])
             found.setdefault(match["set"], []).append((path, match["date"]))
     if set_name is not None:
         if set_name not in found:
@@ -48,7 +47,7 @@ def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Pat
             raise DataError(
                 f"{raw_dir}: no snapshots named {set_name}_prices_<YYYY-MM-DD>.parquet|csv{others}"
             )
-        return sorted(found[set_name], key=lambda item: item[1])
+        return _dated(found[set_name])
     if not found:
         raise DataError(
             f"{raw_dir}: no snapshot files (expected <set>_prices_<YYYY-MM-DD>.parquet or .csv)"
@@ -58,7 +57,14 @@ def find_snapshots(raw_dir: Path, set_name: str | None = None) -> list[tuple[Pat
             f"{raw_dir}: snapshots of several sets ({', '.join(sorted(found))}); "
             "choose one with --set-name"
         )
-    return sorted(next(iter(found.values())), key=lambda item: item[1])
+    return _dated(next(iter(found.values())))
+
+
+def _dated(snapshots: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """One set's snapshots, oldest first, each name's date checked."""
+    for path, file_date in snapshots:
+        _check_file_date(path, file_date)
+    return sorted(snapshots, key=lambda item: item[1])
 
 
 def _check_file_date(path: Path, file_date: str) -> None:

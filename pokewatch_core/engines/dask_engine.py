@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     from pokewatch_core.statistics import MetricValue
 
 DEFAULT_GATHER_ROWS = 5_000_000
-MAX_PARTITIONS = 100_000  # each partition is a task and a parquet file
 """Rows of evaluation frame the client may gather for a metric without a state (about 0.7 GB
 at 130 bytes a row)."""
+MAX_PARTITIONS = 100_000  # each partition is a task and a parquet file
 SCRATCH = "_routing"  # inside output_dir while the run lasts; parquet readers skip "_" names
 EXTRA = "pip install 'pokewatch[dask]' (in a checkout: uv sync --extra dask)"
 

@@ -102,6 +102,23 @@ def check_run_options(
             raise ConfigError(f"{option} {value!r}: {exc.message}") from exc
 
 
+def _check_default_store() -> None:
+    """MLflow 3's default store is ``./mlflow.db``, but a folder whose ``./mlruns`` holds runs
+    gets the file store, which it then refuses when the run is logged: say so first."""
+    import mlflow
+
+    default = mlflow.get_tracking_uri()
+    if default.startswith("file:"):
+        try:
+            check_tracking_uri(default)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"no --tracking-uri: MLflow's default here is the file store {default} (this "
+                "folder's ./mlruns holds runs), which MLflow 3 refuses: give --tracking-uri "
+                "sqlite:///mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)"
+            ) from exc
+
+
 def check_tracking_uri(uri: str | None) -> None:
     """Refuse (``ConfigError``) a tracking URI MLflow would refuse only later, or retry on
     for minutes: a scheme of no store, a file store (MLflow 3 refuses it unless
@@ -117,7 +134,8 @@ def check_tracking_uri(uri: str | None) -> None:
             f"(use a path or one of: {', '.join(TRACKING_SCHEMES)})"
         )
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true")
-    if scheme in ("", "file") and not allowed:
+    bare = uri.strip() in TRACKING_SCHEMES  # `databricks`, `uc`: a store named by its scheme
+    if scheme in ("", "file") and not bare and not allowed:
         raise ConfigError(
             f"--tracking-uri {uri!r} is a file store, which MLflow 3 refuses (maintenance "
             "mode): use a database such as sqlite:///mlflow.db (or set "
@@ -144,6 +162,8 @@ def reach_store(tracking_uri: str | None = None) -> Store:
     answers (``TrackingError`` if not)."""
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_uri(uri)
+    if uri is None:
+        _check_default_store()
     check_reachable(uri)
     return Store(uri)
 
@@ -193,7 +213,7 @@ def _check_database_port(uri: str, timeout: float) -> None:
 
     parsed = urlparse(uri)
     host = parsed.hostname
-    if not host:
+    if not host or "unix_socket=" in parsed.query or "host=/" in parsed.query:
         return  # a Unix socket or a driver's own default: left to the driver
     try:
         port = parsed.port or _DEFAULT_PORTS[parsed.scheme.split("+")[0]]
@@ -242,7 +262,7 @@ def sqlite_path(uri: str) -> Path | None:
 
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(unquote(uri.removeprefix("sqlite:///")))
+    return Path(unquote(uri.removeprefix("sqlite:///").split("?")[0]))  # no query options
 
 
 @contextmanager
