@@ -397,6 +397,7 @@ def test_refit_schedule_of_a_vectorised_model(refit, fitted_at):
         steps = set((at["date"] - at["cutoff"]) // DAY)
         assert steps == {1, 2}  # both horizons, each row once per horizon it is a target at
         assert len(at) == 2 * 2 * (high - low + 1)  # 2 cards x 2 horizons x the cutoffs
+        assert at.index.is_unique  # a row stacked twice still has labels of its own
 
 
 def test_a_refit_group_whose_first_cutoff_has_no_target_is_fitted_as_of_that_cutoff():

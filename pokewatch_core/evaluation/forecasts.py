@@ -258,6 +258,9 @@ def _at(history: pd.DataFrame, out: Forecasts, batch: list[tuple[int, BoolArray]
     if start is not None:
         extra[WINDOW_START] = cutoffs.calendar.dates(start)
     rows = history[[ID, DATE]].iloc[positions]
+    # a row stacked for several horizons would repeat its label: number the rows instead,
+    # so a model that writes its answers back by label cannot mix two horizons up
+    rows.index = pd.RangeIndex(len(rows))
     return rows.assign(**{k: v.to_numpy() for k, v in extra.items()})
 
 
