@@ -52,7 +52,7 @@ def _queries(frame: pd.DataFrame, data) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("lookup_path", ["table", "search"])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(frame=panels(max_cards=4, max_days=20), data=st.data())
 def test_lookups_equal_a_direct_count(lookup_path, frame, data):
     patch = patched(lookup_path)

@@ -173,6 +173,7 @@ def swept(tmp_path_factory):
     return uri
 
 
+@pytest.mark.slow  # a logged sweep of a few children: CI's slow run has it
 def test_parent_and_children_are_read_back(swept):
     from mlflow.tracking import MlflowClient
 
