@@ -444,3 +444,19 @@ def test_the_sweep_says_where_it_logged_with_the_default_store(run_cli, tmp_path
     result = run_cli("sweep", "-p", "window_size=2,3", "--metric", "rmse")
     assert result.exit_code == 0, result.stderr
     assert " at None" not in result.stdout and "mlflow.db" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow  # twelve child runs: CI's slow run has it
+def test_the_sweep_summary_says_when_it_shows_only_the_best(run_cli, store, tmp_path):
+    """Before: 12 combinations printed 10 rows and did not say so."""
+    from tests.conftest import make_panel
+
+    data = tmp_path / "p.csv"
+    make_panel(cards=2, days=8, seed=1).to_csv(data, index=False)
+    result = run_cli(
+        "sweep", "--tracking-uri", store, "--data-path", str(data), "-p", "window_size=1:12:1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "(the best 10 of 12; every combination is in the parent run's tables/sweep.csv)" in (
+        result.stdout
+    )

@@ -367,18 +367,26 @@ def sweep(
     outcome = _run_sweep(model, path, swept, policy, fixed, test_start, metric, jobs, options,
                          experiment_name, run_name, tags, store, log_models,
                          backtest)  # fmt: skip
-    shown = outcome.table.head(10)
+    shown = outcome.table.head(SWEEP_ROWS_SHOWN)
     columns_shown = ["rank", "trial", *[k for k in swept], metric]
     echo(
         f"Swept {len(outcome.trials)} combinations of {model} with policy {policy}; best by "
         f"{metric} ({'largest' if greater else 'smallest'} first):"
     )
     echo(shown[columns_shown].to_string(index=False))
+    if len(outcome.table) > len(shown):  # say so: the rest are in the parent's tables/sweep.csv
+        echo(
+            f"(the best {len(shown)} of {len(outcome.table)}; every combination is in the parent "
+            "run's tables/sweep.csv)"
+        )
     best_id = outcome.child_run_ids[outcome.best.number]
     echo(
         f"Parent run {outcome.parent_run_id}, best child run {best_id} in experiment "
         f"'{printable(experiment_name)}' at {printable(outcome.tracking_uri)}"
     )
+
+
+SWEEP_ROWS_SHOWN = 10  # the sweep summary's ranking rows
 
 
 def _run_sweep(
