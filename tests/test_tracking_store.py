@@ -106,3 +106,32 @@ def test_a_folder_whose_mlruns_holds_runs_is_refused_before_the_run(run_cli, tmp
     assert result.exit_code == 2, result.stderr
     assert "MLflow's default here is the file store" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_healing_prints_nothing_on_stdout(capsys):
+    """Before: on a tracking server, MLflow's "View run …" lines for each healed run went to
+    stdout, before `compare --json`'s JSON."""
+    from types import SimpleNamespace
+
+    from pokewatch_core.tracking.store import HOST_TAG, PID_TAG, _heal
+
+    run = SimpleNamespace(
+        info=SimpleNamespace(run_id="r1"),
+        data=SimpleNamespace(tags={HOST_TAG: "h", PID_TAG: str(2**22 + 12345)}),  # no such pid
+    )
+
+    class Client:  # MLflow's client against a server, as far as healing sees it
+        def search_experiments(self, view_type):
+            return [SimpleNamespace(experiment_id="1")]
+
+        def search_runs(self, *args, **kwargs):
+            return [run]
+
+        def set_tag(self, *args):
+            pass
+
+        def set_terminated(self, run_id, status):
+            print(f"🏃 View run x at: http://127.0.0.1:5000/#/experiments/1/runs/{run_id}")
+
+    assert _heal(Client()) == ["r1"]
+    assert capsys.readouterr().out == ""

@@ -7,6 +7,8 @@ mlflow is imported inside functions only, as everywhere in this package."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import socket
@@ -439,6 +441,9 @@ def _heal(client: Any) -> list[str]:
             if _owner_alive(dict(run.data.tags)):
                 continue
             client.set_tag(run.info.run_id, ABANDONED_TAG, "true")
-            client.set_terminated(run.info.run_id, "FAILED")
+            # MLflow prints "View run …" links to stdout when it ends a run on a server:
+            # healing is reported by the caller, and `compare --json`'s stdout is JSON only
+            with contextlib.redirect_stdout(io.StringIO()):
+                client.set_terminated(run.info.run_id, "FAILED")
             healed.append(run.info.run_id)
     return healed
