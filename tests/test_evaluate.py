@@ -131,3 +131,21 @@ def test_sorted_and_shuffled_inputs_agree(frame):
     in_order = evaluate("baseline_moving_average", ordered.drop(columns="index")).frame
     back = in_order.set_index(ordered["index"]).sort_index()
     np.testing.assert_array_equal(back["predicted_price"], shuffled["predicted_price"])
+
+
+def test_the_error_histogram_shows_the_bulk_not_one_spike():
+    """Before: one card's huge errors put every other row in one bar of an axis from -120 to
+    +45. The axis spans the 1st-99th percentile and the title counts the rows left out."""
+    from pokewatch_core.evaluation.plots import evaluation_figures
+
+    panel = make_panel(cards=30, days=40, seed=5)
+    spiky = panel["card_id"] == panel["card_id"].iloc[0]
+    panel.loc[spiky, "market_price"] *= np.where(np.arange(spiky.sum()) % 2, 50.0, 1.0)
+    result = evaluate("baseline_moving_average", panel)
+    ax = evaluation_figures(result)["plots/error_distribution.png"].axes[0]
+    errors = (result.frame["predicted_price"] - result.frame["market_price"]).dropna()
+    low, high = np.percentile(errors, [1, 99])
+    edges = [p.get_x() for p in ax.patches] + [ax.patches[-1].get_x() + ax.patches[-1].get_width()]
+    assert low - 1e-9 <= min(edges) and max(edges) <= high + 1e-9
+    assert "rows outside the 1st-99th percentile not shown" in ax.get_title()
+    assert "$" not in ax.get_xlabel()

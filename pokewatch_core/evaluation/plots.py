@@ -30,13 +30,26 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
 
     fig_err, ax = _figure()
     errors = predicted - market
+    outside = 0
     if len(errors):
+        # a few huge errors (a grail card's spike) would squeeze the rest into one bar: the
+        # axis spans the 1st to 99th percentile, and the title says how many fall outside
+        low, high = (float(v) for v in np.percentile(errors, [1, 99]))
+        if high <= low:
+            low, high = float(errors.min()), float(errors.max())
+        shown = errors[(errors >= low) & (errors <= high)]
+        outside = len(errors) - len(shown)
         # errors that differ by rounding only (a steady price rise) cannot fill 60 bins
-        spread = float(np.ptp(errors))
-        wide = spread > 1e-9 * max(1.0, float(np.abs(errors).max()))
-        ax.hist(errors, bins=60 if wide else 1, color="#4c72b0")
+        spread = float(np.ptp(shown))
+        wide = spread > 1e-9 * max(1.0, float(np.abs(shown).max()))
+        ax.hist(shown, bins=60 if wide else 1, color="#4c72b0")
     ax.axvline(0.0, color="black", linewidth=1)
-    ax.set(title=f"Prediction error, {title}", xlabel="predicted - market price ($)", ylabel="rows")
+    note = f" ({outside:,} rows outside the 1st-99th percentile not shown)" if outside else ""
+    ax.set(
+        title=f"Prediction error, {title}{note}",
+        xlabel="predicted - market price (the data's currency)",
+        ylabel="rows",
+    )
 
     fig_sc, ax = _figure()
     if len(market) > SCATTER_POINTS:
@@ -56,8 +69,8 @@ def evaluation_figures(result: EvaluationResult) -> dict[str, Figure]:
         ax.legend()
     ax.set(
         title=f"Market vs predicted price, {title}",
-        xlabel="market price ($)",
-        ylabel="predicted price ($)",
+        xlabel="market price",
+        ylabel="predicted price",
     )
 
     fig_sig, ax = _figure()
