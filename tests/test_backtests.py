@@ -698,7 +698,7 @@ def windows_on(draw: st.DrawFn, days: int) -> tuple[int, int, int]:
     return horizon, count, step
 
 
-LAWS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LAWS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @LAWS

@@ -50,7 +50,7 @@ def test_invalid_parameters_are_config_errors():
         evaluate("baseline_moving_average", make_panel(), params={"window_size": "three"})
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(panels(), st.integers(1, 5), st.integers(1, 5))
 def test_equals_pandas_reference(frame, window, min_periods):
     min_periods = min(min_periods, window)
@@ -63,7 +63,7 @@ def test_equals_pandas_reference(frame, window, min_periods):
     np.testing.assert_allclose(result.frame["predicted_price"], expected, rtol=1e-12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(panels(), st.data())
 def test_no_look_ahead(frame, data):
     """Changing any price on or after a row's date never changes that row's prediction."""

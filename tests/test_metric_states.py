@@ -154,7 +154,7 @@ def test_metrics_sharing_a_statistic_finalize_one_value_each_to_their_own():
         assert same(float(metric(name).finalize(shared)), float(metric(name).compute(frame)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     data=panels(max_cards=6, max_days=20),
     seed=st.integers(0, 2**32 - 1),

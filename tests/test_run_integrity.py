@@ -394,6 +394,7 @@ def test_a_failed_parent_ends_its_open_children_with_its_status_and_stage(store)
     assert _ended(store, open_id) == ("KILLED", "children")
 
 
+@pytest.mark.slow  # a killed process and its store lock: CI's slow run has it
 def test_a_write_lock_left_by_an_interrupted_store_call_does_not_block_the_kill(tmp_path):
     """A signal that lands inside a store write can leave that write's SQLite connection
     holding the database's lock, reachable only from the unwound frames: the run is still
