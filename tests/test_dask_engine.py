@@ -690,3 +690,19 @@ def test_a_backtest_with_a_stateless_metric_is_refused_before_work(scheduler, tm
     with pytest.raises(ConfigError, match="a backtest on the dask engine needs every metric"):
         evaluate_on_dask(str(embedded_sample_path()), spec, scheduler=scheduler,
                          output_dir=tmp_path / "f")  # fmt: skip
+
+
+def test_a_pandas_or_dask_dataframe_as_data_gives_the_local_numbers(scheduler, tmp_path):
+    """Before: evaluate(..., engine="dask") took only paths."""
+    import dask.dataframe as dd
+
+    panel = make_panel(cards=12, days=30, seed=8, nan_rate=0.05, gap_rate=0.1)
+    local = evaluate("baseline_moving_average", panel)
+    for kind, data in (("pandas", panel), ("dask", dd.from_pandas(panel, npartitions=3))):
+        remote = evaluate(
+            "baseline_moving_average", data, engine="dask", scheduler=scheduler,
+            output_dir=tmp_path / kind,
+        )  # fmt: skip
+        assert_same_numbers(local, remote)
+    with pytest.raises(ConfigError, match="needs frame_dir"):
+        DaskEngine(panel, scheduler="tcp://127.0.0.1:1")

@@ -87,7 +87,9 @@ class DaskEvaluation:
 class DaskEngine(Engine):
     """Evaluations on a Dask cluster, partitioned by card, with the local engine's numbers.
 
-    ``data``: a parquet/CSV file, a folder or a glob of parquet files, read by the workers.
+    ``data``: a parquet/CSV file, a folder or a glob of parquet files, read by the workers;
+    or a pandas or dask DataFrame, written as parquet for them when the engine is opened (in
+    the engine's temporary folder, or in ``frame_dir``, which a remote scheduler needs).
     ``scheduler``: ``"local"`` (a ``LocalCluster`` of ``workers`` processes bound to
     127.0.0.1, each with ``memory_limit``, started when the engine is entered and stopped
     when it is left) or a scheduler address (``tcp://host:8786``). ``partitions``: how many
@@ -112,8 +114,19 @@ class DaskEngine(Engine):
         memory_limit: str | None = None,
         gather_rows: int = DEFAULT_GATHER_ROWS,
     ) -> None:
-        if not isinstance(data, str | Path):
-            raise ConfigError("engine 'dask': data must be a path the workers can read")
+        self._table: Any = None  # a DataFrame given as data: written for the workers on open
+        if _is_frame(data):
+            if scheduler != "local" and frame_dir is None:
+                raise ConfigError(
+                    "engine 'dask': a DataFrame as data on a remote scheduler needs frame_dir "
+                    "(a folder the workers share, where it is written for them)"
+                )
+            self._table, data = data, INPUT_PLACEHOLDER
+        elif not isinstance(data, str | Path):
+            raise ConfigError(
+                "engine 'dask': data must be a path the workers can read, or a pandas or dask "
+                f"DataFrame, not {type(data).__name__}"
+            )
         if partitions is not None and (
             isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
         ):
@@ -129,7 +142,7 @@ class DaskEngine(Engine):
         if scheduler != "local" and (workers is not None or memory_limit is not None):
             raise ConfigError("workers and memory_limit apply to scheduler 'local' only")
         # the workers may run elsewhere, in another working directory: absolute paths only
-        self.data = _absolute(data)
+        self.data: str = str(data) if self._table is not None else _absolute(data)
         self.scheduler = scheduler
         self.partitions = partitions
         self.frame_dir = None if frame_dir is None else Path(_absolute(frame_dir))
@@ -145,8 +158,9 @@ class DaskEngine(Engine):
         """Check the input exists (on a local cluster), then start or reach the scheduler."""
         if self._client is not None:
             return
-        if self.scheduler == "local":  # a remote cluster's paths need only exist on its side
-            parts.input_files(self.data)  # a missing path is one line, before a cluster starts
+        if self.scheduler == "local" and self._table is None:  # a remote cluster's paths
+            parts.input_files(self.data)  # need only exist on its side; a missing path is
+            # one line, before a cluster starts
         if progress is not None:
             progress("connecting to the dask scheduler")
         stack = contextlib.ExitStack()
@@ -159,6 +173,13 @@ class DaskEngine(Engine):
                 stack.callback(shutil.rmtree, root, ignore_errors=True)
             else:
                 root = self.frame_dir  # made when a frame first goes into it
+            if self._table is not None:
+                # beside the frames, not among them (an output folder must be new or empty):
+                # a temporary folder here, or next to frame_dir, which the workers share
+                near = None if self.scheduler == "local" else self.frame_dir
+                folder = Path(tempfile.mkdtemp(prefix=".pokewatch-input-", dir=_parent(near)))
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)
+                self.data = _write_input(self._table, folder)
         except BaseException:
             stack.close()
             self._client = None
@@ -266,6 +287,36 @@ class DaskEngine(Engine):
         if folder is not None and folder in self._made:
             shutil.rmtree(folder, ignore_errors=True)
             self._made.discard(folder)
+
+
+INPUT_PLACEHOLDER = "<DataFrame>"  # the data's name until the frame is written on open
+
+
+def _is_frame(data: Any) -> bool:
+    """Whether ``data`` is a pandas or a dask DataFrame (not a path)."""
+    if isinstance(data, pd.DataFrame):
+        return True
+    module = type(data).__module__
+    return module.startswith("dask") and hasattr(data, "to_parquet")
+
+
+def _parent(near: Path | None) -> str | None:
+    """The folder beside ``near`` (made if missing), or None: the system's temporary folder."""
+    if near is None:
+        return None
+    _make_folder(near.parent)
+    return str(near.parent)
+
+
+def _write_input(table: Any, folder: Path) -> str:
+    """Write a DataFrame given as data where the workers read it, in ``folder``: one parquet
+    file (pandas) or a folder of them (dask, written by the workers)."""
+    if isinstance(table, pd.DataFrame):
+        path = folder / "prices.parquet"
+        table.to_parquet(path, index=False)
+        return str(path)
+    table.to_parquet(str(folder / "prices"), write_index=False)
+    return str(folder / "prices")
 
 
 def _absolute(path: str | Path) -> str:

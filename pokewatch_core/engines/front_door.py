@@ -108,7 +108,7 @@ class EngineOptions:
         from pokewatch_core.engines.dask_engine import DaskEngine
 
         return DaskEngine(
-            data if isinstance(data, pd.DataFrame) else str(data),  # type: ignore[arg-type]
+            data if not isinstance(data, str | Path) else str(data),  # type: ignore[arg-type]
             scheduler="local" if self.scheduler is None else self.scheduler,
             partitions=self.partitions,
             frame_dir=self.frame_dir,
@@ -153,7 +153,9 @@ def evaluate(
     with the name of each stage as it starts.
 
     ``engine="dask"`` (the ``dask`` extra) evaluates on a Dask cluster: ``data`` is then a
-    path (a parquet/CSV file, a folder or a glob of parquet files) that the workers read;
+    path (a parquet/CSV file, a folder or a glob of parquet files) that the workers read, or
+    a pandas or dask DataFrame, written where they read it (with a remote scheduler: in
+    ``output_dir``'s folder, which they share);
     ``scheduler`` is ``"local"`` (a LocalCluster started for the call, the default) or an
     address; ``partitions`` the number of card partitions; ``output_dir`` where the workers
     write the evaluation frame (default: a new temporary folder, the caller's to remove).
