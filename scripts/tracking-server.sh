@@ -116,16 +116,27 @@ start() {
     --allowed-hosts "127.0.0.1:$MLFLOW_PORT,localhost:$MLFLOW_PORT" \
     --workers 2 >"$STATE/mlflow.log" 2>&1 &
   echo $! >"$STATE/mlflow.pid"
-  for _ in $(seq 1 120); do
+  # wait on the process itself, not a fixed count: a loaded machine may take minutes to import
+  # MLflow and migrate the store; a server that exits says why (the end of its log)
+  local limit="${POKEWATCH_SERVER_START_SECONDS:-600}"
+  local deadline=$(( $(date +%s) + limit ))
+  while :; do
     if curl -fsS "$URI/health" >/dev/null 2>&1; then
       echo "$URI"
       return 0
     fi
-    if ! kill -0 "$(cat "$STATE/mlflow.pid")" 2>/dev/null; then break; fi
+    if ! kill -0 "$(cat "$STATE/mlflow.pid")" 2>/dev/null; then
+      local why
+      why="$(tail -n 3 "$STATE/mlflow.log" 2>/dev/null | tr '\n' ' ')"
+      stop
+      fail "mlflow server exited before answering /health: ${why:-no log} (log: $STATE/mlflow.log)"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      stop
+      fail "mlflow server did not answer /health within ${limit} s (log: $STATE/mlflow.log)"
+    fi
     sleep 0.5
   done
-  stop
-  fail "mlflow server did not start"
 }
 
 stop() {

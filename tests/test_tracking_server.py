@@ -51,7 +51,7 @@ class Server:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,  # the script itself waits on the server (up to 600 s) and says why
         )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
