@@ -310,3 +310,26 @@ def test_server_killed_while_logging_keeps_results_and_recovers(server, tmp_path
     assert again.returncode == 0, again.stderr
     runs = all_runs(server.uri)
     assert any(r.info.status == "FINISHED" and r.info.experiment_id for r in runs)
+
+
+def test_a_server_that_dies_at_start_is_reported_at_once_with_why(tmp_path):
+    """Before: `start` polled a fixed 60 s and said only "did not start" (under load it gave
+    up on a server that was still starting)."""
+    fake = tmp_path / "mlflow"
+    fake.write_text(
+        "#!/bin/sh\necho 'mlflow: cannot bind the port (as a test fakes it)' >&2\nexit 3\n"
+    )
+    fake.chmod(0o755)
+    srv = Server(tmp_path / "state")
+    srv.env["POKEWATCH_MLFLOW"] = str(fake)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(SCRIPT), "start"], cwd=ROOT, env=srv.env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    try:
+        assert proc.returncode != 0
+        assert "exited before answering /health: mlflow: cannot bind the port" in proc.stderr
+        assert time.monotonic() - started < 120  # PostgreSQL's start, then at once
+    finally:
+        srv.script("purge")
