@@ -61,6 +61,11 @@ def _refused(result, store: str, needle: str) -> None:
         (["--test-start", " "], "--test-start"),  # before: silently no split
         (["--tag", "pokewatch.gate=pass"], "tag 'pokewatch.gate' is reserved"),
         (["--tag", "MLflow.parentRunId=x"], "tag 'MLflow.parentRunId' is reserved"),
+        # before: accepted, then a raw SQL error on a PostgreSQL store after the evaluation
+        (["--tag", "k" * 251 + "=v"], "251 characters (at most 250)"),
+        (["--tag", "k=" + "v" * 8001], "8,001 characters (at most 8,000)"),
+        (["--run-name", "r" * 251], "--run-name: 251 characters (at most 250"),
+        (["--experiment-name", "e" * 257], "--experiment-name: 257 characters (at most 256"),
     ],
 )
 def test_bad_values_are_refused_before_the_run(args, needle, run_cli, store, tmp_path):

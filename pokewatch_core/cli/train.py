@@ -116,7 +116,12 @@ def train(
     from pokewatch_core.evaluation.spec import EvaluationSpec
     from pokewatch_core.progress import StageDisplay
     from pokewatch_core.tracking.log import log_evaluation
-    from pokewatch_core.tracking.store import check_run_options, heal_abandoned_runs, reach_store
+    from pokewatch_core.tracking.store import (
+        check_run_name,
+        check_run_options,
+        heal_abandoned_runs,
+        reach_store,
+    )
 
     # 1. Check every option, then the store, before the data loads and long before a run.
     tag_values = pairs(tags, "--tag")
@@ -138,6 +143,7 @@ def train(
     if experiment_name is not None and not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
     check_run_options(experiment_name or DEFAULT_EXPERIMENT, tracking_uri, register_model, alias)
+    check_run_name(run_name)
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluation
     report_healed(heal_abandoned_runs(store.uri), err=False)
     # 2. Load and validate, 3. fit, predict, decide, score, 4. analyse, 5. log.
@@ -342,7 +348,7 @@ def sweep(
     from pokewatch_core.plugins.registry import get_plugins
     from pokewatch_core.sweeps.grid import parse_values, read_grid
     from pokewatch_core.sweeps.plan import ranking_direction
-    from pokewatch_core.tracking.store import check_run_options, reach_store
+    from pokewatch_core.tracking.store import check_run_name, check_run_options, reach_store
 
     grid: dict[str, list[Any]] = read_grid(grid_file) if grid_file else {}
     for key, text in pairs(params, "-p").items():
@@ -363,6 +369,7 @@ def sweep(
                               price_col)  # fmt: skip
     options.check(cli_spelling, jobs=jobs)  # refused here, by the command line's names
     check_run_options(experiment_name, tracking_uri, None, "champion")
+    check_run_name(run_name)
     store = reach_store(tracking_uri)  # resolved and checked once, before the evaluations
     outcome = _run_sweep(model, path, swept, policy, fixed, test_start, metric, jobs, options,
                          experiment_name, run_name, tags, store, log_models,

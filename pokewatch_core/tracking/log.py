@@ -31,6 +31,7 @@ from pokewatch_core.tracking.lifecycle import RunLifecycle, run_lifecycle
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
+    check_run_name,
     check_user_tags,
     retry,
     run_owner_tags,
@@ -501,6 +502,7 @@ def log_evaluation(
     ``TrackingError`` names the incomplete run and the cause.
     """
     check_user_tags(tags)
+    check_run_name(run_name)
     if register_model and not result.in_memory:
         raise ConfigError(
             "register_model: a dask-engine evaluation logs no model (its frame stays "

@@ -87,6 +87,11 @@ def check_run_options(
 
     if not experiment_name.strip():
         raise ConfigError("--experiment-name must not be empty")
+    if len(experiment_name) > MAX_EXPERIMENT_NAME:
+        raise ConfigError(
+            f"--experiment-name: {len(experiment_name)} characters (at most "
+            f"{MAX_EXPERIMENT_NAME}, what a database store holds)"
+        )
     check_tracking_uri(resolve_tracking_uri(tracking_uri))
     checks: list[tuple[str, str, Callable[[str], None]]] = [
         ("--experiment-name", experiment_name, validation._validate_experiment_name)
@@ -371,12 +376,36 @@ RESERVED_TAG_PREFIXES = ("mlflow.", "pokewatch.")
 def check_user_tags(tags: dict[str, str] | None) -> None:
     """Refuse (``ConfigError``) a user tag in MLflow's or PokeWatch's own namespace: such a
     tag would forge a gate verdict, a parent run or an abandoned mark."""
-    for key in tags or {}:
+    for key, value in (tags or {}).items():
         if key.strip().lower().startswith(RESERVED_TAG_PREFIXES):
             raise ConfigError(
                 f"tag {key!r} is reserved (keys starting with 'mlflow.' or 'pokewatch.' are "
                 "MLflow's and PokeWatch's own): choose another key"
             )
+        # MLflow's limits, which a database store enforces only when the run is logged
+        if len(key) > MAX_TAG_KEY:
+            raise ConfigError(
+                f"tag key {key[:40]!r}…: {len(key)} characters (at most {MAX_TAG_KEY})"
+            )
+        if len(str(value)) > MAX_TAG_VALUE:
+            raise ConfigError(
+                f"tag {key!r}: a value of {len(str(value)):,} characters "
+                f"(at most {MAX_TAG_VALUE:,})"
+            )
+
+
+# The lengths a database store holds (MLflow's limits; a PostgreSQL store fails past them with
+# a raw SQL error after the evaluation): tag keys and values, run and experiment names
+MAX_TAG_KEY, MAX_TAG_VALUE, MAX_RUN_NAME, MAX_EXPERIMENT_NAME = 250, 8000, 250, 256
+
+
+def check_run_name(run_name: str | None) -> None:
+    """Refuse (``ConfigError``) a run name longer than a database store holds."""
+    if run_name is not None and len(run_name) > MAX_RUN_NAME:
+        raise ConfigError(
+            f"--run-name: {len(run_name)} characters (at most {MAX_RUN_NAME}, what a database "
+            "store holds)"
+        )
 
 
 def run_owner_tags() -> dict[str, str]:

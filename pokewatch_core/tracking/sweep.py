@@ -50,6 +50,7 @@ from pokewatch_core.tracking.log import (
 from pokewatch_core.tracking.store import (
     NOTE_TAG,
     Store,
+    check_run_name,
     check_user_tags,
     ensure_experiment,
     retry,
@@ -119,6 +120,7 @@ def log_sweep(
     ended FINISHED before the next starts, so an interruption leaves only whole, finished
     children behind."""
     check_user_tags(tags)
+    check_run_name(run_name)
     effective_uri = use_store(tracking_uri)
     _refuse_an_active_run()
     trials = _evaluate_all(plan, jobs, progress)
