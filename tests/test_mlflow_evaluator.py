@@ -170,3 +170,21 @@ def test_one_metric_name_may_be_a_string():
         {"metrics": "rmse"},
     )
     assert list(result.metrics) == ["rmse"]
+
+
+def test_a_model_returning_text_is_one_clear_data_error():
+    """Before: a raw ValueError ("could not convert string to float")."""
+    from pokewatch_core.tracking.evaluator import PokeWatchEvaluator
+
+    frame = pw.generate_prices(cards=3, days=5, seed=1)[["card_id", "date", "market_price"]]
+    frame = frame.dropna().reset_index(drop=True)
+
+    class Texts:
+        def predict(self, features):
+            return np.array(["cheap"] * len(features))
+
+    with pytest.raises(pw.DataError, match="predictions are not numbers \\(the first: 'cheap'\\)"):
+        PokeWatchEvaluator().evaluate(
+            model_type="pokewatch", dataset=_Dataset(frame), run_id="x", evaluator_config={},
+            model=Texts(),
+        )  # fmt: skip

@@ -38,7 +38,7 @@ from mlflow.models.evaluation.base import ModelEvaluator
 
 from pokewatch_core.data.tables import DATE, ID, PRICE
 from pokewatch_core.defaults import DEFAULT_POLICY
-from pokewatch_core.errors import ConfigError
+from pokewatch_core.errors import ConfigError, DataError
 from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
 
 MODEL_TYPE = "pokewatch"
@@ -60,7 +60,14 @@ def _fair_prices(raw: Any, column: str | None) -> np.ndarray[Any, Any]:
                 f"the model returned columns {', '.join(map(str, raw.columns))}: name the fair "
                 "price with predictions=... (or return a 'fair_price' column)"
             )
-    return np.asarray(raw, dtype=np.float64).reshape(-1)
+    try:
+        return np.asarray(raw, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:  # strings, dates, objects: not fair prices
+        sample = np.asarray(raw, dtype=object).reshape(-1)[:1]
+        shown = f" (the first: {sample[0]!r})" if len(sample) else ""
+        raise DataError(
+            f"the model's predictions are not numbers{shown}: a fair price per row is needed"
+        ) from exc
 
 
 def score_dataset(
