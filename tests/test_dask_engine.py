@@ -706,3 +706,19 @@ def test_a_pandas_or_dask_dataframe_as_data_gives_the_local_numbers(scheduler, t
         assert_same_numbers(local, remote)
     with pytest.raises(ConfigError, match="needs frame_dir"):
         DaskEngine(panel, scheduler="tcp://127.0.0.1:1")
+
+
+def test_a_local_cluster_keeps_its_scratch_files_in_a_folder_it_removes():
+    """Before: every dask run left a dask-scratch-space folder behind."""
+    from distributed import Client
+
+    from pokewatch_core.engines.dask_engine import local_scheduler
+
+    with local_scheduler(workers=1) as address, Client(address) as client:
+        (folder,) = set(client.run(lambda dask_worker: dask_worker.local_directory).values())
+        scratch = Path(folder)
+        while not scratch.name.startswith("pokewatch-dask-"):
+            assert scratch != scratch.parent, folder
+            scratch = scratch.parent
+        assert scratch.is_dir()
+    assert not scratch.exists()

@@ -550,21 +550,27 @@ def local_scheduler(workers: int | None = None, memory_limit: str | None = None)
     # process, which stops the cluster in order (no half-written part, no worker tracebacks)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    # the workers' spill and scratch files in a temporary folder, not ./dask-scratch-space
+    scratch = tempfile.mkdtemp(prefix="pokewatch-dask-")
     try:
-        cluster = _local_cluster(workers, memory_limit)
+        try:
+            cluster = _local_cluster(workers, memory_limit, scratch)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        try:
+            yield str(cluster.scheduler_address)
+        finally:
+            cluster.close()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _local_cluster(workers: int | None, memory_limit: str | None) -> Any:
+def _local_cluster(workers: int | None, memory_limit: str | None, scratch: str) -> Any:
     from distributed import LocalCluster
 
     return LocalCluster(
+        local_directory=scratch,
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
