@@ -722,3 +722,36 @@ def test_a_local_cluster_keeps_its_scratch_files_in_a_folder_it_removes():
             scratch = scratch.parent
         assert scratch.is_dir()
     assert not scratch.exists()
+
+
+def test_a_dask_candidate_trained_on_a_folder_or_a_glob_is_gated(
+    run_cli, store, scheduler, tmp_path
+):
+    """Before: refused ("which is not a file here"): the gate read only single files."""
+    import re
+
+    data = pd.read_parquet(embedded_sample_path())
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    cards = data["card_id"].unique()
+    data[data["card_id"].isin(cards[:100])].to_parquet(folder / "a.parquet")
+    data[data["card_id"].isin(cards[100:])].to_parquet(folder / "b.parquet")
+    whole = tmp_path / "whole.parquet"
+    data.to_parquet(whole)
+    champion = run_cli(
+        "train", "--data-path", str(whole), "--tracking-uri", store, "--register-model", "cards",
+        "-p", "window_size=5",
+    )  # fmt: skip
+    assert champion.exit_code == 0, champion.stderr
+    for source in (str(folder), str(folder / "*.parquet")):
+        candidate = run_cli(
+            "train", "--data-path", source, "--tracking-uri", store, "--engine", "dask",
+            "--scheduler", scheduler, "--frame-dir", str(tmp_path / f"frame-{len(source)}"),
+        )  # fmt: skip
+        assert candidate.exit_code == 0, candidate.stderr
+        run_id = re.search(r"Run (\w+) logged", candidate.stdout).group(1)
+        gate = run_cli(
+            "gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+            "--rule", "rmse<=2*champion", "--tracking-uri", store,
+        )  # fmt: skip
+        assert gate.exit_code == 0, (source, gate.stderr)

@@ -125,7 +125,8 @@ def _champion_version(client: Any, name: str, alias: str | None, version: str | 
 
 
 def _data_path(run: Any) -> str:
-    """The local file the candidate run evaluated (its dataset input's source)."""
+    """The local file the candidate run evaluated (its dataset input's source); for a run of
+    the dask engine also a folder or a glob of parquet files."""
     inputs = run.inputs.dataset_inputs if run.inputs else []
     if not inputs:
         raise ConfigError(f"run {run.info.run_id} has no dataset input: is it a pokewatch run?")
@@ -136,6 +137,9 @@ def _data_path(run: Any) -> str:
     except (ValueError, AttributeError):
         path = source
     path = unquote(str(path).removeprefix("file://"))
+    dask = run.data.params.get("engine") == "dask"
+    if dask and path and (Path(path).is_dir() or any(ch in path for ch in "*?[")):
+        return path  # its files are listed (and a missing match refused) when read
     if not path or not Path(path).is_file():
         raise ConfigError(
             f"run {run.info.run_id} evaluated {path or source!r}, which is not a file here"
@@ -180,7 +184,6 @@ def _rescore_champion(
 ) -> dict[str, float]:
     import mlflow
 
-    from pokewatch_core.data.tables import load_prices
     from pokewatch_core.evaluation.runner import evaluate_prepared
     from pokewatch_core.evaluation.spec import EvaluationSpec, parse_test_start
     from pokewatch_core.plugins.registry import get_plugins
@@ -211,12 +214,26 @@ def _rescore_champion(
         # (e.g. ``periods_per_year``), which is then taken as given.
         given = _filtered(cls, {k: v for k, v in params.items() if not _inferred(k)}, name)
         metrics[name] = cls.from_params(given)
-    table = load_prices(data_path)
+    table = _read_data(data_path)
     _check_same_data(table, candidate, data_path)
     start = parse_test_start(params.get("test_start"))
     spec = EvaluationSpec(model, policy, metrics, start, logged_backtest(params))
     result = evaluate_prepared(table, spec)
     return {key: result.metrics[key] for key in metric_names if key in result.metrics}
+
+
+def _read_data(data_path: str) -> Any:
+    """The candidate's data as one validated table: a file, or every parquet file of a folder
+    or glob (a dask run's input), each read as the dask engine's workers read it."""
+    import pandas as pd
+
+    from pokewatch_core.data.tables import load_prices, prepare_prices
+    from pokewatch_core.engines.partitions import input_files
+
+    if Path(data_path).is_file():
+        return load_prices(data_path)
+    parts = [load_prices(path) for path in input_files(data_path)]
+    return prepare_prices(pd.concat(parts, ignore_index=True), data_path)
 
 
 def logged_backtest(params: dict[str, str]) -> Any:
