@@ -191,3 +191,29 @@ def test_rescoring_reads_no_inferred_value_as_a_parameter():
     cls = get_plugins().metrics.get("strategy_sharpe")
     given = gate._filtered(cls, kept, "strategy_sharpe")
     assert cls.from_params(given).periods_per_year is None
+
+
+@pytest.mark.slow  # two trainings and a gate: CI's slow run has it
+def test_a_run_trained_with_other_column_names_is_gated(run_cli, store, tmp_path):
+    """Before: gate read the data with the default names and refused it ("missing column")."""
+    import re
+
+    import pokewatch_core as pw
+
+    data = pw.generate_prices(cards=20, days=40, seed=3).rename(
+        columns={"card_id": "unique_id", "date": "ds", "market_price": "y"}
+    )
+    path = tmp_path / "nixtla.parquet"
+    data.to_parquet(path)
+    columns = ["--id-col", "unique_id", "--date-col", "ds", "--price-col", "y"]
+    common = ["--data-path", str(path), "--tracking-uri", store, *columns]
+    first = run_cli("train", *common, "--register-model", "cards")
+    assert first.exit_code == 0, first.stderr
+    second = run_cli("train", *common, "-p", "window_size=5")
+    assert second.exit_code == 0, second.stderr
+    run_id = re.search(r"Run (\w+) logged", second.stdout).group(1)
+    gate = run_cli(
+        "gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+        "--rule", "rmse<=2*champion", "--tracking-uri", store,
+    )  # fmt: skip
+    assert gate.exit_code == 0, gate.stderr

@@ -79,4 +79,13 @@ class LocalEngine(Engine):
         """Fit, predict, decide and score ``spec`` on the table (which is not changed); the
         frame is held in memory (no ``output_dir``)."""
         self.check_output(output_dir)
-        return evaluate_prepared(self.table, spec, source=self.source, progress=progress)
+        result = evaluate_prepared(self.table, spec, source=self.source, progress=progress)
+        # the column mapping is logged, so that `gate` reads the data as this run did
+        result.engine_params.update(self.column_params())
+        return result
+
+    def column_params(self) -> dict[str, str]:
+        """The column names given for ``card_id``, ``date`` and ``market_price`` (the
+        params ``id_col``, ``date_col``, ``price_col``), when given."""
+        given = {"id_col": self.id_col, "date_col": self.date_col, "price_col": self.price_col}
+        return {k: v for k, v in given.items() if v is not None}

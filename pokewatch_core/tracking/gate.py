@@ -214,7 +214,8 @@ def _rescore_champion(
         # (e.g. ``periods_per_year``), which is then taken as given.
         given = _filtered(cls, {k: v for k, v in params.items() if not _inferred(k)}, name)
         metrics[name] = cls.from_params(given)
-    table = _read_data(data_path)
+    columns = {k: params[k] for k in ("id_col", "date_col", "price_col") if k in params}
+    table = _read_data(data_path, columns)
     _check_same_data(table, candidate, data_path)
     start = parse_test_start(params.get("test_start"))
     spec = EvaluationSpec(model, policy, metrics, start, logged_backtest(params))
@@ -222,16 +223,17 @@ def _rescore_champion(
     return {key: result.metrics[key] for key in metric_names if key in result.metrics}
 
 
-def _read_data(data_path: str) -> Any:
-    """The candidate's data as one validated table: a file, or every parquet file of a folder
-    or glob (a dask run's input), each read as the dask engine's workers read it."""
+def _read_data(data_path: str, columns: dict[str, str]) -> Any:
+    """The candidate's data as one validated table: a file (with the column names the run
+    logged, ``id_col`` …), or every parquet file of a folder or glob (a dask run's input),
+    each read as the dask engine's workers read it."""
     import pandas as pd
 
     from pokewatch_core.data.tables import load_prices, prepare_prices
     from pokewatch_core.engines.partitions import input_files
 
     if Path(data_path).is_file():
-        return load_prices(data_path)
+        return load_prices(data_path, **columns)
     parts = [load_prices(path) for path in input_files(data_path)]
     return prepare_prices(pd.concat(parts, ignore_index=True), data_path)
 
