@@ -395,8 +395,9 @@ def test_engine_options_are_checked(tmp_path):
     panel = pd.DataFrame(
         {"card_id": ["a", "a"], "date": ["2024-01-01", "2024-01-02"], "market_price": [1, 2]}
     )
-    with pytest.raises(ConfigError, match="data must be a path"):
-        evaluate("baseline_moving_average", panel, engine="dask")
+    # a DataFrame is taken (test_a_pandas_or_dask_dataframe_as_data_gives_the_local_numbers)
+    with pytest.raises(ConfigError, match=r"data must be a path .* or a pandas or dask DataFrame"):
+        evaluate("baseline_moving_average", [panel], engine="dask")
     with pytest.raises(ConfigError, match="partitions needs engine='dask'"):
         evaluate("baseline_moving_average", panel, partitions=2)
     with pytest.raises(ConfigError, match="unknown engine 'spark'"):
