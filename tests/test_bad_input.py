@@ -198,6 +198,7 @@ def test_columns_the_evaluation_adds_are_refused_in_the_input(run_cli, store, tm
     assert all_runs(store) == []
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_a_steady_price_rise_trains(run_cli, store, tmp_path):
     """Errors that differ only by rounding (each 0.1 off) must not break the error plot."""
     path = tmp_path / "steady.csv"

@@ -51,6 +51,7 @@ def scratch(store, tmp_path, empty_store_file):
     return tmp_path
 
 
+@pytest.mark.slow  # a few seconds: CI's slow run has it
 def test_user_guide_features_example_as_printed(run_cli, scratch):
     (block,) = [b for b in code_blocks("docs/user-guide.md", "bash") if "features" in b]
     lines = commands(block, "uv run")
