@@ -248,10 +248,10 @@ def compare(
     from pokewatch_core.tracking.runs import get_runs, search_runs
     from pokewatch_core.tracking.store import heal_abandoned_runs, reach_store
 
-    reach_store(tracking_uri)  # a bad or unreachable store is one line, before any healing
-    report_healed(heal_abandoned_runs(tracking_uri), err=as_json)
+    store = reach_store(tracking_uri)  # a bad or unreachable store is one line, before healing
+    report_healed(heal_abandoned_runs(store.uri), err=as_json)
     if run_ids:
-        runs = get_runs(list(run_ids), tracking_uri)
+        runs = get_runs(list(run_ids), store)
         if as_json:
             echo(json.dumps(cmp.side_by_side(runs), indent=2, default=str))
         else:
@@ -259,7 +259,7 @@ def compare(
         return
     chosen = list(metrics) or list(COMPARE_METRICS)
     order = cmp.default_ascending(chosen[0]) if ascending is None else ascending
-    runs = search_runs(experiment_name, chosen[0], order, limit, tracking_uri)
+    runs = search_runs(experiment_name, chosen[0], order, limit, store)
     present = sorted({m for r in runs for m in r.metrics})
     absent = [m for m in metrics if runs and m not in present]
     if absent:

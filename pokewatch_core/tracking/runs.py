@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pokewatch_core.errors import ConfigError
-from pokewatch_core.tracking.store import tracking_client
+from pokewatch_core.tracking.store import Store, tracking_client
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def search_runs(
     metric: str,
     ascending: bool,
     limit: int,
-    tracking_uri: str | None = None,
+    tracking_uri: str | Store | None = None,
 ) -> list[RunRecord]:
     """Finished runs of an experiment ranked by ``metric`` (runs without it last)."""
     client = tracking_client(tracking_uri)
@@ -58,7 +58,7 @@ def search_runs(
     return defined + [r for r in records if r not in defined]
 
 
-def get_runs(run_ids: list[str], tracking_uri: str | None = None) -> list[RunRecord]:
+def get_runs(run_ids: list[str], tracking_uri: str | Store | None = None) -> list[RunRecord]:
     """The runs with these ids (any experiment). A unique prefix of an id is enough (the
     tables print 8 or 12 characters); an unknown or ambiguous one is a ``ConfigError``."""
     client = tracking_client(tracking_uri)

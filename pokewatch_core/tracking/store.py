@@ -345,14 +345,14 @@ def run_target(experiment_name: str | None) -> tuple[str | None, Any]:
     return ensure_experiment(experiment_name or DEFAULT_EXPERIMENT), enclosing
 
 
-def tracking_client(tracking_uri: str | None) -> Any:
+def tracking_client(tracking_uri: str | Store | None) -> Any:
     """An ``MlflowClient`` of the store ``tracking_uri`` names (see ``resolve_tracking_uri``),
-    to read from: checked first (``reach_store``), and a SQLite store that does not exist
-    is a ``ConfigError`` rather than created empty."""
+    to read from: checked first (``reach_store``; a ``Store`` is already checked), and a
+    SQLite store that does not exist is a ``ConfigError`` rather than created empty."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    store = reach_store(tracking_uri)
+    store = tracking_uri if isinstance(tracking_uri, Store) else reach_store(tracking_uri)
     uri = store.uri or mlflow.get_tracking_uri()
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
