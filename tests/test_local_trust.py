@@ -7,6 +7,14 @@ import subprocess
 import sys
 
 
+def _python_m(folder, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pokewatch_core ARGS`` run in ``folder``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pokewatch_core", *args],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_python_m_ignores_a_plugins_folder_in_the_working_directory(tmp_path):
     """Before: `python -m` put the working directory first on sys.path, so a
     `pokewatch_plugins/` folder there replaced the installed default plugins."""
@@ -15,13 +23,7 @@ def test_python_m_ignores_a_plugins_folder_in_the_working_directory(tmp_path):
     marker = tmp_path / "imported"
     (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     (fake / "defaults.py").write_text("")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pokewatch_core", "models", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python_m(tmp_path, "models", "--json")
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     assert "baseline_moving_average" in {m["name"] for m in json.loads(proc.stdout)}
@@ -33,13 +35,7 @@ def test_python_m_imports_no_library_module_from_the_working_directory(tmp_path)
     before `__main__` could drop the working directory from sys.path)."""
     marker = tmp_path / "imported"
     (tmp_path / "pluggy.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pokewatch_core", "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python_m(tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     assert "train" in proc.stdout
