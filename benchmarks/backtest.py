@@ -1,7 +1,7 @@
 """PokeWatch's backtests, measured side by side in one run on this machine.
 
     uv run --group bench --group peers python benchmarks/backtest.py [--cards 20000]
-        [--days 365] [--repeat 3] [--profile]
+        [--days 365] [--repeat 3] [--profile] [--only windows|every-date]
 
 On benchmarks/run.py's ``pokewatch sample-data`` panel (built by its ``panel()``, cached in
 benchmarks/.data):
@@ -218,6 +218,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the windows and horizon-7 runs"
     )
+    parser.add_argument(
+        "--only", choices=["windows", "every-date"], help="run one of the two measurements"
+    )
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -228,8 +231,10 @@ def main() -> None:
     dense = dense_panel(args.cards, args.days)
     print(f"Panel: {args.cards:,} cards x {args.days} days ({path.name}); {os.cpu_count()} cores")
 
-    windows_vs_peers(dense, args.repeat, args.profile)
-    every_date_vs_one_step(path, args.repeat, args.profile)
+    if args.only != "every-date":
+        windows_vs_peers(dense, args.repeat, args.profile)
+    if args.only != "windows":
+        every_date_vs_one_step(path, args.repeat, args.profile)
 
 
 def windows_vs_peers(dense: Path, repeat: int, profiled: bool) -> None:

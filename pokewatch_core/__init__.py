@@ -39,7 +39,7 @@ from pokewatch_core.plugins.registry import (
     reload_plugins,
     unregister_plugin,
 )
-from pokewatch_core.statistics import MetricValue, Statistic, Sums
+from pokewatch_core.statistics import MetricValue, Statistic, Sums, group_rows, group_sums
 from pokewatch_core.version import __version__
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ __all__ = [
     "evaluate",
     "generate_prices",
     "get_plugins",
+    "group_rows",
+    "group_sums",
     "hookimpl",
     "hookspec",
     "load_prices",

@@ -24,7 +24,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +54,23 @@ class Statistic(ABC, Generic[S]):
         rows the model was fitted on (``card_id, date, market_price``): the same rows as
         ``frame`` without a test start, else the rows before it."""
 
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[S]:
+        """The value over each group of ``frame``'s rows: group ``i`` is rows
+        ``starts[i]:starts[i + 1]`` (``starts`` ascending, from 0 to ``len(frame)``, no group
+        empty). The law: ``compute_groups(frame, history, starts)[i]`` equals
+        ``compute(frame.iloc[starts[i]:starts[i + 1]], history)`` (to rounding).
+
+        A backtest computes its figures per cutoff this way (docs/backtests.md): each group
+        is one cutoff's forecasts, sorted by card and date, and the frame holds only the
+        evaluation columns (``card_id, date, market_price, predicted_price, signal,
+        naive_price, horizon, cutoff``). The default computes each group apart; a statistic
+        overrides it to compute every group in one vectorised pass (``group_rows``,
+        ``group_sums``). A statistic that does not override it is computed on each cutoff's
+        own frame, with every carried column."""
+        return [self.compute(frame.iloc[a:b], history) for a, b in pairwise(starts.tolist())]
+
     def merge(self, a: S, b: S) -> S:
         """The value of two frames holding different cards, together. The law:
         ``merge(compute(a), compute(b))`` equals ``compute(a + b)``. Default: ``a.merge(b)``,
@@ -74,6 +94,45 @@ class Sums(Statistic[S]):
             return added  # type: ignore[no-any-return]
         total: S = a + b  # type: ignore[operator]
         return total
+
+
+SLICED_GROUPS = 512  # up to this many groups, ``group_sums`` sums each slice apart
+
+
+def group_rows(starts: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The group of each row, for the groups ``starts`` of ``Statistic.compute_groups``."""
+    bounds: np.ndarray[Any, np.dtype[np.int64]] = np.asarray(starts, dtype=np.int64)
+    sizes = bounds[1:] - bounds[:-1]
+    rows: np.ndarray[Any, np.dtype[np.int64]] = np.repeat(np.arange(len(sizes)), sizes)
+    return rows
+
+
+def group_sums(
+    starts: np.ndarray[Any, Any], values: np.ndarray[Any, Any] | None = None
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The sum of ``values`` (booleans count; None: 1 per row) over the rows of each group
+    ``starts`` of ``Statistic.compute_groups`` (groups are slices: no scatter)."""
+    bounds = np.asarray(starts, dtype=np.int64)
+    sizes = (bounds[1:] - bounds[:-1]).astype(np.float64)
+    if values is None:
+        return sizes
+    array = np.asarray(values)
+    out = np.zeros(len(sizes))
+    if len(sizes) <= SLICED_GROUPS:
+        total = np.count_nonzero if array.dtype == np.bool_ else np.sum
+        for i, (a, b) in enumerate(pairwise(bounds.tolist())):
+            out[i] = total(array[a:b])
+        return out
+    if array.dtype == np.bool_:
+        running = np.concatenate([[0], np.cumsum(array, dtype=np.int64)])
+        counted: np.ndarray[Any, np.dtype[np.float64]] = (
+            running[bounds[1:]] - running[bounds[:-1]]
+        ).astype(np.float64)
+        return counted
+    filled = sizes > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(array.astype(np.float64, copy=False), bounds[:-1][filled])
+    return out
 
 
 class MetricValue(float):

@@ -13,12 +13,13 @@ this package adds the fixture ``pokewatch_panel`` (a small realistic price table
 from __future__ import annotations
 
 import pickle
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.columns import CUTOFF, WINDOW_START
+from pokewatch_core.columns import CUTOFF, HORIZON, NAIVE, WINDOW_START
 from pokewatch_core.components import SIGNALS, UNITS, Component, Metric, Model, SignalPolicy
 from pokewatch_core.data.sample_data import generate_prices
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL, prepare_prices
@@ -380,6 +381,43 @@ def _check_statistic(obj: Metric, statistic: Statistic[Any], frame: pd.DataFrame
             f"finalize(compute(a + b)) {whole} (frames a and b of different cards"
             f"{'' if start is None else ', with a test start'})"
         )
+    if type(statistic).compute_groups is not Statistic.compute_groups:
+        _check_groups(obj, statistic, frame)
+
+
+def _check_groups(obj: Metric, statistic: Statistic[Any], frame: pd.DataFrame) -> None:
+    """A statistic's own ``compute_groups`` equals ``compute`` on each group, on groups as a
+    backtest stacks them (several cutoffs' rows, each sorted by card and date) and as given
+    (unsorted), with the evaluation columns only (``naive_price``, ``horizon``, ``cutoff``)."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for group in range(4):
+        rows = frame.sample(frac=0.6, random_state=group).reset_index(drop=True)
+        naive = rows[PRICE].to_numpy(dtype=np.float64) * rng.uniform(0.8, 1.2, len(rows))
+        naive[rng.random(len(rows)) < 0.2] = np.nan
+        cutoff = pd.Timestamp("2024-12-01") + pd.Timedelta(days=group)
+        extra: dict[str, Any] = {NAIVE: naive, HORIZON: 1 + group, CUTOFF: cutoff}
+        parts.append(rows.assign(**extra))
+    stacked = [
+        [p.sort_values([ID, DATE], kind="stable") for p in parts],  # as a backtest stacks them
+        parts,  # any order within a group
+        parts[:1],
+    ]
+    for groups in stacked:
+        together = pd.concat(groups, ignore_index=True)
+        starts = np.cumsum([0, *(len(g) for g in groups)])
+        history = frame[[ID, DATE, PRICE]]
+        values = statistic.compute_groups(together, history, starts)
+        assert len(values) == len(groups), (
+            f"{obj.name}: compute_groups returned {len(values)} values for {len(groups)} groups"
+        )
+        for i, (value, (a, b)) in enumerate(zip(values, pairwise(starts), strict=True)):
+            alone = _float(obj, obj.finalize(statistic.compute(together.iloc[a:b], history)))
+            grouped = _float(obj, obj.finalize(value))
+            assert np.isclose(grouped, alone, rtol=1e-9, atol=1e-12, equal_nan=True), (
+                f"{obj.name}: compute_groups gives group {i} the value {grouped}, compute on "
+                f"that group's rows {alone}"
+            )
 
 
 def check_policy(policy: type[SignalPolicy] | SignalPolicy) -> None:

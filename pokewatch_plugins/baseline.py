@@ -50,6 +50,9 @@ class BaselineMovingAverage(Model):
         index = PriceIndex.build(history)
         if CUTOFF not in at.columns:  # each card's observed prices strictly before the date
             return index.window_mean_at(at, self.window_size, self.min_periods)
-        since = at[WINDOW_START].to_numpy() if WINDOW_START in at.columns else None
-        located = index.locate_asof(at[ID], at[CUTOFF].to_numpy(), since)
+        cutoff = at[CUTOFF].to_numpy()
+        if WINDOW_START not in at.columns:  # expanding windows
+            codes = index.card_codes(at[ID])
+            return index.window_mean_asof(codes, cutoff, self.window_size, self.min_periods)
+        located = index.locate_asof(at[ID], cutoff, at[WINDOW_START].to_numpy())
         return index.window_mean(*located, self.window_size, self.min_periods)

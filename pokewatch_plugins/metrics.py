@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pokewatch_core import PREDICTED, PRICE, SIGNAL, SIGNALS, Metric, Sums
+from pokewatch_core import PREDICTED, PRICE, SIGNAL, SIGNALS, Metric, Sums, group_sums
 
 
 def _market(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
@@ -43,6 +43,14 @@ class SquaredErrors(Sums[tuple[float, int]]):
         error, _, n = _errors(frame)
         return float(np.dot(error, error)), n
 
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[tuple[float, int]]:
+        error, unscored, _ = _errors(frame)
+        squares = group_sums(starts, error * error)
+        scored = group_sums(starts, ~unscored)
+        return [(float(a), int(b)) for a, b in zip(squares, scored, strict=True)]
+
 
 @dataclass(frozen=True)
 class PercentErrors(Sums[tuple[float, int]]):
@@ -56,6 +64,18 @@ class PercentErrors(Sums[tuple[float, int]]):
         error[unscored] = 0.0  # 0 / NaN market is NaN again
         return float(error.sum()), n
 
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[tuple[float, int]]:
+        error, unscored, _ = _errors(frame)
+        np.abs(error, out=error)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(error, np.abs(_market(frame)), out=error)
+        error[unscored] = 0.0
+        sums = group_sums(starts, error)
+        scored = group_sums(starts, ~unscored)
+        return [(float(a), int(b)) for a, b in zip(sums, scored, strict=True)]
+
 
 @dataclass(frozen=True)
 class Coverage(Sums[tuple[int, int]]):
@@ -66,6 +86,13 @@ class Coverage(Sums[tuple[int, int]]):
         unscored = _unscored(frame)
         priced = len(market) - int(np.count_nonzero(np.isnan(market)))
         return len(unscored) - int(np.count_nonzero(unscored)), priced
+
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[tuple[int, int]]:
+        scored = group_sums(starts, ~_unscored(frame))
+        priced = group_sums(starts, ~np.isnan(_market(frame)))
+        return [(int(a), int(b)) for a, b in zip(scored, priced, strict=True)]
 
 
 def _is_signal(column: pd.Series[Any], signal: str) -> np.ndarray[Any, Any]:
@@ -91,6 +118,19 @@ class SignalCounts(Sums[tuple[int, ...]]):
             hits[unscored] = False
             counts.append(int(np.count_nonzero(hits)))
         return (*counts, len(unscored) - int(np.count_nonzero(unscored)))
+
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[tuple[int, ...]]:
+        unscored = _unscored(frame)
+        columns = []
+        for signal in SIGNALS:
+            hits = _is_signal(frame[SIGNAL], signal)
+            hits[unscored] = False
+            columns.append(group_sums(starts, hits))
+        columns.append(group_sums(starts, ~unscored))
+        table = np.stack(columns, axis=1).astype(np.int64)
+        return [tuple(int(v) for v in row) for row in table]
 
 
 @dataclass

@@ -160,6 +160,37 @@ def test_a_statistic_that_is_not_its_own_frozen_dataclass_is_refused():
         evaluate("baseline_moving_average", make_frame(), metrics=[_sums_metric(Plain)()])
 
 
+@dataclass(frozen=True)
+class GroupsTheWhole(_AbsErrors, Sums):
+    """Computes every group as if it were the whole frame: the law broken."""
+
+    def compute_groups(self, frame, history, starts):
+        return [self.compute(frame, history)] * (len(starts) - 1)
+
+
+@dataclass(frozen=True)
+class GroupsInOnePass(_AbsErrors, Sums):
+    """Every group's sums in one pass, as the law asks."""
+
+    def compute_groups(self, frame, history, starts):
+        from pokewatch_core import group_sums
+
+        error = (frame["predicted_price"] - frame["market_price"]).abs().to_numpy()
+        return list(
+            zip(
+                group_sums(starts, np.nan_to_num(error)),
+                group_sums(starts, ~np.isnan(error)).astype(int),
+                strict=True,
+            )
+        )
+
+
+def test_the_kit_checks_a_statistics_own_compute_groups():
+    with pytest.raises(AssertionError, match="compute_groups gives group"):
+        check_metric(_sums_metric(GroupsTheWhole))
+    check_metric(_sums_metric(GroupsInOnePass))
+
+
 def test_a_statistic_that_does_not_equal_itself_after_pickling_is_refused():
     """A NaN field: the statistic sent back by a cluster's partition would be another key."""
     with pytest.raises(AssertionError, match="no NaN"):

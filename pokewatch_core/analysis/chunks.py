@@ -26,6 +26,7 @@ from pokewatch_core.data.tables import (
     sort_keys,
     strictly_sorted,
 )
+from pokewatch_core.statistics import group_rows, group_sums
 
 BUY, SELL, HOLD = 0, 1, 2
 
@@ -61,7 +62,8 @@ class SignalFrame:
         """First and last day number of the frame's dates (signalled or not)."""
         if not len(self.dates):
             return 0, -1
-        low, high = day_numbers(self.dates[[self.dates.argmin(), self.dates.argmax()]])
+        nanos = self.dates.astype("datetime64[ns]", copy=False).view(np.int64)
+        low, high = day_numbers(np.array([nanos.min(), nanos.max()]).astype("datetime64[ns]"))
         return int(low), int(high)
 
     def chunks(self, size: int | None = None) -> Iterator[SignalRows]:
@@ -107,6 +109,36 @@ def signal_frame(frame: pd.DataFrame) -> SignalFrame:
     if not strictly_sorted(card, dates):
         order = np.argsort(sort_keys(card, day_numbers(dates)), kind="stable")
     return SignalFrame(card, dates, market, codes, keep, order)
+
+
+def grouped_signal_rows(
+    frame: pd.DataFrame, starts: np.ndarray[Any, Any]
+) -> tuple[SignalRows, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The signalled rows of ``frame``'s groups (``Statistic.compute_groups``), sorted by
+    group, card and date, each ``card`` a code of (group, card) so that no run of a card
+    crosses a group; the groups they form (``starts``, some maybe empty), and the day number
+    of every row of ``frame`` (signalled or not)."""
+    market = frame[PRICE].to_numpy(dtype=np.float64)
+    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
+    codes = signal_codes(frame[SIGNAL])
+    keep = ~np.isnan(market)
+    keep &= ~np.isnan(predicted)
+    keep &= codes >= 0
+    card = codes_of(frame[ID])[0].astype(np.int64)
+    groups = group_rows(starts)
+    dates = frame[DATE].to_numpy()
+    if dates.dtype.kind != "M":
+        dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
+    days = day_numbers(dates)
+    composite = groups * (int(card.max(initial=0)) + 1) + card
+    if not strictly_sorted(composite, dates):
+        order = np.lexsort((days, composite))
+        take = order[keep[order]]
+    else:
+        take = np.flatnonzero(keep)
+    rows = SignalRows(composite[take], days[take], market[take], codes[take])
+    kept = np.concatenate([[0], np.cumsum(group_sums(starts, keep))]).astype(np.int64)
+    return rows, kept, days
 
 
 def forward_returns(rows: SignalRows, horizon: int = 1) -> np.ndarray[Any, np.dtype[np.float64]]:

@@ -23,8 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.analysis.chunks import BUY, SELL, forward_returns, ratio, signal_frame
-from pokewatch_core.statistics import Statistic
+from pokewatch_core.analysis.chunks import (
+    BUY,
+    SELL,
+    forward_returns,
+    grouped_signal_rows,
+    ratio,
+    signal_frame,
+)
+from pokewatch_core.statistics import Statistic, group_sums
 
 
 @dataclass(frozen=True)
@@ -112,3 +119,22 @@ class Quality(Statistic[QualityState]):
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> QualityState:
         """``quality_state(frame, horizon)``: the history is not needed."""
         return quality_state(frame, self.horizon)
+
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[QualityState]:
+        """Every group's state in one pass: each group's cards apart."""
+        rows, kept, _ = grouped_signal_rows(frame, starts)
+        ret = forward_returns(rows, self.horizon)
+        has = ~np.isnan(ret)
+        buy, sell = has & (rows.signal == BUY), has & (rows.signal == SELL)
+        rise, fall = has & (ret > 0), has & (ret < 0)
+        masks = (has, rise, fall, buy, sell, buy & rise, sell & fall)
+        counts = np.stack([group_sums(kept, m) for m in masks], axis=1)
+        buy_sums = group_sums(kept, np.where(buy, ret, 0.0))
+        sell_sums = group_sums(kept, np.where(sell, ret, 0.0))
+        count = len(starts) - 1
+        return [
+            QualityState(self.horizon, counts[g].astype(np.int64), buy_sums[g], sell_sums[g])
+            for g in range(count)
+        ]

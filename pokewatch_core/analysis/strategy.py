@@ -27,9 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.analysis.chunks import BUY, SELL, SignalRows, ratio, signal_frame
+from pokewatch_core.analysis.chunks import (
+    BUY,
+    SELL,
+    SignalRows,
+    grouped_signal_rows,
+    ratio,
+    signal_frame,
+)
 from pokewatch_core.data.tables import day_dates
-from pokewatch_core.statistics import Statistic
+from pokewatch_core.statistics import Statistic, group_rows, group_sums
 
 
 @dataclass(frozen=True)
@@ -177,11 +184,9 @@ def backtest(frame: pd.DataFrame, fee_pct: float = 0.0) -> Backtest:
     return strategy_state(frame, fee_pct).finalize()
 
 
-def _strategy_chunk(
-    rows: SignalRows, fee_pct: float, day_index: np.ndarray[Any, Any], n_days: int
-) -> tuple[np.ndarray[Any, Any], int, int]:
-    """Per-day sums of one card-aligned chunk (rows, active rows, their growth, observed
-    rows, their price growth), its trades and its active rows."""
+def _strategy_rows(rows: SignalRows, fee_pct: float) -> tuple[np.ndarray[Any, Any], ...]:
+    """Per row of a card-aligned run of rows: traded (entered or exited), active (held coming
+    in, or traded), its growth, observed after an earlier row, and its price growth."""
     n = len(rows.price)
     first = np.ones(n, dtype=bool)
     first[1:] = rows.card[1:] != rows.card[:-1]
@@ -196,12 +201,22 @@ def _strategy_chunk(
     traded = position != held_in
     active = (held_in > 0) | traded
     growth = np.where(held_in > 0, growth_price, 1.0) * np.where(traded, 1.0 - fee_pct, 1.0)
-    observed = ~first
+    return traded, active, growth, ~first, growth_price
+
+
+def _day_sums(
+    rows: SignalRows,
+    day_index: np.ndarray[Any, Any],
+    n_days: int,
+    terms: tuple[np.ndarray[Any, Any], ...],
+) -> np.ndarray[Any, Any]:
+    """Per-day sums (rows, active rows, their growth, observed rows, their price growth)."""
+    _, active, growth, observed, growth_price = terms
 
     def per_day(weights: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         return np.bincount(day_index, weights=weights, minlength=n_days)
 
-    counts = np.stack(
+    return np.stack(
         [
             per_day().astype(np.float64),
             per_day(active),
@@ -210,7 +225,45 @@ def _strategy_chunk(
             per_day(np.where(observed, growth_price, 0.0)),
         ]
     )
+
+
+def _strategy_chunk(
+    rows: SignalRows, fee_pct: float, day_index: np.ndarray[Any, Any], n_days: int
+) -> tuple[np.ndarray[Any, Any], int, int]:
+    """Per-day sums of one card-aligned chunk (rows, active rows, their growth, observed
+    rows, their price growth), its trades and its active rows."""
+    terms = _strategy_rows(rows, fee_pct)
+    traded, active = terms[0], terms[1]
+    counts = _day_sums(rows, day_index, n_days, terms)
     return counts, int(np.count_nonzero(traded)), int(np.count_nonzero(active))
+
+
+def strategy_states(
+    frame: pd.DataFrame, starts: np.ndarray[Any, Any], fee_pct: float = 0.0
+) -> list[StrategyState]:
+    """The strategy state of each group of ``frame``'s rows (``Statistic.compute_groups``),
+    in one pass: each group's days from its own first date, its cards traded apart."""
+    rows, kept, days = grouped_signal_rows(frame, starts)
+    begins = np.asarray(starts[:-1], dtype=np.int64)
+    first = np.minimum.reduceat(days, begins) if len(days) else np.zeros(0, dtype=np.int64)
+    spans = np.maximum.reduceat(days, begins) - first + 1 if len(days) else first
+    offsets = np.cumsum(spans) - spans
+    row_groups = group_rows(kept)
+    day_index = offsets[row_groups] + rows.day - first[row_groups]
+    terms = _strategy_rows(rows, fee_pct)
+    sums = _day_sums(rows, day_index, int(spans.sum()), terms)
+    count = len(begins)
+    trades, active = group_sums(kept, terms[0]), group_sums(kept, terms[1])
+    return [
+        StrategyState(
+            float(fee_pct),
+            int(first[g]),
+            sums[:, offsets[g] : offsets[g] + spans[g]],
+            int(trades[g]),
+            int(active[g]),
+        )
+        for g in range(count)
+    ]
 
 
 @dataclass(frozen=True)
@@ -222,3 +275,9 @@ class Strategy(Statistic[StrategyState]):
     def compute(self, frame: pd.DataFrame, history: pd.DataFrame) -> StrategyState:
         """``strategy_state(frame, fee_pct)``: the history is not needed."""
         return strategy_state(frame, self.fee_pct)
+
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[StrategyState]:
+        """``strategy_states(frame, starts, fee_pct)``."""
+        return strategy_states(frame, starts, self.fee_pct)

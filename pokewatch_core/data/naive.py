@@ -34,7 +34,7 @@ from pokewatch_core.data.tables import (
     sort_keys,
     strictly_sorted,
 )
-from pokewatch_core.statistics import Statistic, same_rows
+from pokewatch_core.statistics import Statistic, group_sums, same_rows
 
 FITTING = "fitting"  # the optional boolean column of a ``NaiveBaseline``'s history
 # A backtest's forecasts frame carries its naive forecast (the ``naive_price`` column) and, in
@@ -74,6 +74,27 @@ class NaiveSums:
         return NaiveSums(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
+def _row_terms(
+    market: np.ndarray[Any, Any], predicted: np.ndarray[Any, Any], naive: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], ...]:
+    """Per row: scored, |error| (NaN where unscored), has a naive forecast too, |naive error|,
+    moved, same direction: the terms of ``NaiveSums``' sums."""
+    error = predicted - market
+    scored = ~np.isnan(error)
+    has_naive = scored & ~np.isnan(naive)
+    naive_error = market - naive  # signed: the actual move
+    # a move within NO_MOVE_TOLERANCE_PCT of the naive price is no move (float noise:
+    # a mean of 0.5, 0.9, 0.7 is not exactly 0.7)
+    tolerance = np.abs(naive) * (NO_MOVE_TOLERANCE_PCT / 100.0)
+    moved = has_naive & (np.abs(naive_error) > tolerance)
+    predicted_move = predicted - naive
+    predicted_move[np.abs(predicted_move) <= tolerance] = 0.0
+    same = moved & (np.sign(predicted_move) == np.sign(naive_error))
+    np.abs(error, out=error)
+    np.abs(naive_error, out=naive_error)
+    return scored, error, has_naive, naive_error, moved, same
+
+
 @dataclass
 class _Totals:
     values: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(7))
@@ -85,19 +106,7 @@ class _Totals:
         naive: np.ndarray[Any, Any],
     ) -> None:
         # masked sums (``where=``) rather than boolean indexing: no copies of the columns
-        error = predicted - market
-        scored = ~np.isnan(error)
-        has_naive = scored & ~np.isnan(naive)
-        naive_error = market - naive  # signed: the actual move
-        # a move within NO_MOVE_TOLERANCE_PCT of the naive price is no move (float noise:
-        # a mean of 0.5, 0.9, 0.7 is not exactly 0.7)
-        tolerance = np.abs(naive) * (NO_MOVE_TOLERANCE_PCT / 100.0)
-        moved = has_naive & (np.abs(naive_error) > tolerance)
-        predicted_move = predicted - naive
-        predicted_move[np.abs(predicted_move) <= tolerance] = 0.0
-        same = moved & (np.sign(predicted_move) == np.sign(naive_error))
-        np.abs(error, out=error)
-        np.abs(naive_error, out=naive_error)
+        scored, error, has_naive, naive_error, moved, same = _row_terms(market, predicted, naive)
         self.values += [
             np.count_nonzero(scored),
             np.sum(error, where=scored),
@@ -223,11 +232,13 @@ class NaiveForecast(Statistic[NaiveSums]):
         (``frame.attrs[SCALE_SUMS]``, else computed here)."""
         if NAIVE in frame.columns:
             totals = _Totals()
-            totals.add(
-                frame[PRICE].to_numpy(dtype=np.float64),
-                frame[PREDICTED].to_numpy(dtype=np.float64),
-                frame[NAIVE].to_numpy(dtype=np.float64),
-            )
+            market = frame[PRICE].to_numpy(dtype=np.float64)
+            predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
+            naive = frame[NAIVE].to_numpy(dtype=np.float64)
+            # a chunk at a time: the temporaries stay small and are reused
+            for a in range(0, len(frame), price_index.CHUNK_ROWS):
+                b = a + price_index.CHUNK_ROWS
+                totals.add(market[a:b], predicted[a:b], naive[a:b])
             scale = frame.attrs.get(SCALE_SUMS)
             if scale is None:
                 scale = NaiveBaseline.of(history).scale_sums
@@ -238,6 +249,35 @@ class NaiveForecast(Statistic[NaiveSums]):
         fitting = np.zeros(len(rows), dtype=bool)
         fitting[: len(history)] = True
         return NaiveBaseline.of(rows.assign(**{FITTING: fitting})).sums(frame)
+
+    def compute_groups(
+        self, frame: pd.DataFrame, history: pd.DataFrame, starts: np.ndarray[Any, Any]
+    ) -> list[NaiveSums]:
+        """Every group's sums in one pass, for a backtest's frame (``naive_price``)."""
+        if NAIVE not in frame.columns:
+            return super().compute_groups(frame, history, starts)
+        market = frame[PRICE].to_numpy(dtype=np.float64)
+        scored, error, has_naive, naive_error, moved, same = _row_terms(
+            market,
+            frame[PREDICTED].to_numpy(dtype=np.float64),
+            frame[NAIVE].to_numpy(dtype=np.float64),
+        )
+        columns = [
+            group_sums(starts, scored),
+            group_sums(starts, np.where(scored, error, 0.0)),
+            group_sums(starts, np.where(scored, market, 0.0)),
+            group_sums(starts, np.where(has_naive, error, 0.0)),
+            group_sums(starts, np.where(has_naive, naive_error, 0.0)),
+            group_sums(starts, moved),
+            group_sums(starts, same),
+        ]
+        scale = frame.attrs.get(SCALE_SUMS)
+        if scale is None:
+            scale = NaiveBaseline.of(history).scale_sums
+        out = []
+        for v in np.stack(columns, axis=1):
+            out.append(NaiveSums(int(v[0]), v[1], v[2], v[3], v[4], int(v[5]), int(v[6]), *scale))
+        return out
 
     def merge(self, a: NaiveSums, b: NaiveSums) -> NaiveSums:
         """The sums of both frames' rows."""

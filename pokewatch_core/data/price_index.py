@@ -135,6 +135,11 @@ class PriceIndex:
     _row_dates: np.ndarray[Any, Any] = field(repr=False)  # datetime64, any resolution
     _row_prices: FloatArray = field(repr=False)
     _row_arrays: tuple[np.ndarray[Any, Any], ...] | None = field(repr=False, default=None)
+    # window means of every (card, day) cell of the grid, by (window, min_periods): built once
+    # for the many as-of lookups of a backtest at every date
+    _cell_means: dict[tuple[int, int], FloatArray] = field(
+        repr=False, default_factory=dict, compare=False
+    )
 
     @classmethod
     def build(cls, history: pd.DataFrame) -> PriceIndex:
@@ -331,13 +336,18 @@ class PriceIndex:
         self, codes: IntArray, cutoff: Any, since: Any = None
     ) -> tuple[IntArray, IntArray]:
         """``locate_asof`` of cards given by their positions in ``cards`` (-1: unknown)."""
+        since_days = None if since is None else day_numbers(since)
+        return self.locate_codes_on_days(codes, day_numbers(cutoff), since_days)
+
+    def locate_codes_on_days(
+        self, codes: IntArray, days: IntArray, since: IntArray | None = None
+    ) -> tuple[IntArray, IntArray]:
+        """``locate_codes_asof`` with the cutoffs (and ``since``) as day numbers."""
         known = codes >= 0
         safe = np.where(known, codes, 0)
-        pos = self._upto(safe, day_numbers(cutoff))
-        if since is None:
-            begin = self._card_starts[safe]
-        else:
-            begin = self._upto(safe, day_numbers(since) - 1)  # the prices before `since`
+        pos = self._upto(safe, days)
+        # with `since`, the card's prices before it do not count
+        begin = self._card_starts[safe] if since is None else self._upto(safe, since - 1)
         count = np.where(known, np.maximum(pos - begin, 0), 0)
         return pos.astype(np.int64, copy=False), count.astype(np.int64, copy=False)
 
@@ -362,6 +372,37 @@ class PriceIndex:
             return np.full(len(pos), np.nan)
         lagged: FloatArray = np.where(count >= k, self.prices[np.maximum(pos - k, 0)], np.nan)
         return lagged
+
+    def window_mean_asof(
+        self, codes: IntArray, cutoff: Any, window: int, min_periods: int = 1
+    ) -> FloatArray:
+        """``window_mean(*locate_codes_asof(codes, cutoff), window, min_periods)``: the same
+        bits, read from a table of every (card, day) cell's window mean when there are as many
+        lookups as a quarter of the cells (a backtest at every date asks for each row at each
+        horizon)."""
+        return self.window_mean_on_days(codes, day_numbers(cutoff), window, min_periods)
+
+    def window_mean_on_days(
+        self, codes: IntArray, days: IntArray, window: int, min_periods: int = 1
+    ) -> FloatArray:
+        """``window_mean_asof`` with the cutoffs as day numbers."""
+        grid = self._grid
+        if grid is None or 4 * len(codes) < len(grid[2]):
+            located = self.locate_codes_on_days(codes, days)
+            return self.window_mean(*located, window, min_periods)
+        first, span, counts = grid
+        key = (window, min_periods)
+        cells = self._cell_means.get(key)
+        if cells is None:
+            card_of_cell = np.repeat(np.arange(len(self.cards), dtype=np.int64), span)
+            count = counts - self._card_starts[card_of_cell]
+            cells = self.window_mean(counts, count, window, min_periods)
+            self._cell_means[key] = cells = np.append(cells, np.nan)  # last: no price
+        offset = days - first
+        cell = codes * span + np.minimum(offset, span - 1)
+        cell[(codes < 0) | (offset < 0)] = len(cells) - 1
+        means: FloatArray = cells.take(cell)
+        return means
 
     def window_mean(
         self, pos: IntArray, count: IntArray, window: int, min_periods: int = 1

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pokewatch_core.data.tables import day_numbers
+from pokewatch_core.data.tables import DAY_NS, day_numbers
 from pokewatch_core.errors import ConfigError
 
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -147,9 +147,9 @@ class Calendar:
     def dates(self, periods: Any) -> pd.DatetimeIndex:
         """The date of each period."""
         number = np.asarray(periods, dtype=np.int64)
-        if self.unit == "D":
-            days = self.origin + number * self.size
-            return pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"))
+        if self.unit == "D":  # nanoseconds in one pass
+            nanos = (number * (self.size * DAY_NS)) + self.origin * DAY_NS
+            return pd.DatetimeIndex(nanos.view("datetime64[ns]"))
         months = self.origin + number * self.size  # months since year 0
         first = (months - 1970 * 12).astype("datetime64[M]")
         if self.day == 0:  # the month's last day
@@ -157,6 +157,13 @@ class Calendar:
         else:
             days = first.astype("datetime64[D]") + (self.day - 1)
         return pd.DatetimeIndex(days.astype("datetime64[ns]"))
+
+    def day_numbers(self, periods: Any) -> IntArray:
+        """The day number (days since 1970-01-01) of each period's date."""
+        if self.unit == "D":
+            days: IntArray = self.origin + np.asarray(periods, dtype=np.int64) * self.size
+            return days
+        return day_numbers(self.dates(periods))
 
     def describe(self) -> str:
         """``daily``, ``every 7 days``, ``monthly``, ``every 3 months``."""

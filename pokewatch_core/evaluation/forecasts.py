@@ -122,6 +122,11 @@ class Forecasts:
         periods = self.row_periods if which is None else self.row_periods[which]
         return self.cutoffs.calendar.dates(periods - h)
 
+    def cutoff_days(self, h: int, which: BoolArray | None) -> IntArray:
+        """``cutoff_dates`` as day numbers."""
+        periods = self.row_periods if which is None else self.row_periods[which]
+        return self.cutoffs.calendar.day_numbers(periods - h)
+
 
 class _Sorted:
     """The table's rows sorted by period, so that the rows a cutoff allows are one slice."""

@@ -16,6 +16,7 @@ metrics compare with.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -27,7 +28,9 @@ from pokewatch_core.card_ids import codes_of, remember
 from pokewatch_core.columns import CUTOFF, HORIZON, ID, NAIVE, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.components import SIGNALS, Metric, SignalPolicy
 from pokewatch_core.data.naive import SCALE_SUMS, NaiveForecast, scale_sums
-from pokewatch_core.data.price_index import PriceIndex
+from pokewatch_core.data.price_index import THREADS, PriceIndex
+from pokewatch_core.errors import PluginError
+from pokewatch_core.evaluation.cutoff_blocks import CutoffBlock, CutoffBlocks
 from pokewatch_core.evaluation.cutoffs import Cutoffs
 from pokewatch_core.evaluation.forecasts import Forecasts
 from pokewatch_core.evaluation.horizon_keys import horizon_key
@@ -39,6 +42,7 @@ from pokewatch_core.evaluation.scoring import (
     metric_statistics,
     outcome,
 )
+from pokewatch_core.plugins.registry import describe
 from pokewatch_core.statistics import MetricValue, Statistic
 
 SignalsOf = Callable[[np.ndarray[Any, Any], np.ndarray[Any, Any]], pd.Categorical]
@@ -161,9 +165,9 @@ def score_backtest(
         naive = None
         if not cutoffs.one_step:
             cards = index.card_codes(table[ID])  # the history's own cards: no search
-            asof = forecasts.cutoff_dates(h, mask)
-            located = index.locate_codes_asof(cards if rows is None else cards[rows], asof)
-            naive = index.lag(*located, 1)
+            asof = forecasts.cutoff_days(h, mask)
+            # the last price on or before the cutoff: a window mean of one price
+            naive = index.window_mean_on_days(cards if rows is None else cards[rows], asof, 1)
         frame = frame_of(table, rows, chosen, decided, naive, scale)
         if h == 1:
             first_frame(_whole(table, rows, chosen, decided))
@@ -177,11 +181,27 @@ def score_backtest(
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
-    for cutoff, frame in _cutoff_frames(table, forecasts, codes, index, scale):
-        key = cutoff.date().isoformat()
-        _states(states, metrics, statistics, frame, history, partial(AtCutoff, cutoff=key))
-        for name, value in compute_metrics(stateless, frame).items():
-            plain.setdefault(name, {})[key] = value
+    # per cutoff: in one pass over blocks of cutoffs for the statistics that compute groups,
+    # else on each cutoff's own frame
+    grouped = {n: s for n, s in statistics.items() if _groups_at_once(s)}
+    if grouped:
+        report("scoring the cutoffs")
+        blocks = CutoffBlocks(table, forecasts, codes, index, scale)
+
+        def block_states(i: int) -> States:
+            return _group_states(metrics, grouped, blocks.block(i), history)
+
+        # the blocks on every core: numpy lets go of the GIL in the passes over a block
+        with ThreadPoolExecutor(min(THREADS, max(len(blocks), 1))) as pool:
+            for found in pool.map(block_states, range(len(blocks))):
+                states.update(found)
+    apart = {n: s for n, s in statistics.items() if n not in grouped}
+    if apart or stateless:
+        for cutoff, frame in _cutoff_frames(table, forecasts, codes, index, scale):
+            key = cutoff.date().isoformat()
+            _states(states, metrics, apart, frame, history, partial(AtCutoff, cutoff=key))
+            for name, value in compute_metrics(stateless, frame).items():
+                plain.setdefault(name, {})[key] = value
     for statistic in statistics.values():  # horizon 1 under the plain keys: the analyses'
         states.setdefault(statistic, states[AtHorizon(statistic, 1)])
     return Scored(states, plain, codes)
@@ -230,6 +250,37 @@ def _states(
         if wrapped not in states:
             compute = partial(statistic.compute, frame, history)
             states[wrapped] = guarded("metric", metrics[name], "statistic", compute)
+
+
+def _groups_at_once(statistic: Statistic[Any]) -> bool:
+    """Whether ``statistic`` computes many groups in one pass (overrides ``compute_groups``)."""
+    return type(statistic).compute_groups is not Statistic.compute_groups
+
+
+def _group_states(
+    metrics: Mapping[str, Metric],
+    statistics: Mapping[str, Statistic[Any]],
+    block: CutoffBlock,
+    history: pd.DataFrame,
+) -> States:
+    """Each distinct statistic's value over each cutoff of ``block``, under ``AtCutoff``."""
+    states: States = {}
+    keys = [date.date().isoformat() for date in block.dates]
+    done: set[Statistic[Any]] = set()
+    for name, statistic in statistics.items():
+        if statistic in done:
+            continue
+        done.add(statistic)
+        compute = partial(statistic.compute_groups, block.frame, history, block.starts)
+        values = guarded("metric", metrics[name], "statistic", compute)
+        if len(values) != len(keys):
+            who = describe("metric", metrics[name])
+            raise PluginError(
+                f"{who}: compute_groups returned {len(values)} values for {len(keys)} groups"
+            )
+        for key, value in zip(keys, values, strict=True):
+            states[AtCutoff(statistic, key)] = value
+    return states
 
 
 def _cutoff_frames(
