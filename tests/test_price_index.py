@@ -93,3 +93,30 @@ def test_a_sparse_history_searches(monkeypatch):
     assert index._grid is None
     pos, count = index.locate_asof(pd.Series(["b"]), pd.to_datetime(["2021-01-01"]).to_numpy())
     assert index.prices[pos[0] - count[0] : pos[0]].tolist() == [2.0]
+
+
+@given(
+    history=panels(max_cards=4, max_days=20),
+    window=st.integers(1, 5),
+    min_periods=st.integers(1, 5),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=60, deadline=None)
+def test_window_means_from_the_cell_table_equal_the_located_ones(
+    history, window, min_periods, seed
+):
+    """Many as-of lookups read a table of every (card, day)'s window mean: the same bits as
+    locating each, for unknown cards and days before, inside and after the history."""
+    import numpy as np
+
+    index = PriceIndex.build(history)
+    min_periods = min(min_periods, window)
+    rng = np.random.default_rng(seed)
+    n = 4 * 4 * 30  # enough lookups for the table
+    codes = rng.integers(-1, len(index.cards), n)
+    days = pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.integers(-3, 25, n), unit="D")
+    cutoff = days.to_numpy()
+    located = index.window_mean(*index.locate_codes_asof(codes, cutoff), window, min_periods)
+    assert index._grid is not None and 4 * n >= len(index._grid[2])
+    table = index.window_mean_asof(codes, cutoff, window, min_periods)
+    np.testing.assert_array_equal(table, located)
