@@ -2,6 +2,7 @@
 
     uv run --extra dask python benchmarks/dask_panel.py [--cards 300000] [--days 365]
         [--memory-limit 1.5GiB] [--partitions 128] [--compare-cards 20000] [--folder PATH]
+        [--horizon 7]
 
 1. Builds a panel on disk: ``--cards`` cards x ``--days`` days (300 000 x 365 = 109.5 M rows)
    as a folder of parquet files, one per month of dates (the layout of daily snapshots: every
@@ -15,6 +16,10 @@
    cards, same days) in a fresh process, so the memory the local engine would need for the big
    panel is that per-row figure times its rows; and runs both engines on that smaller panel
    for the time ratio (their metrics must agree to 1e-9 relative).
+
+``--horizon H`` makes every evaluation a backtest at every date at horizon H (H forecasts of
+each row, every metric per horizon and per cutoff; docs/backtests.md), and prints whether each
+worker kept within ``--memory-limit``.
 
 Not part of the test suite: it prints numbers, it asserts only that results agree.
 """
@@ -79,7 +84,7 @@ def stateful_metrics() -> list[str]:
     return [n for n in names if get_plugins().metrics.get(n)().statistic() is not None]
 
 
-def run_local(data: Path) -> dict[str, Any]:
+def run_local(data: Path, horizon: int = 1) -> dict[str, Any]:
     """In this (fresh) process: read and evaluate with the local engine; time and peak RSS."""
     from pokewatch_core import evaluate
 
@@ -89,16 +94,16 @@ def run_local(data: Path) -> dict[str, Any]:
     base = _peak_rss()  # the interpreter and its imports, before any data
     start = time.perf_counter()
     table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    result = evaluate(MODEL, table, metrics=stateful_metrics())
+    result = evaluate(MODEL, table, metrics=stateful_metrics(), horizon=horizon)
     seconds = time.perf_counter() - start
     rows, peak = len(table), _peak_rss()
     return {"seconds": seconds, "peak_bytes": peak, "base_bytes": base, "rows": rows,
             "metrics": result.metrics}  # fmt: skip
 
 
-def local_in_fresh_process(data: Path) -> dict[str, Any]:
+def local_in_fresh_process(data: Path, horizon: int = 1) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--local-only", str(data)],
+        [sys.executable, __file__, "--local-only", str(data), "--horizon", str(horizon)],
         check=True,
         capture_output=True,
         text=True,
@@ -116,16 +121,23 @@ def _peak_rss() -> int:
 
 
 def run_dask(
-    data: Path, out: Path, workers: int, memory_limit: str, partitions: int | None
+    data: Path,
+    out: Path,
+    workers: int,
+    memory_limit: str,
+    partitions: int | None,
+    horizon: int = 1,
 ) -> dict[str, Any]:
     """Evaluate on a LocalCluster started here; time (cluster start excluded), peak RSS of
     each worker process."""
     from distributed import Client, LocalCluster
 
     from pokewatch_core.engines.dask_engine import evaluate_on_dask
+    from pokewatch_core.evaluation.cutoffs import BacktestOptions
     from pokewatch_core.evaluation.spec import EvaluationSpec
 
-    spec = EvaluationSpec.build(MODEL, metrics=stateful_metrics())
+    options = BacktestOptions(horizon=horizon)
+    spec = EvaluationSpec.build(MODEL, metrics=stateful_metrics(), backtest=options)
     with (
         LocalCluster(
             n_workers=workers,
@@ -184,10 +196,11 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="1.5GiB")
     parser.add_argument("--partitions", type=int, default=None)
     parser.add_argument("--folder", type=Path, default=None, help="where to build (kept)")
+    parser.add_argument("--horizon", type=int, default=1, help="backtest at every date")
     parser.add_argument("--local-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.local_only:
-        print(json.dumps(run_local(args.local_only)))
+        print(json.dumps(run_local(args.local_only, args.horizon)))
         return
 
     import os
@@ -203,10 +216,13 @@ def main() -> None:
             rows = build(folder, cards, args.days)
             print(f"  {folder.name}: {rows} rows in {time.perf_counter() - t:.0f} s")
 
-    print("\n1. both engines on the panel both can hold")
-    local = local_in_fresh_process(small)
+    at = "" if args.horizon == 1 else f", every date at horizon {args.horizon}"
+    print(f"\n1. both engines on the panel both can hold{at}")
+    local = local_in_fresh_process(small, args.horizon)
     per_row = (local["peak_bytes"] - local["base_bytes"]) / local["rows"]
-    remote = run_dask(small, root / "frame-small", args.workers, args.memory_limit, None)
+    remote = run_dask(
+        small, root / "frame-small", args.workers, args.memory_limit, None, args.horizon
+    )
     assert same(local["metrics"], remote["metrics"]), "the engines disagree"
     print(
         f"  {local['rows']} rows: local {local['seconds']:.1f} s "
@@ -218,8 +234,10 @@ def main() -> None:
         "metrics agree to 1e-9"
     )
 
-    print(f"\n2. dask on the big panel, {args.workers} workers x {args.memory_limit}")
-    result = run_dask(big, root / "frame-big", args.workers, args.memory_limit, args.partitions)
+    print(f"\n2. dask on the big panel, {args.workers} workers x {args.memory_limit}{at}")
+    result = run_dask(
+        big, root / "frame-big", args.workers, args.memory_limit, args.partitions, args.horizon
+    )
     needed = local["base_bytes"] + per_row * result["rows"]
     print(
         f"  {result['rows']} rows in {result['seconds']:.0f} s "
@@ -233,6 +251,10 @@ def main() -> None:
         + f" (limit {args.memory_limit}); the local engine would need about {gib(needed)} "
         f"({per_row:.0f} bytes a row x {result['rows']} rows)"
     )
+    from dask.utils import parse_bytes
+
+    within = max(result["worker_peak_bytes"]) <= parse_bytes(args.memory_limit)
+    print(f"  every worker within its memory limit: {'yes' if within else 'no: MISSED'}")
     print(json.dumps({"small": {"local": local, "dask": remote}, "big": result}, default=str))
     if args.folder is None:
         shutil.rmtree(root, ignore_errors=True)

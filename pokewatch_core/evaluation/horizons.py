@@ -45,6 +45,8 @@ from pokewatch_core.evaluation.scoring import (
 from pokewatch_core.plugins.registry import describe
 from pokewatch_core.statistics import MetricValue, Statistic
 
+# horizons scored at once: each holds a frame of the table's length, so memory grows with it
+HORIZON_THREADS = 2
 SignalsOf = Callable[[np.ndarray[Any, Any], np.ndarray[Any, Any]], pd.Categorical]
 
 
@@ -153,9 +155,12 @@ def score_backtest(
     states: States = {}
     plain: dict[str, dict[Any, MetricValue]] = {}
     codes = np.full(forecasts.predicted.shape, -1, dtype=np.int8)
-    kept: list[pd.DataFrame] = []
-    for h in range(1, cutoffs.horizon + 1):
-        report(f"scoring horizon {h}")
+    # the history's own cards (no search), for the naive forecast from each cutoff
+    cards = None if cutoffs.one_step else index.card_codes(table[ID])
+    kept: dict[int, pd.DataFrame] = {}
+
+    def score_horizon(h: int) -> States:
+        """Horizon ``h``'s signals (into ``codes``) and the states of its forecasts."""
         mask = forecasts.targets(h)  # of the forecasts' rows
         rows = forecasts.table_rows(h)  # of the table
         predicted = forecasts.predicted[h - 1]
@@ -163,21 +168,30 @@ def score_backtest(
         decided = signals_of(market if rows is None else market[rows], chosen)
         codes[h - 1, slice(None) if mask is None else mask] = decided.codes
         naive = None
-        if not cutoffs.one_step:
-            cards = index.card_codes(table[ID])  # the history's own cards: no search
-            asof = forecasts.cutoff_days(h, mask)
+        if cards is not None:
             # the last price on or before the cutoff: a window mean of one price
+            asof = forecasts.cutoff_days(h, mask)
             naive = index.window_mean_on_days(cards if rows is None else cards[rows], asof, 1)
         frame = frame_of(table, rows, chosen, decided, naive, scale)
         if h == 1:
             first_frame(_whole(table, rows, chosen, decided))
-        _states(states, metrics, statistics, frame, history, partial(AtHorizon, horizon=h))
+        found: States = {}
+        _states(found, metrics, statistics, frame, history, partial(AtHorizon, horizon=h))
         if stateless:
-            for name, value in compute_metrics(stateless, frame).items():
-                plain.setdefault(name, {})[h] = value
-            kept.append(frame)
+            kept[h] = frame
+        return found
+
+    horizons = range(1, cutoffs.horizon + 1)
+    report(f"scoring horizon{'s 1-' if len(horizons) > 1 else ' '}{cutoffs.horizon}")
+    # two horizons at a time on two cores: numpy lets go of the GIL in the passes over them
+    with ThreadPoolExecutor(min(THREADS, HORIZON_THREADS, len(horizons))) as pool:
+        for found in pool.map(score_horizon, horizons):
+            states.update(found)
+    for h, frame in sorted(kept.items()):
+        for name, value in compute_metrics(stateless, frame).items():
+            plain.setdefault(name, {})[h] = value
     if stateless:
-        pooled = pd.concat(kept, ignore_index=True)
+        pooled = pd.concat([kept[h] for h in sorted(kept)], ignore_index=True)
         for name, value in compute_metrics(stateless, pooled).items():
             plain.setdefault(name, {})["pooled"] = value
         del kept, pooled
