@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
-from pokewatch_core.files import write_report_csv
+from pokewatch_core.files import temporary_directory, write_report_csv
 from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.lifecycle import FAILED_STAGE_TAG as FAILED_STAGE_TAG
@@ -512,7 +512,7 @@ def log_evaluation(
     run, enclosing, rename = _start_run(result, effective_uri, experiment_name, run_name, tags)
     lifecycle = run_lifecycle(run.info.run_id)
     try:
-        with lifecycle, tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+        with lifecycle, temporary_directory("run") as tmp:
             if enclosing is not None:
                 retry(_point_to, enclosing, run)
             logged = log_run_contents(
