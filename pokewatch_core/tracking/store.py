@@ -172,8 +172,27 @@ def reach_store(tracking_uri: str | None = None) -> Store:
     check_tracking_uri(uri)
     if uri is None:
         _check_default_store()
+        uri = _default_sqlite_store()
     check_reachable(uri)
     return Store(uri)
+
+
+def _default_sqlite_store() -> str | None:
+    """MLflow's default store, ``./mlflow.db``, named by its absolute path as it is, or None
+    (MLflow's own default) where MLflow's default is another store or the path holds ``%``,
+    ``?`` or ``#`` (which a URI cannot hold as they are). MLflow names it percent-encoded
+    (``sqlite:////x/a%20b/mlflow.db`` in a folder ``a b``), and every time it opens such a
+    store it creates the parent folder of the path *as encoded*: an empty ``a%20b/`` beside the
+    working folder. Not relative: MLflow keeps one database engine per URI for the life of
+    the process, so ``sqlite:///mlflow.db`` would stay the first folder's file after a
+    ``chdir``."""
+    import mlflow
+    from mlflow.utils.file_utils import path_to_local_sqlite_uri
+
+    path = os.path.abspath("mlflow.db")
+    if mlflow.get_tracking_uri() != path_to_local_sqlite_uri(path) or set("%?#") & set(path):
+        return None
+    return f"sqlite:///{path}"
 
 
 def use_store(tracking_uri: str | Store | None) -> str:
