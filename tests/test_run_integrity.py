@@ -85,8 +85,9 @@ def test_every_stage_that_fails_ends_the_run_failed_with_its_name(run_cli, store
 
     import mlflow.pyfunc
 
-    # the module itself: `mlflow.pyfunc` on the package is a lazy proxy
-    monkeypatch.setattr(sys.modules["mlflow.pyfunc"], "log_model", broken)
+    # the module itself: `mlflow.pyfunc` on the package is a lazy proxy; writing the model
+    # (mlflow.pyfunc.save_model, inside the logging of the model) fails as on a full disk
+    monkeypatch.setattr(sys.modules["mlflow.pyfunc"], "save_model", broken)
     result = run_cli("train", "--tracking-uri", store, "--data-path", str(_panel(Path.cwd())))
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
