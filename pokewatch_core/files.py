@@ -1,10 +1,17 @@
-"""Writing files so that a failure never leaves a half-written one behind."""
+"""Writing files so that a failure never leaves a half-written one behind, and temporary
+folders that a killed process does not leave behind for good."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import re
+import shutil
+import socket
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +77,99 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return text.strip() == text
+
+
+# Temporary folders: $TMPDIR/pokewatch-<kind>-<host>-<pid>-<start>-<random>. The name says which
+# process made it (the host, as a hash; the pid and the process's start time, so a reused pid
+# is not mistaken for the owner): a folder whose process is gone (kill -9 leaves it behind) is
+# removed by the next PokeWatch process that makes one.
+TEMP_PREFIX = "pokewatch-"
+_OWNED = re.compile(r"pokewatch-[a-z]+-([0-9a-f]{8})-(\d+)-(\d+)-[a-z0-9_]{8}")
+# Folders of earlier versions (no owner in the name: ``pokewatch-`` or ``pokewatch-dask-`` then
+# tempfile's 8 random characters, mode 0700), removed when untouched for a day.
+_UNOWNED = re.compile(r"pokewatch-(?:dask-|frames-)?[a-z0-9_]{8}")
+UNOWNED_STALE_SECONDS = 24 * 3600.0
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), or None where
+    unknown: with the pid it names one process, even after the pid is reused."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def _owner_prefix(kind: str) -> str:
+    pid = os.getpid()
+    return f"{TEMP_PREFIX}{kind}-{_host()}-{pid}-{process_start(pid) or 0}-"
+
+
+def temporary_folder(kind: str) -> str:
+    """A new temporary folder (``tempfile.mkdtemp``) named after this process; removes the
+    stale ones of dead processes first (:func:`reap_stale_folders`). ``kind``: lowercase
+    letters saying what it holds."""
+    reap_stale_folders()
+    return tempfile.mkdtemp(prefix=_owner_prefix(kind))
+
+
+def temporary_directory(kind: str) -> tempfile.TemporaryDirectory[str]:
+    """:func:`temporary_folder` as a ``tempfile.TemporaryDirectory`` (removed on exit)."""
+    reap_stale_folders()
+    return tempfile.TemporaryDirectory(prefix=_owner_prefix(kind))
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    except OverflowError:
+        return False  # no such pid
+    current = process_start(pid)
+    return start == "0" or current is None or current == start
+
+
+def reap_stale_folders(root: str | Path | None = None, now: float | None = None) -> list[Path]:
+    """Remove the temporary PokeWatch folders in ``root`` (default: the temporary directory)
+    that no live process owns: of this host and user, made by a process that is gone, or
+    nameless leftovers of earlier versions untouched for a day. Returns those removed; never
+    raises (a folder it cannot remove stays). One directory listing: cheap."""
+    folder = Path(root if root is not None else tempfile.gettempdir())
+    host, uid = _host(), os.getuid()
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+            continue
+        owned = _OWNED.fullmatch(entry.name)
+        if owned:
+            stale = owned[1] == host and not _alive(int(owned[2]), owned[3])
+        else:
+            stale = (
+                _UNOWNED.fullmatch(entry.name) is not None
+                and stat.S_IMODE(info.st_mode) == 0o700
+                and now - info.st_mtime > UNOWNED_STALE_SECONDS
+            )
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.exists(entry.path):
+                removed.append(Path(entry.path))
+    return removed

@@ -118,6 +118,24 @@ def environment_with_installed_plugins() -> dict[str, str]:
     return env
 
 
+def environment_of_linked_venv(env: Path) -> dict[str, str]:
+    """``os.environ`` for a process of a :func:`linked_venv`: it sees the plugins installed in
+    the venv itself, and none of those the user installed in the project's environment (which
+    the venv links), so a test of "a fresh environment" holds whatever else is installed."""
+    from importlib import metadata
+
+    site = next((env / "lib").glob("python3*/site-packages"))
+    own = {
+        ep.name
+        for dist in metadata.distributions(path=[str(site)])
+        for ep in dist.entry_points
+        if ep.group == "pokewatch"
+    }
+    out = environment_with_installed_plugins()
+    out["POKEWATCH_DISABLE_PLUGINS"] = ",".join(n for n in third_party_plugins() if n not in own)
+    return out
+
+
 # Hypothesis' per-example deadline measures the machine, not the code: on a busy shared
 # machine it fails correct tests. The suite's own timings are watched with --durations.
 settings.register_profile("pokewatch", deadline=None)

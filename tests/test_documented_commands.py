@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -121,27 +123,115 @@ def test_readme_train_examples_as_printed(run_cli, scratch):
     assert "Registered: models:/pokewatch_ma@challenger (version 2)" in result.stdout
 
 
+def write_plugin_folder(folder: Path, pyproject_extra: str = "") -> None:
+    """The plugin of docs/plugins.md's "A minimal plugin", from the docs' own blocks: an empty
+    ``my_plugin/__init__.py``, ``my_plugin/plugin.py`` and ``pyproject.toml`` (plus
+    ``pyproject_extra``, a block the docs say to add)."""
+    plugin = next(
+        b for b in code_blocks("docs/plugins.md", "python") if "# my_plugin/plugin.py" in b
+    )
+    (pyproject,) = [b for b in code_blocks("docs/plugins.md", "toml") if "[project]" in b]
+    (folder / "my_plugin").mkdir(parents=True)
+    (folder / "my_plugin" / "__init__.py").write_text("")
+    (folder / "my_plugin" / "plugin.py").write_text(plugin)
+    (folder / "pyproject.toml").write_text(pyproject + pyproject_extra)
+
+
+def uv_environment() -> dict[str, str]:
+    """The environment of a user's shell: no active virtual environment, project or MLflow
+    settings of the suite's, and the plugins installed where a command runs are seen."""
+    return {
+        k: v
+        for k, v in environment_with_installed_plugins().items()
+        if not k.startswith(("MLFLOW_", "VIRTUAL_ENV", "UV_PROJECT"))
+    }
+
+
+def run_block(block: str, cwd: Path) -> str:
+    """A documented shell block, run as printed by bash (stop at the first failing line);
+    its output."""
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd, env=uv_environment(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.mark.slow  # builds a virtual environment and installs pokewatch into it
+def test_plugin_install_into_a_checkout_as_printed(tmp_path):
+    """docs/plugins.md, "Install it into your PokeWatch checkout", run as printed in a new,
+    isolated environment: a ``pokewatch`` folder whose ``.venv`` holds only pokewatch (built
+    from this checkout) and its dependencies, the plugin folder beside it."""
+    (block,) = [b for b in code_blocks("docs/plugins.md", "bash") if "uv pip install -e" in b]
+    assert block.splitlines()[0].startswith("cd pokewatch ")
+    write_plugin_folder(tmp_path / "my-plugin")
+    checkout = tmp_path / "pokewatch"
+    checkout.mkdir()
+    uv = shutil.which("uv")
+    assert uv, "uv is how the project is installed (README); CI installs it"
+    env = uv_environment()
+    venv = checkout / ".venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True)
+    installed = subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(ROOT)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    out = run_block(block, tmp_path)
+    assert "last_price (my-plugin 0.1.0)" in out
+    assert re.search(r"^Run [0-9a-f]{32} logged", out, re.M)
+    (run,) = all_runs(f"sqlite:///{checkout / 'mlflow.db'}")
+    assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
+    # nothing but pokewatch's own dependencies and the plugin: no pip, no project's packages
+    listed = subprocess.run(
+        [uv, "pip", "list", "--python", str(venv / "bin" / "python"), "--format", "json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    names = {p["name"] for p in json.loads(listed.stdout)}
+    assert "my-plugin" in names and "pip" not in names and "pytest" not in names
+
+    # the template builds whatever the distribution is called (the docs' `packages` line)
+    renamed = tmp_path / "renamed"
+    write_plugin_folder(renamed)
+    text = (renamed / "pyproject.toml").read_text()
+    (renamed / "pyproject.toml").write_text(text.replace('"my-plugin"', '"pokewatch-last-price"'))
+    built = subprocess.run(
+        [uv, "build", "-q", "--wheel", "--out-dir", str(tmp_path / "dist"), str(renamed)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("pokewatch_last_price-0.1.0-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "my_plugin/plugin.py" in archive.namelist()
+
+
+@pytest.mark.slow  # resolves and installs a uv project
+def test_plugin_in_a_uv_project_as_printed(tmp_path):
+    """docs/plugins.md, "In a uv project of your own": the printed commands beside the
+    checkout (../pokewatch) and the plugin folder; `uv sync` keeps the plugin."""
+    (block,) = [b for b in code_blocks("docs/plugins.md", "bash") if "uv add --editable" in b]
+    (tmp_path / "pokewatch").symlink_to(ROOT, target_is_directory=True)
+    write_plugin_folder(tmp_path / "my-plugin")
+    out = run_block(block, tmp_path)
+    assert "last_price (my-plugin 0.1.0)" in out
+    project = tmp_path / "my-analysis"
+    again = run_block("uv sync -q && uv run pokewatch plugins", project)
+    assert "last_price (my-plugin 0.1.0)" in again
+    assert (project / ".venv").is_dir() and not os.path.exists(ROOT / "my-analysis")
+
+
 @pytest.mark.slow
 def test_plugin_author_flow_in_a_new_folder(tmp_path):
     """docs/plugins.md, "From an empty folder, with uv": a new project beside the checkout
     (../pokewatch), its files as printed, then the printed commands."""
     (block,) = [b for b in code_blocks("docs/plugins.md", "bash") if "mkdir my-plugin" in b]
-    (pyproject,) = [b for b in code_blocks("docs/plugins.md", "toml") if "[project]" in b]
-    plugin = next(
-        b for b in code_blocks("docs/plugins.md", "python") if "# my_plugin/plugin.py" in b
-    )
+    (sources,) = [b for b in code_blocks("docs/plugins.md", "toml") if "[tool.uv.sources]" in b]
     (tmp_path / "pokewatch").symlink_to(ROOT, target_is_directory=True)
     assert block.splitlines()[0] == "mkdir my-plugin && cd my-plugin"
     project = tmp_path / "my-plugin"
-    (project / "my_plugin").mkdir(parents=True)
-    (project / "my_plugin" / "__init__.py").write_text("")
-    (project / "my_plugin" / "plugin.py").write_text(plugin)
-    (project / "pyproject.toml").write_text(pyproject)
-    env = {
-        k: v
-        for k, v in environment_with_installed_plugins().items()
-        if not k.startswith(("MLFLOW_", "VIRTUAL_ENV", "UV_PROJECT"))
-    }
+    write_plugin_folder(project, "\n" + sources)
+    env = uv_environment()
     lines = commands(block, "uv run")
     assert lines == [
         "uv run pokewatch plugins",

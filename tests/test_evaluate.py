@@ -149,3 +149,50 @@ def test_the_error_histogram_shows_the_bulk_not_one_spike():
     assert low - 1e-9 <= min(edges) and max(edges) <= high + 1e-9
     assert "rows outside the 1st-99th percentile not shown" in ax.get_title()
     assert "$" not in ax.get_xlabel()
+
+
+def _edge_panel() -> pd.DataFrame:
+    """The embedded sample with a card of one row and a card whose price never moves, on
+    dates of the sample."""
+    from pokewatch_core import embedded_sample_path, load_prices
+
+    sample = load_prices(embedded_sample_path())[["card_id", "date", "market_price"]]
+    dates = sorted(sample["date"].unique())
+    one = pd.DataFrame({"card_id": ["one_row"], "date": [dates[-10]], "market_price": [3.5]})
+    flat = pd.DataFrame({"card_id": "flat", "date": dates[-30:], "market_price": 12.0})
+    return pd.concat([sample, one, flat], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"test_start": "2025-10-01"}, {"horizon": 3, "windows": 2, "step": 3}],
+    ids=["one-step", "test-start", "backtest"],
+)
+def test_a_successful_evaluation_raises_no_runtime_warning(options):
+    """NaN is the honest answer where a figure is undefined (a card of one row, a price
+    that never moves, a card with no row after the test start): it comes without numpy's
+    "invalid value" / "divide by zero" warnings."""
+    import warnings
+
+    from pokewatch_core import embedded_sample_path
+
+    for data in (embedded_sample_path(), _edge_panel()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            result = evaluate("baseline_moving_average", data, **options)
+        assert np.isfinite(result.metrics["rmse"])
+
+
+def test_a_successful_train_warns_nothing(run_cli, store, tmp_path):
+    """`pokewatch train` on the edge panel, logging included (summary, plots, tables,
+    model): no RuntimeWarning, and nothing on stderr."""
+    import warnings
+
+    _edge_panel().to_parquet(tmp_path / "edge.parquet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_cli("train", "--data-path", str(tmp_path / "edge.parquet"),
+                         "--tracking-uri", store, "--test-start", "2025-10-01")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert result.stderr == ""

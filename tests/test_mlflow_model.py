@@ -203,6 +203,42 @@ def test_no_pickle_and_no_project_files_in_the_logged_model(logged, tmp_path):
         del os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"]
 
 
+def test_the_mlmodel_names_no_path_of_the_machine_that_logged_it(logged, tmp_path):
+    """MLflow recorded where the code file (this checkout) and each artifact (a temporary
+    folder) were copied from; it reads neither back. Only ``artifact_path``, MLflow's record
+    of where the store keeps the model, names a place."""
+    import tempfile
+
+    import mlflow
+    import yaml
+
+    _, run, _ = logged
+    local = Path(mlflow.artifacts.download_artifacts(run.model_uri, dst_path=str(tmp_path)))
+    meta = yaml.safe_load((local / "MLmodel").read_text())
+    meta.pop("artifact_path")
+
+    def strings(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    root = str(Path(__file__).resolve().parents[1])
+    places = [
+        s for s in strings(meta)
+        if os.path.isabs(s) or root in s or tempfile.gettempdir() in s or "pokewatch-" in s
+    ]  # fmt: skip
+    assert places == []
+    flavor = meta["flavors"]["python_function"]
+    assert flavor["model_code_path"] == "pyfunc.py"
+    assert {a["path"] for a in flavor["artifacts"].values()} == {
+        "artifacts/pokewatch_model.json",
+        "artifacts/history.parquet",
+    }
+    assert mlflow.pyfunc.load_model(str(local)).metadata.signature is not None  # still loads
+
+
 def test_registered_twice_moves_the_alias(logged):
     import mlflow
     from mlflow.tracking import MlflowClient

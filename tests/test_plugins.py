@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import environment_with_installed_plugins, third_party_plugins
+from tests.conftest import environment_of_linked_venv, third_party_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pokewatch-ewma"
@@ -274,7 +274,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(
         capture_output=True,
         text=True,
         check=True,
-        env=environment_with_installed_plugins(),
+        env=environment_of_linked_venv(example_env),
     )
     (plugin,) = json.loads(listing.stdout)["plugins"]
     assert (plugin["name"], plugin["distribution"], plugin["version"]) == (
@@ -309,7 +309,7 @@ def test_example_plugin_is_discovered_from_its_installed_distribution(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=environment_with_installed_plugins(),
+        env=environment_of_linked_venv(example_env),
     )
     assert proc.returncode == 0, proc.stderr
     from tests.conftest import all_runs
@@ -335,7 +335,7 @@ def test_example_plugin_own_tests_pass(example_env):
         capture_output=True,
         text=True,
         cwd=EXAMPLE,
-        env=environment_with_installed_plugins(),
+        env=environment_of_linked_venv(example_env),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout

@@ -85,8 +85,9 @@ def test_every_stage_that_fails_ends_the_run_failed_with_its_name(run_cli, store
 
     import mlflow.pyfunc
 
-    # the module itself: `mlflow.pyfunc` on the package is a lazy proxy
-    monkeypatch.setattr(sys.modules["mlflow.pyfunc"], "log_model", broken)
+    # the module itself: `mlflow.pyfunc` on the package is a lazy proxy; writing the model
+    # (mlflow.pyfunc.save_model, inside the logging of the model) fails as on a full disk
+    monkeypatch.setattr(sys.modules["mlflow.pyfunc"], "save_model", broken)
     result = run_cli("train", "--tracking-uri", store, "--data-path", str(_panel(Path.cwd())))
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
@@ -222,9 +223,14 @@ def test_run_of_a_killed_process_is_healed_by_the_next_command(tmp_path):
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     proc = _start_training(tmp_path, uri)
     run = _wait_for_running_run(uri, proc)
+    deadline = time.monotonic() + 120  # until it logs through its temporary folder
+    while not list((tmp_path / "tmp").glob("pokewatch-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.kill()
     proc.wait(timeout=60)
     assert all_runs(uri)[0].info.status == "RUNNING"
+    left = list((tmp_path / "tmp").glob("pokewatch-*"))
+    assert left  # nothing runs in a process killed with SIGKILL
     compare = subprocess.run(
         [str(EXE), "compare", "--tracking-uri", uri],
         cwd=tmp_path,
@@ -239,6 +245,56 @@ def test_run_of_a_killed_process_is_healed_by_the_next_command(tmp_path):
     (after,) = all_runs(uri)
     assert after.info.status == "FAILED"
     assert after.data.tags["pokewatch.abandoned"] == "true"
+    # the next command that makes a temporary folder removes those the killed one left
+    train = subprocess.run(
+        [str(EXE), "train", "--tracking-uri", uri, "--data-path", str(_panel(tmp_path))],
+        cwd=tmp_path, env=_env(TMPDIR=str(tmp_path / "tmp")), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert [p for p in left if p.exists()] == []
+    assert list((tmp_path / "tmp").glob("pokewatch-*")) == []
+
+
+def test_temporary_folders_of_dead_processes_are_reaped_and_no_others(tmp_path, monkeypatch):
+    """kill -9 leaves a process's $TMPDIR/pokewatch-* folders behind: the next one that makes
+    a temporary folder removes them, and only them."""
+    import tempfile
+
+    from pokewatch_core.files import reap_stale_folders, temporary_directory, temporary_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = subprocess.run(  # a process that makes a folder and ends without removing it
+        [sys.executable, "-c", "from pokewatch_core.files import temporary_folder as t\n"
+         "print(t('run'))"],
+        env=_env(TMPDIR=str(tmp_path)), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    dead = Path(made.stdout.strip())
+    assert dead.parent == tmp_path and dead.is_dir() and dead.name.startswith("pokewatch-run-")
+    (dead / "predictions.parquet").write_bytes(b"x" * 1000)
+    _, host, pid, start, rand = dead.name.removeprefix("pokewatch-").split("-")
+    mine = Path(temporary_folder("dask"))  # this process's: alive
+    assert dead.exists() is False  # making it removed the dead process's folder
+    other_host = "ffffffff" if host != "ffffffff" else "eeeeeeee"
+    elsewhere = tmp_path / f"pokewatch-run-{other_host}-{pid}-{start}-{rand}"  # not this host's
+    reused = tmp_path / f"pokewatch-run-{host}-{os.getpid()}-1-{rand}"  # pid reused since
+    old = tmp_path / "pokewatch-ab12cd_9"  # an earlier version's, untouched for two days
+    recent = tmp_path / "pokewatch-zz12cd_9"  # an earlier version's, recent
+    checkout = tmp_path / "pokewatch-checkout"  # a folder of the user's, 0755
+    frames = tmp_path / "pokewatch-frame-ab12cd_9"  # the caller's evaluation frame (scaling.md)
+    for folder in (elsewhere, reused, old, recent, frames):
+        folder.mkdir(mode=0o700)
+    checkout.mkdir(mode=0o755)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for folder in (old, checkout, frames):
+        os.utime(folder, (two_days_ago, two_days_ago))
+    removed = reap_stale_folders()
+    assert sorted(removed) == sorted([reused, old])
+    assert all(p.is_dir() for p in (mine, elsewhere, recent, checkout, frames))
+    with temporary_directory("run") as tmp:  # removed on exit, as tempfile's
+        assert Path(tmp).name.startswith(f"pokewatch-run-{host}-{os.getpid()}-")
+    assert not Path(tmp).exists()
+    assert reap_stale_folders(tmp_path / "no-such-folder") == []
 
 
 def test_running_run_of_a_live_process_is_left_alone(run_cli, store, tmp_path):

@@ -65,8 +65,8 @@ def test_the_logged_model_is_named_by_the_model():
 @pytest.mark.slow  # a new default store: a few seconds of migrations
 def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, monkeypatch):
     """MLflow writes the default store of a folder whose path has a space percent-encoded
-    (sqlite:////a%20b/mlflow.db): the lock, healing and the gate find the real file (MLflow
-    itself still makes an empty `a%20b/` folder beside it when it opens such a store)."""
+    (sqlite:////a%20b/mlflow.db): the lock, healing and the gate find the real file, and
+    nothing is made beside the folder."""
     import re
 
     folder = tmp_path / "a b"
@@ -82,7 +82,47 @@ def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, mo
     )  # fmt: skip
     assert gated.exit_code == 0, gated.stderr
     assert (folder / "mlflow.db.lock").exists()
-    assert not (tmp_path / "a%20b" / "mlflow.db.lock").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["a b"]  # no a%20b/
+
+
+def test_no_percent_encoded_folder_appears_beside_a_working_folder_mlflow_encodes(
+    run_cli, tmp_path, monkeypatch, empty_store_file
+):
+    """MLflow names the default store of a folder ``a b`` ``sqlite:////…/a%20b/mlflow.db`` and,
+    opening it, created the parent of that path as written: an empty ``a%20b/`` beside the
+    folder. No command leaves anything beside the working folder (a space, ``@`` and ``=`` in
+    its name: each is percent-encoded), and the runs land in its ./mlflow.db."""
+    import re
+    import shlex
+    import shutil
+
+    folder = tmp_path / "a b@c=d"
+    folder.mkdir()
+    shutil.copyfile(empty_store_file, folder / "mlflow.db")  # no migrations: a quick test
+    make_panel(cards=3, days=12, seed=1).to_csv(folder / "small.csv", index=False)
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = ["--data-path", "small.csv"]
+    trained = run_cli("train", *data, "--register-model", "cards")
+    assert trained.exit_code == 0, trained.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+    uri = f"sqlite:///{folder / 'mlflow.db'}"  # the path as it is, not percent-encoded
+    assert f"at {uri}" in trained.stdout
+    ui = next(line for line in trained.stdout.splitlines() if "mlflow ui" in line)
+    assert shlex.split(ui.split(": ", 1)[1])[-2:] == ["--backend-store-uri", uri]  # pasteable
+    run_id = re.search(r"Run (\w+) logged", trained.stdout).group(1)
+    commands = [
+        ["compare", "--metric", "rmse"],
+        ["gate", "--candidate", run_id, "--champion", "models:/cards@champion",
+         "--rule", "rmse<=1.02*champion"],
+        ["sweep", *data, "-p", "window_size=2,3", "--metric", "rmse"],
+    ]  # fmt: skip
+    for args in commands:
+        result = run_cli(*args)
+        assert result.exit_code == 0, f"{args}\n{result.stderr}"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name], args
+    assert len(all_runs(uri)) == 1 + 1 + 2
+    assert (folder / "mlruns").is_dir()  # the artifacts, in the folder itself
 
 
 @pytest.mark.parametrize(

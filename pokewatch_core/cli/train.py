@@ -5,6 +5,7 @@ front door (an ``EvaluationSpec``, an engine from ``EngineOptions``, ``log_evalu
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -256,8 +257,9 @@ def _report_training(
     if logged.tracking_uri.startswith(("http://", "https://")):
         echo(f"Open the MLflow UI: {logged.tracking_uri.rstrip('/')}/{runs_page}")
     else:
-        command = f"{runner_prefix()}mlflow ui --backend-store-uri {logged.tracking_uri}"
-        echo(f"Open the MLflow UI: {command}")
+        uri = shlex.quote(logged.tracking_uri)  # a path with a space: still one argument
+        command = f"{runner_prefix()}mlflow ui --backend-store-uri {uri}"
+        echo(f"Open the MLflow UI: {printable(command)}")
         echo(f"  then the runs: http://127.0.0.1:5000/{runs_page}")
 
 

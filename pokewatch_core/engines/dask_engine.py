@@ -46,6 +46,7 @@ from pokewatch_core.evaluation.scoring import (
     merge_states,
     metric_statistics,
 )
+from pokewatch_core.files import temporary_folder
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -169,7 +170,7 @@ class DaskEngine(Engine):
                 _client(self.scheduler, self.workers, self.memory_limit)
             )
             if self.frame_dir is None:
-                root = Path(tempfile.mkdtemp(prefix="pokewatch-frames-"))
+                root = Path(temporary_folder("frames"))
                 stack.callback(shutil.rmtree, root, ignore_errors=True)
             else:
                 root = self.frame_dir  # made when a frame first goes into it
@@ -551,7 +552,7 @@ def local_scheduler(workers: int | None = None, memory_limit: str | None = None)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     # the workers' spill and scratch files in a temporary folder, not ./dask-scratch-space
-    scratch = tempfile.mkdtemp(prefix="pokewatch-dask-")
+    scratch = temporary_folder("dask")
     try:
         try:
             cluster = _local_cluster(workers, memory_limit, scratch)

@@ -21,7 +21,6 @@ never by ``import pokewatch_core``.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from pokewatch_core.data.tables import DATE, ID, PRICE
 from pokewatch_core.defaults import DEFAULT_POLICY
 from pokewatch_core.errors import ConfigError, DataError
 from pokewatch_core.evaluation.runner import EvaluationResult, score_predictions
+from pokewatch_core.files import temporary_directory
 
 MODEL_TYPE = "pokewatch"
 FAIR_PRICE = "fair_price"
@@ -121,7 +121,7 @@ def log_scored(result: EvaluationResult, run_id: str, source: str) -> dict[str, 
 
     client = MlflowClient()
     retry(client.log_batch, run_id, metrics=metric_entities(result.metrics))
-    with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+    with temporary_directory("eval") as tmp:
         paths = log_artifacts(result, run_id, Path(tmp), source)
     base = client.get_run(run_id).info.artifact_uri.rstrip("/")
     kinds = {".png": ImageEvaluationArtifact, ".csv": CsvEvaluationArtifact}

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+import types
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pokewatch_core.card_ids import codes_of
 from pokewatch_core.data.tables import DATE, ID, PREDICTED, PRICE, SIGNAL
 from pokewatch_core.errors import ConfigError, TrackingError
-from pokewatch_core.files import write_report_csv
+from pokewatch_core.files import temporary_directory, write_report_csv
 from pokewatch_core.plugins.registry import get_plugins
 from pokewatch_core.tracking.fair_price import FAIR
 from pokewatch_core.tracking.lifecycle import FAILED_STAGE_TAG as FAILED_STAGE_TAG
@@ -137,6 +138,26 @@ def _environment(**values: str) -> Iterator[None]:
 NO_UV_FILES = {"MLFLOW_UV_AUTO_DETECT": "false", "MLFLOW_LOG_UV_FILES": "false"}
 
 
+def _save_portable_pyfunc(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+    """``mlflow.pyfunc.save_model``, then the MLmodel without the paths of the machine that
+    logged it: MLflow records where the code file (the checkout or site-packages) and each
+    artifact (a temporary folder) were copied from, and reads neither back (it loads both by
+    their place in the model folder)."""
+    import mlflow
+
+    mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+    flavor = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME]
+    for artifact in (flavor.get("artifacts") or {}).values():
+        artifact.pop("uri", None)
+    if flavor.get("model_code_path"):
+        flavor["model_code_path"] = os.path.basename(flavor["model_code_path"])
+    mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+# A flavor for ``mlflow.models.Model.log``: anything with ``save_model``.
+PORTABLE_PYFUNC = types.SimpleNamespace(save_model=_save_portable_pyfunc)
+
+
 def _log_model(result: EvaluationResult, workdir: Path, description: str) -> Any:
     """Log the model as an MLflow pyfunc (models-from-code) with the run's description."""
     import mlflow
@@ -150,7 +171,10 @@ def _log_model(result: EvaluationResult, workdir: Path, description: str) -> Any
     example_cards = [str(cards[c]) for c in pd.unique(codes[:10_000])[:3]]
     with _environment(**NO_UV_FILES):
         info = retry(
-            mlflow.pyfunc.log_model,
+            mlflow.models.Model.log,  # what mlflow.pyfunc.log_model calls, with our flavor
+            artifact_path=None,
+            flavor=PORTABLE_PYFUNC,
+            flavor_name="pyfunc.ModelFromCode",  # the LoggedModel's flavor, as log_model's
             name=model_artifact_name(result.model),
             python_model=str(MODEL_CODE),
             artifacts={k: str(v) for k, v in files.items()},
@@ -512,7 +536,7 @@ def log_evaluation(
     run, enclosing, rename = _start_run(result, effective_uri, experiment_name, run_name, tags)
     lifecycle = run_lifecycle(run.info.run_id)
     try:
-        with lifecycle, tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+        with lifecycle, temporary_directory("run") as tmp:
             if enclosing is not None:
                 retry(_point_to, enclosing, run)
             logged = log_run_contents(

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pokewatch_core.defaults import DEFAULT_EXPERIMENT
 from pokewatch_core.errors import ConfigError, TrackingError
+from pokewatch_core.files import process_start
 from pokewatch_core.interrupts import check_interrupted
 
 NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for runs and experiments
@@ -171,8 +172,27 @@ def reach_store(tracking_uri: str | None = None) -> Store:
     check_tracking_uri(uri)
     if uri is None:
         _check_default_store()
+        uri = _default_sqlite_store()
     check_reachable(uri)
     return Store(uri)
+
+
+def _default_sqlite_store() -> str | None:
+    """MLflow's default store, ``./mlflow.db``, named by its absolute path as it is, or None
+    (MLflow's own default) where MLflow's default is another store or the path holds ``%``,
+    ``?`` or ``#`` (which a URI cannot hold as they are). MLflow names it percent-encoded
+    (``sqlite:////x/a%20b/mlflow.db`` in a folder ``a b``), and every time it opens such a
+    store it creates the parent folder of the path *as encoded*: an empty ``a%20b/`` beside the
+    working folder. Not relative: MLflow keeps one database engine per URI for the life of
+    the process, so ``sqlite:///mlflow.db`` would stay the first folder's file after a
+    ``chdir``."""
+    import mlflow
+    from mlflow.utils.file_utils import path_to_local_sqlite_uri
+
+    path = os.path.abspath("mlflow.db")
+    if mlflow.get_tracking_uri() != path_to_local_sqlite_uri(path) or set("%?#") & set(path):
+        return None
+    return f"sqlite:///{path}"
 
 
 def use_store(tracking_uri: str | Store | None) -> str:
@@ -360,16 +380,6 @@ def tracking_client(tracking_uri: str | Store | None) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, from /proc), or None where
-    unknown: with the pid it names one process, even after the pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
-
-
 RESERVED_TAG_PREFIXES = ("mlflow.", "pokewatch.")
 
 
@@ -411,7 +421,7 @@ def check_run_name(run_name: str | None) -> None:
 def run_owner_tags() -> dict[str, str]:
     """Tags naming the process that owns a run: host, pid and the process's start time."""
     tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-    start = _process_start(os.getpid())
+    start = process_start(os.getpid())
     if start is not None:
         tags[PID_START_TAG] = start
     return tags
@@ -429,7 +439,7 @@ def _owner_alive(tags: dict[str, str]) -> bool:
     except PermissionError:
         pass  # exists, owned by another user
     recorded = tags.get(PID_START_TAG)
-    current = _process_start(pid)
+    current = process_start(pid)
     return recorded is None or current is None or recorded == current
 
 

@@ -15,7 +15,6 @@ children FINISHED and the parent KILLED (FAILED on an error), tagged with the st
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from pokewatch_core.errors import ConfigError
 from pokewatch_core.evaluation.cutoffs import BacktestOptions
 from pokewatch_core.evaluation.horizon_keys import check_horizon_key, metric_of_key
 from pokewatch_core.evaluation.spec import parse_test_start
-from pokewatch_core.files import write_report_csv
+from pokewatch_core.files import temporary_directory, write_report_csv
 from pokewatch_core.sweeps.grid import check_grid, combinations
 from pokewatch_core.sweeps.plan import (
     SweepPlan,
@@ -329,7 +328,7 @@ def _log_full_child(children: _Children, trial: Trial) -> str:
     run_id = str(run.info.run_id)
     with (
         children.sweep.child(run_id) as lifecycle,
-        tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp,
+        temporary_directory("run") as tmp,
     ):
         log_run_contents(result, run, Path(tmp), children.data_source, lifecycle)
     return run_id
@@ -344,7 +343,7 @@ def _log_ranking(
 
     table = ranking(outcome.trials, metric, greater_is_better)
     table.insert(2, "run_id", table["trial"].map(outcome.child_run_ids))
-    with tempfile.TemporaryDirectory(prefix="pokewatch-") as tmp:
+    with temporary_directory("sweep") as tmp:
         path = Path(tmp) / "sweep.csv"
         write_report_csv(table, path)
         retry(MlflowClient().log_artifact, parent_id, str(path), "tables")
