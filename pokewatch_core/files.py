@@ -13,11 +13,12 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pokewatch_core.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported by the callers that write tables, not at start-up
+    import pandas as pd
 
 
 def atomic_write_table(frame: pd.DataFrame, output: Path) -> None:

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import numpy as np
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and pandas are imported on first use, not at start-up
+    import numpy as np
     import pandas as pd
 
 S = TypeVar("S")
@@ -101,6 +100,8 @@ SLICED_GROUPS = 512  # up to this many groups, ``group_sums`` sums each slice ap
 
 def group_rows(starts: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The group of each row, for the groups ``starts`` of ``Statistic.compute_groups``."""
+    import numpy as np
+
     bounds: np.ndarray[Any, np.dtype[np.int64]] = np.asarray(starts, dtype=np.int64)
     sizes = bounds[1:] - bounds[:-1]
     rows: np.ndarray[Any, np.dtype[np.int64]] = np.repeat(np.arange(len(sizes)), sizes)
@@ -112,6 +113,8 @@ def group_sums(
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
     """The sum of ``values`` (booleans count; None: 1 per row) over the rows of each group
     ``starts`` of ``Statistic.compute_groups`` (groups are slices: no scatter)."""
+    import numpy as np
+
     bounds = np.asarray(starts, dtype=np.int64)
     sizes = (bounds[1:] - bounds[:-1]).astype(np.float64)
     if values is None:

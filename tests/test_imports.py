@@ -16,19 +16,22 @@ def _modules_after(code: str) -> set[str]:
     return set(out.rpartition("-- modules --")[2].split())  # not the words of printed help
 
 
-def test_import_pokewatch_core_does_not_import_mlflow_or_pandas():
+def test_import_pokewatch_core_does_not_import_mlflow_pandas_or_numpy():
     modules = _modules_after("import pokewatch_core")
     assert "mlflow" not in modules
     assert "pandas" not in modules
+    assert "numpy" not in modules
 
 
-def test_help_does_not_import_mlflow():
+def test_help_does_not_import_mlflow_pandas_or_numpy():
+    # `pokewatch --help` answers in a fraction of a second (benchmarks/run.py, start-up)
     code = (
         "from pokewatch_core.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "try:\n    main(['train', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
     )
-    assert "mlflow" not in _modules_after(code)
+    modules = _modules_after(code)
+    assert not {"mlflow", "pandas", "numpy"} & modules, {"mlflow", "pandas", "numpy"} & modules
 
 
 def test_evaluate_does_not_import_mlflow():
