@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import DATA, goal, panel  # benchmarks/run.py: the same panel
+from run import dense_panel, goal, panel  # benchmarks/run.py: the same panels
 
 MODEL = "baseline_moving_average"
 WINDOW = 3
@@ -53,27 +53,6 @@ PEER_METRICS = ["rmse", "mae", "mape"]
 NIXTLA = {"card_id": "unique_id", "date": "ds", "market_price": "y"}
 KEY = ["card_id", "cutoff", "date"]
 TOL = 1e-9
-
-
-def dense_panel(cards: int, days: int) -> Path:
-    """``panel(cards, days)`` made dense: every card priced on every date, a missing day or
-    price carrying the card's last price (the first day's, if missing, the next one's)."""
-    path = DATA / f"panel_{cards}x{days}_dense.parquet"
-    if not path.exists():
-        raw = pd.read_parquet(panel(cards, days), columns=["card_id", "date", "market_price"])
-        wide = raw.pivot(index="date", columns="card_id", values="market_price")
-        dates = pd.date_range(wide.index.min(), wide.index.max(), freq="D")
-        wide = wide.reindex(dates).ffill().bfill()
-        ids = wide.columns.astype(str)
-        out = pd.DataFrame(
-            {
-                "card_id": pd.Categorical(np.repeat(ids, len(dates)), categories=ids),
-                "date": np.tile(dates.values.astype("datetime64[ns]"), len(ids)),
-                "market_price": wide.to_numpy().T.ravel(),
-            }
-        )
-        out.to_parquet(path, index=False)
-    return path
 
 
 # --- 1. windows against statsforecast + utilsforecast ------------------------------------
