@@ -25,7 +25,7 @@ import contextlib
 from types import TracebackType
 
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.tracking.store import retry
+from pokewatch_core.tracking.store import retry, server_calls
 
 FAILED_STAGE_TAG = "pokewatch.failed_stage"
 FIRST_STAGE = "params"
@@ -150,7 +150,7 @@ def _stop_run(run_id: str, status: str, stage: str) -> bool:
         retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
         retry(client.set_terminated, run_id, status, interruptible=False)
         recorded = True
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), server_calls():  # a server gone: one short attempt
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run_id:  # never someone else's run
             mlflow.end_run(status=status)

@@ -482,6 +482,8 @@ def describe_failure(exc: BaseException, places: Places | None = None) -> str:
                 return f"{_unwritable(Path(os.fsdecode(current.filename)))} is not writable"
         current = current.__cause__ or current.__context__
     text = " ".join(str(exc).split())
+    if isinstance(exc, TrackingError):  # PokeWatch's own line, such as a server gone
+        return text
     if "No space left on device" in text or "database or disk is full" in text:
         return f"No space left on device{full_places(None, places or [])}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -674,7 +676,7 @@ def _incomplete(
         status = f"is incomplete and marked {lifecycle.status}"
     else:
         status = (
-            "is incomplete and could not be marked FAILED (the store did not answer): it "
+            "is incomplete and could not be marked FAILED (the store did not record it): it "
             "stays RUNNING until the next `pokewatch train` or `compare` on this host heals it"
         )
     return TrackingError(
