@@ -122,7 +122,10 @@ def _train(run_cli, url: str):
     return result, time.monotonic() - started
 
 
-@pytest.mark.parametrize("mode", ["stall", "close"])
+@pytest.mark.parametrize(
+    "mode",
+    [pytest.param("stall", marks=pytest.mark.slow), "close"],  # a stall waits WAIT seconds
+)
 def test_a_server_that_stops_answering_mid_run_is_given_up_on_in_bounded_time(
     run_cli, stand_in, mode
 ):
@@ -146,6 +149,7 @@ def test_a_server_that_stops_answering_mid_run_is_given_up_on_in_bounded_time(
     assert took < WAIT + 4  # the evaluation and the stand-in's answers take about a second
 
 
+@pytest.mark.slow  # waits WAIT seconds
 def test_a_server_that_answers_only_health_is_given_up_on_before_a_run(run_cli, stand_in):
     server = stand_in("stall", starts_runs=False)
     result, took = _train(run_cli, server.url)
