@@ -182,6 +182,8 @@ MUTABLE_STATE = {
     ("plugins/registry.py", "_loaded"): "the process's plugin registry, loaded once",
     ("plugins/registry.py", "_extra"): "plugins registered in-process",
     ("sweeps/plan.py", "_PLAN"): "the sweep plan a forked worker inherits",
+    ("tracking/store.py", "_server"): "the tracking server that stopped answering, the HTTP "
+    "settings PokeWatch chose and the waiting notice printed, for one command",
 }
 MUTATORS = {"append", "extend", "update", "pop", "popitem", "clear", "setdefault", "add"}
 

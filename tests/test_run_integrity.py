@@ -327,6 +327,45 @@ def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
     assert describe_failure(ValueError("bad\nthing")) == "ValueError: bad thing"
 
 
+def test_a_full_disk_is_named_by_the_store_on_it_not_a_temporary_file(run_cli, store, monkeypatch):
+    """A write into the artifact store fails as on a full disk (no file name, as a failed
+    write() says): the one line names the artifact store of the run, not a temporary file."""
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifact", full)
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", full)
+    result = run_cli("train", "--tracking-uri", store, "--data-path", str(_panel(Path.cwd())))
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    (run,) = all_runs(store)
+    artifacts = run.info.artifact_uri.removeprefix("file://")
+    assert f"No space left on device (the artifact store {artifacts}" in line, line
+    assert "stage artifacts" in line and "marked FAILED" in line
+    assert run.info.status == "FAILED"
+
+
+def test_a_full_sqlite_store_is_named(tmp_path):
+    import sqlite3
+
+    from pokewatch_core.tracking.log import describe_failure, run_places
+
+    db = tmp_path / "store.db"
+    db.touch()
+    uri = f"sqlite:///{db}"
+    full = sqlite3.OperationalError("database or disk is full")
+    assert describe_failure(full, run_places(uri, None, "metrics")).startswith(
+        f"No space left on device (the tracking store {db}"
+    )
+    # a file named by the error: the places on its disk (here all of them), the store first
+    temporary = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp" / "x"))
+    line = describe_failure(temporary, run_places(uri, str(tmp_path / "mlruns"), "params"))
+    assert line.startswith(f"No space left on device (the tracking store {db}"), line
+    assert str(tmp_path / "tmp") not in line  # not the temporary file
+
+
 def _started_run(store: str) -> str:
     import mlflow
 

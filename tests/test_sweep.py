@@ -3,7 +3,9 @@ own direction, parallel = serial, every trial equal to its own evaluate()."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 
 import pandas as pd
 import pytest
@@ -460,3 +462,106 @@ def test_the_sweep_summary_says_when_it_shows_only_the_best(run_cli, store, tmp_
     assert "(the best 10 of 12; every combination is in the parent run's tables/sweep.csv)" in (
         result.stdout
     )
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc; zombies do not count)."""
+    from pathlib import Path
+
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie holds no memory: it only waits to be reaped
+
+
+@pytest.mark.slow  # a few seconds: the workers must be busy when the sweep is killed
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_workers_of_a_sweep_killed_with_sigkill_end_with_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pokewatch_core",
+            "sweep",
+            "-p",
+            "window_size=1:2000:1",  # minutes of work for two workers
+            "--jobs",
+            "2",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'store.db'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the sweep ended before its workers started"
+            workers = _children(proc.pid)
+            time.sleep(0.1)
+        assert len(workers) == 2, workers
+        time.sleep(1.0)  # inside their trials
+        assert all(_alive(pid) for pid in workers)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        for pid in [proc.pid, *workers]:  # whatever a failure left (a reused pid is unlikely)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_without_prctl_still_ends_with_its_parent(tmp_path):
+    """The portable fallback: with no parent-death signal, the watch thread ends the worker."""
+    import subprocess
+    import time
+
+    script = """
+import os, sys, time
+from pokewatch_core.sweeps import plan
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the test waits for stdout to close
+    sys.platform = "other"  # no prctl: only the watch thread
+    plan.die_with_parent(parent)
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(0.3)
+os._exit(0)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    worker = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 3
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)

@@ -27,13 +27,6 @@ from pokewatch_core.version import __version__
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
-HTTP_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="pokewatch")
 @click.option("--debug", is_flag=True, help="Show tracebacks and MLflow's own log messages.")
@@ -54,9 +47,10 @@ def _quiet_libraries(loud: bool) -> None:
         # with tqdm installed, MLflow draws an artifact progress bar (carriage returns) into
         # the output of train and compare
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow's default HTTP retries last minutes; a CLI run should fail within seconds
-    for name, value in HTTP_RETRY_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    # MLflow's default HTTP retries last minutes: bounded by POKEWATCH_SERVER_WAIT
+    from pokewatch_core.tracking.store import bound_server_waits
+
+    bound_server_waits()
     logging.getLogger("mlflow").setLevel(logging.DEBUG if loud else logging.WARNING)
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     logging.getLogger("urllib3").setLevel(logging.ERROR)

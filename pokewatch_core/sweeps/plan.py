@@ -5,6 +5,10 @@ direction its own metadata gives (``greater_is_better``)."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -107,15 +111,51 @@ def _worker_trial(number: int) -> Trial:
     return _trial(_PLAN, number)
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
+PARENT_POLL_SECONDS = 0.5
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process (a sweep worker) end when process ``parent`` does: killed with
+    SIGKILL, a worker would otherwise go on with its trial and then wait for work forever,
+    holding its copy of the data. On Linux the kernel sends SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread checks every
+    ``PARENT_POLL_SECONDS`` that the parent is still ``parent``. A parent already gone ends
+    the worker at once."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the thread below still ends the worker
+    if os.getppid() != parent:  # the parent died before the kernel was told to watch it
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pokewatch-parent-watch", daemon=True).start()
+
+
 def _parallel(plan: SweepPlan, jobs: int) -> Iterator[Trial]:
     """Trials on ``jobs`` forked processes that inherit the validated table (no copy, no
-    pickling of the data); only the metrics travel back."""
+    pickling of the data); only the metrics travel back. The workers end with the sweep's
+    process, even when it is killed with SIGKILL (``die_with_parent``)."""
     import multiprocessing
 
     global _PLAN
     _PLAN = plan
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         pending: set[Future[Trial]] = {
             pool.submit(_worker_trial, n) for n in range(len(plan.combos))

@@ -25,7 +25,7 @@ import contextlib
 from types import TracebackType
 
 from pokewatch_core.interrupts import check_interrupted
-from pokewatch_core.tracking.store import retry
+from pokewatch_core.tracking.store import retry, server_calls
 
 FAILED_STAGE_TAG = "pokewatch.failed_stage"
 FIRST_STAGE = "params"
@@ -55,13 +55,15 @@ class RunLifecycle:
     """The lifecycle of run ``run_id`` (see the module docstring), as a context manager.
 
     ``stage`` names the stage under way (the failure tag); ``status`` is the status the run
-    was ended with, None while it is open. Children made with ``child`` that are still open
-    when this run fails are ended with its status and stage."""
+    was ended with, None while it is open, and ``recorded`` whether the store took it (a store
+    that no longer answers leaves the run RUNNING there). Children made with ``child`` that
+    are still open when this run fails are ended with its status and stage."""
 
     def __init__(self, run_id: str, stage: str = FIRST_STAGE) -> None:
         self.run_id = run_id
         self.stage = stage
         self.status: str | None = None
+        self.recorded = False
         self._children: list[RunLifecycle] = []
 
     def child(self, run_id: str) -> RunLifecycle:
@@ -105,6 +107,7 @@ class RunLifecycle:
 
         retry(MlflowClient().set_terminated, self.run_id, "FINISHED")
         self.status = "FINISHED"
+        self.recorded = True
         self._pop()
 
     def _pop(self) -> None:
@@ -124,7 +127,7 @@ class RunLifecycle:
                 child.stage = self.stage
                 child._stop(status)
         self.status = status
-        _stop_run(self.run_id, status, self.stage)
+        self.recorded = _stop_run(self.run_id, status, self.stage)
 
 
 def run_lifecycle(run_id: str) -> RunLifecycle:
@@ -133,18 +136,22 @@ def run_lifecycle(run_id: str) -> RunLifecycle:
     return RunLifecycle(run_id)
 
 
-def _stop_run(run_id: str, status: str, stage: str) -> None:
+def _stop_run(run_id: str, status: str, stage: str) -> bool:
     """End run ``run_id`` with ``status`` and the stage tag, whatever fails: the client with
     retries (not interruptible), then ``mlflow.end_run``, which takes MLflow's active run off
-    its stack even if the store no longer answers."""
+    its stack even if the store no longer answers. Returns whether the store recorded the
+    status."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    recorded = False
     with contextlib.suppress(Exception):
         client = MlflowClient()
         retry(client.set_tag, run_id, FAILED_STAGE_TAG, stage, interruptible=False)
         retry(client.set_terminated, run_id, status, interruptible=False)
-    with contextlib.suppress(Exception):
+        recorded = True
+    with contextlib.suppress(Exception), server_calls():  # a server gone: one short attempt
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run_id:  # never someone else's run
             mlflow.end_run(status=status)
+    return recorded

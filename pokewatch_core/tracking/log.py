@@ -460,28 +460,97 @@ def keep_results(
     except Exception as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        return None, describe_failure(exc)
+        return None, describe_failure(exc, [("the folder", parent)])
     return folder, None
 
 
-def describe_failure(exc: BaseException) -> str:
+Places = list[tuple[str, Path]]  # (what it is, its folder or file): where a run writes
+
+
+def describe_failure(exc: BaseException, places: Places | None = None) -> str:
     """One line naming the real cause of ``exc``: a full disk or an unwritable folder when an
-    ``OSError`` in its chain says so, else the exception itself."""
+    ``OSError`` in its chain says so (or SQLite's "database or disk is full"), else the
+    exception itself. A full disk is named by the ``places`` on it (see ``full_places``)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno is not None:
-            where = f" ({current.filename})" if current.filename else ""
             if current.errno in (errno.ENOSPC, errno.EDQUOT):
-                return f"No space left on device{where}"
+                return f"No space left on device{full_places(current.filename, places or [])}"
             if current.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and current.filename:
                 return f"{_unwritable(Path(os.fsdecode(current.filename)))} is not writable"
         current = current.__cause__ or current.__context__
     text = " ".join(str(exc).split())
-    if "No space left on device" in text:
-        return "No space left on device"
+    if isinstance(exc, TrackingError):  # PokeWatch's own line, such as a server gone
+        return text
+    if "No space left on device" in text or "database or disk is full" in text:
+        return f"No space left on device{full_places(None, places or [])}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def full_places(filename: Any, places: Places) -> str:
+    """What a full disk holds, for the error line: `` (the artifact store X is on the full
+    disk)``. The full disk is the one of ``filename`` (the file a write failed on) when it is
+    known and holds one of ``places``, else the disk of ``places`` with the least free space
+    (the first of them on a tie: the place the failed stage writes first). Without a place on
+    it, the file is named as it is; with neither, nothing."""
+    found: list[tuple[str, Path, int]] = []
+    for label, path in places:
+        existing = _existing(path)
+        if existing is not None:
+            found.append((label, path, os.stat(existing).st_dev))
+    device = None
+    if filename is not None:
+        existing = _existing(Path(os.fsdecode(filename)))
+        device = os.stat(existing).st_dev if existing is not None else None
+    if device is None or not any(d == device for *_, d in found):
+        if filename is not None or not found:
+            return f" ({os.fsdecode(filename)})" if filename is not None else ""
+        device = min(found, key=lambda f: _free_bytes(f[1]))[2]
+    named = [f"{label} {path}" for label, path, d in found if d == device]
+    verb = "is" if len(named) == 1 else "are"
+    return f" ({' and '.join(named)} {verb} on the full disk)"
+
+
+def _existing(path: Path) -> Path | None:
+    """``path``, or its nearest existing parent (None if nothing of it exists)."""
+    target = path if path.is_absolute() else Path.cwd() / path
+    while not target.exists():
+        if target == target.parent:
+            return None
+        target = target.parent
+    return target
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stats = os.statvfs(_existing(path) or path)
+    except OSError:
+        return 2**63
+    return stats.f_bavail * stats.f_frsize
+
+
+def run_places(uri: str, artifact_uri: str | None, stage: str) -> Places:
+    """Where a run of store ``uri`` with artifacts at ``artifact_uri`` writes, the places the
+    failed ``stage`` writes first: the artifact store (when on this machine), the SQLite
+    database, the temporary folder."""
+    from urllib.parse import unquote, urlparse
+
+    from pokewatch_core.tracking.store import sqlite_path
+
+    places: Places = []
+    if artifact_uri:
+        parsed = urlparse(artifact_uri)
+        if parsed.scheme in ("", "file"):
+            places.append(("the artifact store", Path(unquote(parsed.path))))
+    db = sqlite_path(uri)
+    if db is not None:
+        store = ("the tracking store", db)
+        into_store = stage in ("params", "metrics", "registry", "end")
+        places.insert(0, store) if into_store else places.append(store)
+    places.append(("the temporary folder", Path(tempfile.gettempdir())))
+    return places
 
 
 def _unwritable(path: Path) -> str:
@@ -551,7 +620,8 @@ def log_evaluation(
                 rename=rename,
             )
     except Exception as exc:  # the run is ended FAILED: keep the results, name the cause
-        raise _incomplete(result, lifecycle, effective_uri, data_source, exc) from exc
+        artifacts = run.info.artifact_uri
+        raise _incomplete(result, lifecycle, effective_uri, artifacts, data_source, exc) from exc
     return logged
 
 
@@ -588,20 +658,29 @@ def _incomplete(
     result: EvaluationResult,
     lifecycle: RunLifecycle,
     uri: str,
+    artifact_uri: str | None,
     data_source: str,
     exc: Exception,
 ) -> TrackingError:
-    """The error of a run ended FAILED at ``lifecycle.stage`` by ``exc``, once its results
-    are kept in ``pokewatch-failed-runs/<run_id>/`` (see ``keep_results``)."""
+    """The error of a run ended at ``lifecycle.stage`` by ``exc``, once its results are kept
+    in ``pokewatch-failed-runs/<run_id>/`` (see ``keep_results``). It says FAILED only when
+    the store recorded it; else that the run stays RUNNING until it is healed."""
     kept, not_kept = keep_results(result, lifecycle.run_id, data_source)
     where = (
         f"the evaluation results are kept in {kept}"
         if kept
         else f"the evaluation results could not be kept ({not_kept})"
     )
+    cause = describe_failure(exc, run_places(uri, artifact_uri, lifecycle.stage))
+    if lifecycle.recorded:
+        status = f"is incomplete and marked {lifecycle.status}"
+    else:
+        status = (
+            "is incomplete and could not be marked FAILED (the store did not record it): it "
+            "stays RUNNING until the next `pokewatch train` or `compare` on this host heals it"
+        )
     return TrackingError(
-        f"run {lifecycle.run_id} at {uri} is incomplete and marked FAILED (stage "
-        f"{lifecycle.stage}: {describe_failure(exc)}); {where}"
+        f"run {lifecycle.run_id} at {uri} {status} (stage {lifecycle.stage}: {cause}); {where}"
     )
 
 

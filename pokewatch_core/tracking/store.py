@@ -12,6 +12,8 @@ import io
 import os
 import random
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -257,6 +259,156 @@ def _check_database_port(uri: str, timeout: float) -> None:
 
 _TRANSIENT = ("database is locked", "database table is locked", "already exists")
 
+# How long PokeWatch waits, in all, for a tracking server that stops answering mid-command.
+SERVER_WAIT_VAR = "POKEWATCH_SERVER_WAIT"
+DEFAULT_SERVER_WAIT = 90
+# What an HTTP request that gets no answer looks like, in the errors MLflow raises.
+_UNANSWERED = (
+    "Max retries exceeded",
+    "timed out",
+    "Connection aborted",
+    "Connection refused",
+    "RemoteDisconnected",
+    "ConnectionError",
+)
+# The server a command talks to: its URI once it failed to answer ("unanswered", with the
+# reason), the MLflow HTTP settings PokeWatch chose ("defaulted": the user set the others),
+# the server the waiting notice was printed for ("noticed": once a command).
+_server: dict[str, Any] = {"unanswered": None, "reason": "", "defaulted": {}, "noticed": None}
+
+
+def server_wait() -> int:
+    """``POKEWATCH_SERVER_WAIT`` (seconds, default 90): the longest a command waits for a
+    tracking server that stopped answering before it gives up."""
+    text = os.environ.get(SERVER_WAIT_VAR, "").strip()
+    if not text:
+        return DEFAULT_SERVER_WAIT
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{SERVER_WAIT_VAR}={text!r}: a number of seconds, at least 1")
+    return value
+
+
+def http_settings(wait: int) -> dict[str, str]:
+    """MLflow's HTTP request settings for a total wait of ``wait`` seconds: three attempts
+    of a fifth of it each (with a 2 s backoff from 30 s up) for the request that finds the
+    server gone, leaving a tenth for each of the two short attempts that end the run."""
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1" if wait >= 30 else "0",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, wait // 5)),
+    }
+
+
+def quick_settings(wait: int) -> dict[str, str]:
+    """One short attempt: a request to a server that already failed to answer."""
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, wait // 10)),
+    }
+
+
+def bound_server_waits() -> None:
+    """Set MLflow's HTTP retries and timeout (``http_settings``) for the total wait
+    ``server_wait()``, each only where the user did not set it (MLflow's own defaults wait
+    minutes: 7 retries, 120 s a request)."""
+    settings = http_settings(server_wait())
+    chosen = {name: value for name, value in settings.items() if name not in os.environ}
+    os.environ.update(chosen)
+    _server["defaulted"] = chosen
+
+
+def _http_uri() -> str | None:
+    import mlflow
+
+    uri = str(mlflow.get_tracking_uri())
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def unanswered(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception in its chain) says an HTTP request got no answer."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = f"{type(current).__name__}: {current}"
+        if "error responses" in text:  # it answered, with errors (urllib3: "too many 500 …")
+            return False
+        if any(sign in text for sign in _UNANSWERED):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _say_waiting(uri: str) -> None:
+    if _server["noticed"] == uri:
+        return
+    _server["noticed"] = uri
+    from pokewatch_core.terminal import printable
+
+    sys.stderr.write(
+        f"pokewatch: waiting for the tracking server at {printable(uri)} (no answer yet; "
+        f"giving up after about {server_wait()} s, {SERVER_WAIT_VAR})\n"
+    )
+    sys.stderr.flush()
+
+
+@contextmanager
+def server_calls(uri: str | None = None) -> Iterator[str | None]:
+    """Around calls to the tracking server: when one waits, one line on stderr says what for
+    (once a command); when the server already failed to answer, each request of the block
+    gets one short attempt (``quick_settings``, where PokeWatch chose the settings). Yields
+    the server's URI (``uri``, else MLflow's; None for other stores: nothing is done)."""
+    uri = uri if uri and uri.startswith(("http://", "https://")) else None if uri else _http_uri()
+    if uri is None:
+        yield None
+        return
+    wait = server_wait()
+    timer = threading.Timer(min(5.0, max(0.5, wait / 10)), _say_waiting, (uri,))
+    timer.daemon = True
+    saved: dict[str, str] = {}
+    if _server["unanswered"] == uri:
+        quick = quick_settings(wait)
+        saved = {name: os.environ[name] for name in _server["defaulted"] if name in os.environ}
+        os.environ.update({name: quick[name] for name in saved if name in quick})
+    timer.start()
+    try:
+        yield uri
+    finally:
+        timer.cancel()
+        os.environ.update(saved)
+
+
+def note_unanswered(uri: str | None, exc: BaseException) -> None:
+    """Remember that the server at ``uri`` did not answer (``exc``): further requests get one
+    short attempt each, so a command's total wait stays within ``server_wait()``."""
+    if uri is not None and unanswered(exc):
+        _server["unanswered"] = uri
+        _server["reason"] = _short_reason(exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if "timed out" in text:
+        return "no answer within the request timeout"
+    if "Connection refused" in text:
+        return "connection refused"
+    return "the connection was closed or failed"
+
+
+def server_failure(uri: str) -> TrackingError:
+    """The one-line error of a server that stopped answering."""
+    return TrackingError(
+        f"the tracking server at {uri} stopped answering ({_server['reason']}; waited about "
+        f"{server_wait()} s at most, {SERVER_WAIT_VAR})"
+    )
+
 
 def retry(
     call: Callable[..., T],
@@ -267,18 +419,27 @@ def retry(
 ) -> T:
     """Run ``call``, retrying transient store errors (SQLite locks, creation races) with
     bounded, jittered exponential backoff. An ``interruptible`` call first raises a pending
-    SIGTERM/SIGHUP (see ``interrupts``); the calls that end a failed run are not."""
+    SIGTERM/SIGHUP (see ``interrupts``); the calls that end a failed run are not. A call to
+    a tracking server that gets no answer is a ``TrackingError`` saying so (see
+    ``server_calls``)."""
     delay = 0.05
     for attempt in range(attempts):
         if interruptible:
             check_interrupted()
-        try:
-            return call(*args, **kwargs)
-        except Exception as exc:
-            if attempt == attempts - 1 or not any(t in str(exc) for t in _TRANSIENT):
-                raise
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 2.0)
+        with server_calls() as uri:
+            try:
+                result = call(*args, **kwargs)
+                if uri is not None and _server["unanswered"] == uri:
+                    _server["unanswered"] = None  # it answers again
+                return result
+            except Exception as exc:
+                note_unanswered(uri, exc)
+                if uri is not None and unanswered(exc):
+                    raise server_failure(uri) from exc
+                if attempt == attempts - 1 or not any(t in str(exc) for t in _TRANSIENT):
+                    raise
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")
 
 
@@ -455,10 +616,14 @@ def heal_abandoned_runs(tracking_uri: str | None = None) -> list[str]:
         db = sqlite_path(uri)
         if db is not None and not db.exists():
             return []  # no store yet: nothing to heal, and nothing to create
-        with store_init_lock(uri):  # opening a store may migrate it: not beside a training
+        with store_init_lock(uri), server_calls(uri) as server:
             from mlflow.tracking import MlflowClient
 
-            return _heal(MlflowClient(tracking_uri=uri))
+            try:
+                return _heal(MlflowClient(tracking_uri=uri))
+            except Exception as exc:
+                note_unanswered(server, exc)
+                raise
     except Exception:
         return []
 
