@@ -158,6 +158,27 @@ def run_block(block: str, cwd: Path) -> str:
     return proc.stdout
 
 
+def run_params_in(python: Path, db: Path) -> list[dict[str, str]]:
+    """The params of every run in the SQLite store ``db``, read by ``python``: the
+    environment that wrote it, whose MLflow knows its schema (a fresh install resolves the
+    newest MLflow on the index, which may be newer than the suite's)."""
+    code = (
+        "import json, sys\n"
+        "from mlflow.tracking import MlflowClient\n"
+        "client = MlflowClient(tracking_uri=sys.argv[1])\n"
+        "ids = [e.experiment_id for e in client.search_experiments()]\n"
+        "print(json.dumps([r.data.params for r in client.search_runs(ids)]))\n"
+    )
+    env = {**uv_environment(), "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    proc = subprocess.run(
+        [str(python), "-c", code, f"sqlite:///{db}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    params: list[dict[str, str]] = json.loads(proc.stdout.splitlines()[-1])
+    return params
+
+
 @pytest.mark.slow  # builds a virtual environment and installs pokewatch into it
 def test_plugin_install_into_a_checkout_as_printed(tmp_path):
     """docs/plugins.md, "Install it into your PokeWatch checkout", run as printed in a new,
@@ -181,8 +202,8 @@ def test_plugin_install_into_a_checkout_as_printed(tmp_path):
     out = run_block(block, tmp_path)
     assert "last_price (my-plugin 0.1.0)" in out
     assert re.search(r"^Run [0-9a-f]{32} logged", out, re.M)
-    (run,) = all_runs(f"sqlite:///{checkout / 'mlflow.db'}")
-    assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
+    (params,) = run_params_in(venv / "bin" / "python", checkout / "mlflow.db")
+    assert params["model_type"] == "last_price" and params["lag"] == "2"
     # nothing but pokewatch's own dependencies and the plugin: no pip, no project's packages
     listed = subprocess.run(
         [uv, "pip", "list", "--python", str(venv / "bin" / "python"), "--format", "json"],
@@ -245,8 +266,8 @@ def test_plugin_author_flow_in_a_new_folder(tmp_path):
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
         outputs.append(proc.stdout)
     assert "last_price" in outputs[0] and "my-plugin 0.1.0" in outputs[0]
-    (run,) = all_runs(f"sqlite:///{project / 'mlflow.db'}")
-    assert run.data.params["model_type"] == "last_price" and run.data.params["lag"] == "2"
+    (params,) = run_params_in(project / ".venv" / "bin" / "python", project / "mlflow.db")
+    assert params["model_type"] == "last_price" and params["lag"] == "2"
     assert (project / ".venv").is_dir() and not os.path.exists(ROOT / "my-plugin")
 
     # "Developing a plugin locally": a first test, the test tools, pytest
