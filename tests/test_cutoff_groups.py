@@ -5,7 +5,9 @@ each cutoff's own frame (the path every statistic without ``compute_groups`` tak
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -105,3 +107,30 @@ def test_cutoff_figures_do_not_depend_on_the_path(monkeypatch, frame, horizon):
     except pw.ConfigError:  # too few dates for the horizon: refused (tests/test_backtests.py)
         assume(False)
     _same_tables(grouped, _by_cutoff(frame, False, monkeypatch, horizon=horizon))
+
+
+def test_a_statistic_returning_too_few_groups_is_a_plugin_error():
+    @dataclass(frozen=True)
+    class ShortGroups(statistics.Sums):
+        def compute(self, frame, history):
+            return (float(len(frame)),)
+
+        def compute_groups(self, frame, history, starts):
+            return [(1.0,)]  # one value, whatever the number of groups
+
+    @dataclass
+    class Rows(pw.Metric):
+        name: ClassVar[str] = "rows_counted"
+        description: ClassVar[str] = "Rows, through a statistic that miscounts its groups."
+        unit: ClassVar[str] = "count"
+        greater_is_better: ClassVar[bool | None] = None
+
+        def statistic(self):
+            return ShortGroups()
+
+        def finalize(self, value):
+            return value[0]
+
+    frame = make_panel(cards=2, days=12, seed=1)
+    with pytest.raises(pw.PluginError, match=r"compute_groups returned 1 values for \d+ groups"):
+        pw.evaluate("baseline_moving_average", frame, metrics=[Rows()], horizon=2)
