@@ -93,18 +93,23 @@ def signal_codes(column: pd.Series[Any]) -> np.ndarray[Any, Any]:
     return np.asarray(values.codes)
 
 
-def signal_frame(frame: pd.DataFrame) -> SignalFrame:
-    """The signalled rows of ``frame`` (see ``SignalFrame``)."""
+def _signal_arrays(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], ...]:
+    """``frame``'s card codes, dates, market prices and signal codes, and which rows are
+    signalled (a market price, a prediction and a signal)."""
     market = frame[PRICE].to_numpy(dtype=np.float64)
-    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
     codes = signal_codes(frame[SIGNAL])
     keep = ~np.isnan(market)
-    keep &= ~np.isnan(predicted)
+    keep &= ~np.isnan(frame[PREDICTED].to_numpy(dtype=np.float64))
     keep &= codes >= 0
-    card = codes_of(frame[ID])[0]
     dates = frame[DATE].to_numpy()
     if dates.dtype.kind != "M":  # a frame that did not come from evaluate()
         dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
+    return codes_of(frame[ID])[0], dates, market, codes, keep
+
+
+def signal_frame(frame: pd.DataFrame) -> SignalFrame:
+    """The signalled rows of ``frame`` (see ``SignalFrame``)."""
+    card, dates, market, codes, keep = _signal_arrays(frame)
     order = None
     if not strictly_sorted(card, dates):
         order = np.argsort(sort_keys(card, day_numbers(dates)), kind="stable")
@@ -118,17 +123,9 @@ def grouped_signal_rows(
     group, card and date, each ``card`` a code of (group, card) so that no run of a card
     crosses a group; the groups they form (``starts``, some maybe empty), and the day number
     of every row of ``frame`` (signalled or not)."""
-    market = frame[PRICE].to_numpy(dtype=np.float64)
-    predicted = frame[PREDICTED].to_numpy(dtype=np.float64)
-    codes = signal_codes(frame[SIGNAL])
-    keep = ~np.isnan(market)
-    keep &= ~np.isnan(predicted)
-    keep &= codes >= 0
-    card = codes_of(frame[ID])[0].astype(np.int64)
+    card, dates, market, codes, keep = _signal_arrays(frame)
+    card = card.astype(np.int64)
     groups = group_rows(starts)
-    dates = frame[DATE].to_numpy()
-    if dates.dtype.kind != "M":
-        dates = np.asarray(frame[DATE], dtype="datetime64[ns]")
     days = day_numbers(dates)
     composite = groups * (int(card.max(initial=0)) + 1) + card
     if not strictly_sorted(composite, dates):
