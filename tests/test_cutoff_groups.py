@@ -97,6 +97,7 @@ def test_many_cutoffs_in_small_blocks_equal_each_cutoff_alone(monkeypatch):
     assert len(built) > 1 and len(alone) > 16 * len(built)
 
 
+@pytest.mark.slow  # a few seconds of examples: CI's slow run has them
 @given(frame=panels(max_cards=4, max_days=20), horizon=st.integers(2, 4))
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -183,6 +183,7 @@ def test_a_successful_evaluation_raises_no_runtime_warning(options):
         assert np.isfinite(result.metrics["rmse"])
 
 
+@pytest.mark.slow  # a logged train: CI's slow run has it
 def test_a_successful_train_warns_nothing(run_cli, store, tmp_path):
     """`pokewatch train` on the edge panel, logging included (summary, plots, tables,
     model): no RuntimeWarning, and nothing on stderr."""

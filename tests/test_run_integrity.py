@@ -327,6 +327,7 @@ def test_the_error_names_the_folder_that_is_not_writable(tmp_path, monkeypatch):
     assert describe_failure(ValueError("bad\nthing")) == "ValueError: bad thing"
 
 
+@pytest.mark.slow  # a logged train: CI's slow run has it
 def test_a_full_disk_is_named_by_the_store_on_it_not_a_temporary_file(run_cli, store, monkeypatch):
     """A write into the artifact store fails as on a full disk (no file name, as a failed
     write() says): the one line names the artifact store of the run, not a temporary file."""

@@ -536,6 +536,7 @@ def test_the_workers_of_a_sweep_killed_with_sigkill_end_with_it(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # forks and waits for the watch: CI's slow run has it
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_worker_without_prctl_still_ends_with_its_parent(tmp_path):
     """The portable fallback: with no parent-death signal, the watch thread ends the worker."""

@@ -85,6 +85,7 @@ def test_a_default_store_in_a_folder_with_a_space_is_found(run_cli, tmp_path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["a b"]  # no a%20b/
 
 
+@pytest.mark.slow  # train, compare, gate and sweep: CI's slow run has it
 def test_no_percent_encoded_folder_appears_beside_a_working_folder_mlflow_encodes(
     run_cli, tmp_path, monkeypatch, empty_store_file
 ):
