@@ -231,27 +231,25 @@ def json_grid(run) -> dict:
     return json.loads(run.data.params["grid"])
 
 
+def _sweep_command(grid: str, uri: str, *options: str) -> list[str]:
+    """``pokewatch sweep -p GRID`` into store ``uri``, as a process of its own."""
+    import sys
+
+    return [sys.executable, "-m", "pokewatch_core", "sweep", "-p", grid, *options,
+            "--tracking-uri", uri]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_leaves_no_running_run(tmp_path):
     import os
     import signal
     import subprocess
-    import sys
 
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pokewatch_core",
-            "sweep",
-            "-p",
-            "window_size=1:80:1",
-            "--tracking-uri",
-            uri,
-        ],
+        _sweep_command("window_size=1:80:1", uri),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -497,19 +495,8 @@ def test_the_workers_of_a_sweep_killed_with_sigkill_end_with_it(tmp_path):
     import subprocess
     import time
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pokewatch_core",
-            "sweep",
-            "-p",
-            "window_size=1:2000:1",  # minutes of work for two workers
-            "--jobs",
-            "2",
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'store.db'}",
-        ],
+    proc = subprocess.Popen(  # minutes of work for two workers
+        _sweep_command("window_size=1:2000:1", f"sqlite:///{tmp_path / 'store.db'}", "--jobs", "2"),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

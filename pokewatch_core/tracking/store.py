@@ -215,7 +215,7 @@ def check_reachable(uri: str | None, timeout: float = 10.0) -> None:
     if uri and uri.startswith(DATABASE_SERVERS):
         _check_database_port(uri, timeout)
         return
-    if not uri or not uri.startswith(("http://", "https://")):
+    if uri is None or server_uri(uri) is None:
         return
     import urllib.error
     import urllib.request
@@ -324,11 +324,15 @@ def bound_server_waits() -> None:
     _server["defaulted"] = chosen
 
 
+def server_uri(uri: str | None) -> str | None:
+    """``uri`` when it names a tracking server (``http://``, ``https://``), else None."""
+    return uri if uri and uri.startswith(("http://", "https://")) else None
+
+
 def _http_uri() -> str | None:
     import mlflow
 
-    uri = str(mlflow.get_tracking_uri())
-    return uri if uri.startswith(("http://", "https://")) else None
+    return server_uri(str(mlflow.get_tracking_uri()))
 
 
 def unanswered(exc: BaseException) -> bool:
@@ -365,7 +369,7 @@ def server_calls(uri: str | None = None) -> Iterator[str | None]:
     (once a command); when the server already failed to answer, each request of the block
     gets one short attempt (``quick_settings``, where PokeWatch chose the settings). Yields
     the server's URI (``uri``, else MLflow's; None for other stores: nothing is done)."""
-    uri = uri if uri and uri.startswith(("http://", "https://")) else None if uri else _http_uri()
+    uri = server_uri(uri) if uri else _http_uri()  # given, or MLflow's
     if uri is None:
         yield None
         return
